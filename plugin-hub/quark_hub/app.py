@@ -1,0 +1,101 @@
+"""The hub as a Quark module: routers, start-up (keys, runtime, client provisioning) and background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import cast
+
+from fastapi import FastAPI
+
+from quark_hub import api, dashboard, identity, service
+from quark_hub.models import Base
+from quark_hub.monitor import run_monitor
+from quark_hub.registry_store import RegistryStore
+from quark_hub.runtime import HubRuntime, runtime, stop_if_cancelled
+from quark_hub.schemas import RegisterRequest
+from quark_hub.settings import HubSettings
+from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+from quark_sdk.errors import NotFound
+
+log = logging.getLogger("quark.hub")
+
+
+async def start_hub(ctx: ServiceContext) -> None:
+    settings = cast(HubSettings, ctx.settings)
+    store = RegistryStore(ctx.cache(), ctx.key)
+    keys = await identity.load_signing_keys(settings, store)
+    rt = HubRuntime(ctx=ctx, settings=settings, store=store, keys=keys)
+    ctx.extras["hub"] = rt
+    if settings.should_provision_clients:
+        await identity.provision_from_secret_store(rt)
+    if settings.env == "prod" and settings.registration_token is None:
+        log.warning("QUARK_HUB_REGISTRATION_TOKEN is not set: anyone who reaches the hub can dock a module")
+
+
+async def keep_self_docked(ctx: ServiceContext) -> None:
+    """Background job: the hub is a module too, registered in its own registry in-process (never over HTTP)."""
+    rt = runtime(ctx)
+    if not rt.settings.self_dock:
+        return
+    request = RegisterRequest(manifest=ctx.manifest, instance_url=rt.settings.public_instance_url(),
+                              health_url=ctx.extras.get("health_url"))
+    while True:
+        stop_if_cancelled()
+        try:
+            if rt.self_instance_id is None:
+                docked = await service.register(rt, request)
+                rt.self_instance_id = docked.instance_id
+            else:
+                try:
+                    await service.heartbeat(rt, ctx.name, rt.self_instance_id)
+                except NotFound:
+                    docked = await service.register(rt, request.model_copy(
+                        update={"instance_id": rt.self_instance_id}))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("could not dock the hub in its own registry: %r", exc)
+        await asyncio.sleep(rt.settings.heartbeat_every)
+
+
+async def stop_hub(ctx: ServiceContext) -> None:
+    rt = ctx.extras.get("hub")
+    if isinstance(rt, HubRuntime) and rt.self_instance_id is not None:
+        with contextlib.suppress(Exception):
+            await service.deregister(rt, ctx.name, rt.self_instance_id)
+        rt.self_instance_id = None
+    await _stop_outbox_relay(ctx)
+
+
+async def _stop_outbox_relay(ctx: ServiceContext) -> None:
+    """Work around the SDK relay's loop, which on Python 3.11 can lose the cancellation that
+    `OutboxRelay.stop()` sends (see `stop_if_cancelled`) and then never finish, hanging shutdown.
+    We cancel until the task is really done; the SDK's own stop() then finds nothing to wait for.
+    """
+    relay = ctx.relay
+    task = getattr(relay, "_task", None) if relay is not None else None
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.5)
+
+
+module = QuarkModule(
+    name="hub",
+    settings_cls=HubSettings,
+    root=Path(__file__).resolve().parent.parent,
+    routers=[api.router, api.discovery_router, dashboard.router],
+    metadata=Base.metadata,
+    on_startup=[start_hub],
+    on_shutdown=[stop_hub],
+    background=[run_monitor, dashboard.run_broadcaster, keep_self_docked],
+    title="Quark Plugin Hub",
+)
+
+
+def create_app() -> FastAPI:
+    return create_service_app(module)

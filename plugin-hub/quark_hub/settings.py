@@ -1,0 +1,75 @@
+"""The hub's settings (env prefix `QUARK_HUB_`); every interval and limit is a setting so tests run fast."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from quark_sdk.config import ServiceSettings
+
+
+class HubSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="QUARK_HUB_", extra="ignore", validate_default=True)
+
+    port: int = Field(default=3002, ge=1, le=65535)
+    # The hub docks itself in its own registry (in-process), never over HTTP: see `_never_register_over_http`.
+    register_with_hub: bool = False
+    self_dock: bool = True
+
+    # -- registry
+    lease_ttl: float = Field(default=15.0, ge=0.5, le=3600)
+    registration_token: SecretStr | None = None
+    register_rate_limit: int = Field(default=60, ge=1, le=100_000)
+    register_rate_window: float = Field(default=60.0, gt=0, le=86_400)
+    max_register_body: int = Field(default=64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    # health_url must be on the instance's own origin unless this is set (keeps the prober from being an SSRF tool).
+    allow_foreign_health_urls: bool = False
+    # Peers whose X-Forwarded-For is believed when finding a client's address for rate limits (IPs or CIDRs).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    # -- health monitor
+    monitor_interval: float = Field(default=5.0, gt=0, le=300)
+    probe_timeout: float = Field(default=2.0, gt=0, le=60)
+    slow_probe_threshold: float = Field(default=1.0, gt=0, le=60)
+    unhealthy_after: int = Field(default=2, ge=1, le=100)
+    probe_concurrency: int = Field(default=32, ge=1, le=1000)
+
+    # -- identity
+    token_ttl: int = Field(default=300, ge=10, le=3600)
+    token_audiences: list[str] = Field(default_factory=lambda: ["quark"])
+    token_rate_limit: int = Field(default=120, ge=1, le=100_000)
+    token_rate_window: float = Field(default=60.0, gt=0, le=86_400)
+    token_failure_limit: int = Field(default=10, ge=1, le=10_000)
+    token_failure_window: float = Field(default=300.0, gt=0, le=86_400)
+    # Provision service clients from the secret store path "hub/clients" at start; None = everywhere but prod.
+    provision_clients: bool | None = None
+
+    # -- Traefik provider
+    traefik_entrypoints: list[str] = Field(default_factory=lambda: ["web"])
+    traefik_rate_average: int = Field(default=100, ge=0)
+    traefik_rate_burst: int = Field(default=200, ge=0)
+    traefik_cors_origins: list[str] = Field(default_factory=list)
+    traefik_health_interval: str = Field(default="10s", pattern=r"^\d+(ms|s|m)$")
+    traefik_health_timeout: str = Field(default="3s", pattern=r"^\d+(ms|s|m)$")
+
+    # -- dashboard / live stream
+    recent_events: int = Field(default=100, ge=1, le=10_000)
+    stream_refresh: float = Field(default=5.0, gt=0, le=300)
+    # SSE responses end after this long (the browser reconnects at once); bounds how long an open
+    # dashboard can hold up a graceful shutdown.
+    stream_max_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _never_register_over_http(self) -> HubSettings:
+        # QUARK_REGISTER_WITH_HUB is station-wide; the hub registering with itself over HTTP would loop
+        # through its own lifespan, so it always docks in-process instead (self_dock).
+        self.register_with_hub = False
+        return self
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.lease_ttl / 3
+
+    @property
+    def should_provision_clients(self) -> bool:
+        return self.env != "prod" if self.provision_clients is None else self.provision_clients

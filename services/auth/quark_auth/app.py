@@ -1,0 +1,107 @@
+"""The auth module: how it docks (`module`) and its app factory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import cast
+
+from fastapi import FastAPI
+
+from quark_auth import service
+from quark_auth.api import router
+from quark_auth.commands import create_admin_command
+from quark_auth.keys import KeyManager
+from quark_auth.models import Base
+from quark_auth.passwords import PasswordHasher
+from quark_auth.runtime import EXTRAS_KEY, AuthRuntime, get_runtime
+from quark_auth.settings import AuthSettings
+from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+from quark_sdk.ratelimit import RateLimiter
+
+log = logging.getLogger("quark.auth")
+
+PURGE_INTERVAL = 3600.0
+
+
+async def start_runtime(ctx: ServiceContext) -> None:
+    """Load (or create) the signing keys and build the hasher, limiter and local token verifier."""
+    settings = cast(AuthSettings, ctx.settings)
+    redis = ctx.cache()
+    keys = KeyManager(settings.secret_store(), path=settings.signing_keys_path, algorithm=settings.signing_algorithm,
+                      overlap=settings.key_overlap, rotate_after=settings.rotate_after, redis=redis,
+                      lock_key=ctx.key("signing-keys", "lock"))
+    await keys.load()
+    hasher = await asyncio.to_thread(PasswordHasher, settings.bcrypt_rounds)
+    ctx.extras[EXTRAS_KEY] = AuthRuntime(
+        settings=settings, keys=keys, hasher=hasher, redis=redis, limiter=RateLimiter(redis, prefix=ctx.key()),
+        verifier=keys.verifier(settings.token_audience), key_prefix=ctx.key(),
+    )
+
+
+async def stop_runtime(ctx: ServiceContext) -> None:
+    await drain_outbox(ctx)
+    rt = ctx.extras.pop(EXTRAS_KEY, None)
+    if isinstance(rt, AuthRuntime):
+        await rt.keys.aclose()
+
+
+async def drain_outbox(ctx: ServiceContext, timeout: float = 2.0) -> None:
+    """Give the relay a moment to publish what the last requests wrote, then let it go idle.
+
+    Why (besides publishing promptly): on Python 3.11 `asyncio.wait_for` swallows a cancellation that
+    arrives just as the awaited event fires, so cancelling the SDK relay right after a commit woke it
+    can hang shutdown. An idle relay (nothing pending, wake flag cleared) is cancelled cleanly.
+    """
+    relay = ctx.relay
+    if relay is None or ctx.bus is None or not ctx.bus.is_connected:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while await relay.backlog() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+    except Exception as exc:  # shutting down: never fail on the way out
+        log.warning("could not drain the outbox on shutdown: %r", exc)
+    await asyncio.sleep(0.05)
+
+
+async def key_rotation(ctx: ServiceContext) -> None:
+    """Re-read the key store (pick up other instances' rotations) and rotate when the active key is due."""
+    rt = get_runtime(ctx)
+    while True:
+        await asyncio.sleep(rt.settings.key_refresh_interval)
+        try:
+            await rt.keys.tick()
+        except Exception:
+            log.exception("signing-key rotation round failed; retrying next interval")
+
+
+async def purge(ctx: ServiceContext) -> None:
+    """Hourly: drop expired refresh tokens, old sessions and spent one-time tokens."""
+    rt = get_runtime(ctx)
+    while True:
+        await asyncio.sleep(PURGE_INTERVAL)
+        async with ctx.database().session() as session:
+            counts = await service.purge_expired(session, rt)
+        if any(counts.values()):
+            log.info("purged %s", counts)
+
+
+module = QuarkModule(
+    name="auth",
+    settings_cls=AuthSettings,
+    root=Path(__file__).resolve().parent.parent,
+    routers=[router],
+    metadata=Base.metadata,
+    on_startup=[start_runtime],
+    on_shutdown=[stop_runtime],
+    background=[key_rotation, purge],
+    commands=[create_admin_command],
+    title="Quark auth",
+)
+
+
+def create_app() -> FastAPI:
+    return create_service_app(module)

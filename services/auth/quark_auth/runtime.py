@@ -1,0 +1,70 @@
+"""What a running auth instance holds besides the SDK context: keys, hasher, limiter, clock.
+
+Created by the module's start-up hook and kept in ``ctx.extras["auth"]``. The clock is injectable so
+tests can move time (lockout windows, key rotation) without sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from quark_auth.keys import KeyManager
+from quark_auth.passwords import PasswordHasher
+from quark_auth.settings import AuthSettings
+from quark_sdk.app import ServiceContext
+from quark_sdk.auth import TokenVerifier
+from quark_sdk.errors import RateLimited
+from quark_sdk.ratelimit import RateLimiter
+
+EXTRAS_KEY = "auth"
+
+
+@dataclass
+class AuthRuntime:
+    settings: AuthSettings
+    keys: KeyManager
+    hasher: PasswordHasher
+    redis: aioredis.Redis
+    limiter: RateLimiter
+    verifier: TokenVerifier
+    key_prefix: str  # this module's Redis key space (namespaced per test)
+    clock: Callable[[], float] = field(default=time.time)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Use `clock` for tokens, limits, lockouts and key rotation (tests)."""
+        self.clock = clock
+        self.keys.clock = clock
+
+    def key(self, *parts: str) -> str:
+        return ":".join([self.key_prefix, *parts])
+
+    async def limit(self, key: str, *, limit: int, window: float, detail: str) -> None:
+        """Count one hit; over the limit raise RateLimited (429 + Retry-After)."""
+        result = await self.limiter.hit(key, limit=limit, window=window, now=self.clock())
+        if not result.allowed:
+            raise RateLimited(detail, retry_after=result.retry_after)
+
+    async def allowed(self, key: str, *, limit: int, window: float) -> bool:
+        """Count one hit; False when over the limit (for limits that must stay silent)."""
+        result = await self.limiter.hit(key, limit=limit, window=window, now=self.clock())
+        return result.allowed
+
+
+def get_runtime(ctx: ServiceContext) -> AuthRuntime:
+    rt = ctx.extras.get(EXTRAS_KEY)
+    if not isinstance(rt, AuthRuntime):
+        raise RuntimeError("auth runtime not started")
+    return rt
+
+
+def retry_after(seconds: float) -> int:
+    return max(1, math.ceil(seconds))

@@ -1,0 +1,119 @@
+"""Helpers for the auth service's tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from quark_auth.runtime import AuthRuntime, get_runtime
+from quark_sdk.events import CloudEvent, stream_for
+from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+
+API = "/api/v1/auth"
+PASSWORD = "correct horse battery"
+
+# Fast and permissive defaults; a test that exercises a limit sets it explicitly.
+FAST: dict[str, Any] = {"bcrypt_rounds": 4, "login_ip_limit": 10_000, "register_ip_limit": 10_000,
+                        "email_request_ip_limit": 10_000}
+
+
+class FakeClock:
+    """Injectable time: starts now, moves only when told."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Auth:
+    """A running auth service plus the calls every test needs."""
+
+    svc: RunningModule
+    quark: QuarkTestEnv
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.svc.client
+
+    @property
+    def rt(self) -> AuthRuntime:
+        return get_runtime(self.svc.ctx)
+
+    async def register(self, username: str = "alice", email: str | None = None, password: str = PASSWORD,
+                       **extra: Any) -> dict[str, Any]:
+        resp = await self.client.post(f"{API}/register", json={
+            "username": username, "email": email or f"{username}@example.com", "password": password, **extra})
+        assert resp.status_code == 201, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def login(self, login: str = "alice", password: str = PASSWORD, **headers: str) -> dict[str, Any]:
+        resp = await self.client.post(f"{API}/login", json={"login": login, "password": password}, headers=headers)
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def user(self, username: str = "alice", **extra: Any) -> tuple[dict[str, Any], dict[str, str]]:
+        """Register and log in; returns the token response and the Authorization header."""
+        await self.register(username, **extra)
+        tokens = await self.login(username)
+        return tokens, bearer(tokens["access_token"])
+
+    async def sql(self, query: str, **params: Any) -> list[Any]:
+        async with self.svc.ctx.database().session() as session:
+            return list((await session.execute(text(query), params)).all())
+
+    async def outbox(self) -> list[CloudEvent]:
+        rows = await self.sql("SELECT body FROM quark_outbox ORDER BY seq")
+        return [CloudEvent.from_bytes(r.body.encode()) for r in rows]
+
+    async def outbox_types(self) -> list[str]:
+        return [e.type for e in await self.outbox()]
+
+    async def emails(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [e.data for e in await self.outbox()
+                if e.type == "quark.auth.email_requested" and (kind is None or e.data["kind"] == kind)]
+
+    async def published(self, count: int) -> list[CloudEvent]:
+        """The events in this test's QUARK_AUTH stream on NATS, once there are at least `count`."""
+        bus = self.svc.ctx.bus
+        assert bus is not None
+        stream = stream_for("auth", self.svc.settings.event_namespace)
+
+        async def enough() -> int:
+            try:
+                info = await bus.js.stream_info(stream)
+            except Exception:
+                return 0
+            return int(info.state.messages) if info.state.messages >= count else 0
+
+        total = await eventually(enough, what=f"{count} events on {stream}")
+        return [CloudEvent.from_bytes((await bus.js.get_msg(stream, seq)).data or b"") for seq in range(1, total + 1)]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
+    body: dict[str, Any] = resp.json()
+    assert body["status"] == status
+    return body
+
+
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:8]

@@ -1,0 +1,1 @@
+"""The blog module of the Quark station: posts, comments, reactions, moderation, search and timelines."""

@@ -1,0 +1,395 @@
+"""HTTP routes of blog: thin, they call the service modules.
+
+Prefixes: /api/v1/posts, /api/v1/feed, /api/v1/comments, /api/v1/search. Every write needs a
+user token and passes the per-user rate limit; every request body is capped
+(`max_request_bytes`, 413) before it is parsed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.routing import APIRoute
+
+from quark_blog import comments, feeds, moderation, service
+from quark_blog.common import require_user
+from quark_blog.runtime import BlogRuntime, runtime_of
+from quark_blog.schemas import (
+    CategoryCreate,
+    CategoryOut,
+    CategoryPage,
+    CommentCreate,
+    CommentOut,
+    CommentPage,
+    CommentUpdate,
+    ModerationRequest,
+    MyPostPage,
+    PostCreate,
+    PostOut,
+    PostPage,
+    PostUpdate,
+    ReactionRequest,
+    ReactionsOut,
+    ReportCreate,
+    ReportOut,
+    ReportPage,
+    ResolveRequest,
+    ScheduleRequest,
+    SearchPage,
+    TagPage,
+)
+from quark_sdk.app import DbSession
+from quark_sdk.auth import Principal, current_user, optional_user, require_role
+from quark_sdk.errors import InvalidInput, PayloadTooLarge
+
+
+class LimitedBodyRoute(APIRoute):
+    """Reads the request body with a cap before FastAPI parses it: 413 for anything larger."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def limited(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH"):
+                limit: int = request.app.state.quark.settings.max_request_bytes
+                declared = request.headers.get("content-length")
+                if declared is not None:
+                    if not declared.isdigit():
+                        raise InvalidInput("invalid Content-Length")
+                    if int(declared) > limit:
+                        raise PayloadTooLarge(f"request body larger than {limit} bytes", extra={"limit": limit})
+                body = bytearray()
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        raise PayloadTooLarge(f"request body larger than {limit} bytes", extra={"limit": limit})
+                request._body = bytes(body)
+            return await handler(request)
+
+        return limited
+
+
+async def get_runtime(request: Request) -> BlogRuntime:
+    """Async on purpose: a sync dependency would cost a thread-pool hop on every request."""
+    return runtime_of(request.app.state.quark)
+
+
+Runtime = Annotated[BlogRuntime, Depends(get_runtime)]
+User = Annotated[Principal, Depends(current_user)]
+MaybeUser = Annotated[Principal | None, Depends(optional_user)]
+Moderator = Annotated[Principal, Depends(require_role("moderator"))]
+
+
+async def writer(rt: Runtime, user: User) -> Principal:
+    """A user allowed to write now: user token, under the per-user write rate limit."""
+    require_user(user)
+    await service.check_writer(rt, user)
+    return user
+
+
+Writer = Annotated[Principal, Depends(writer)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=4000)]
+PostId = Annotated[uuid.UUID, Path()]
+CommentId = Annotated[uuid.UUID, Path()]
+Username = Annotated[str, Path(min_length=1, max_length=64)]
+
+posts = APIRouter(prefix="/api/v1/posts", tags=["posts"], route_class=LimitedBodyRoute)
+feed = APIRouter(prefix="/api/v1/feed", tags=["feed"], route_class=LimitedBodyRoute)
+comment_routes = APIRouter(prefix="/api/v1/comments", tags=["comments"], route_class=LimitedBodyRoute)
+search = APIRouter(prefix="/api/v1/search", tags=["search"], route_class=LimitedBodyRoute)
+
+
+def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
+    return {"items": items, "next_cursor": next_cursor}
+
+
+# --------------------------------------------------------------------------- posts: collection
+
+
+@posts.post("", status_code=201, response_model=PostOut)
+async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSession) -> dict[str, Any]:
+    post = await service.create_post(rt, session, user, body)
+    return await service.post_out(session, user, post)
+
+
+@posts.get("", response_model=PostPage)
+async def list_posts(session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None,
+                     tag: Annotated[str | None, Query(max_length=60)] = None,
+                     category: Annotated[str | None, Query(max_length=64)] = None,
+                     author: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+    """Public posts, newest first; or those of one tag, category or author."""
+    if sum(x is not None for x in (tag, category, author)) > 1:
+        raise InvalidInput("filter by one of tag, category, author")
+    if tag is not None:
+        return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+    if category is not None:
+        return _page(*await feeds.category_timeline(session, user, category, limit, cursor))
+    if author is not None:
+        return _page(*await feeds.author_timeline(session, user, author, limit, cursor))
+    return _page(*await feeds.public_timeline(session, user, limit, cursor))
+
+
+@posts.get("/mine", response_model=MyPostPage)
+async def my_posts(user: User, session: DbSession, limit: Limit = 20, cursor: Cursor = None,
+                   status: Literal["draft", "scheduled", "published"] | None = None) -> dict[str, Any]:
+    """The caller's own posts in every state (drafts, scheduled, published, hidden), newest first."""
+    uid = require_user(user)
+    rows, nxt = await feeds.my_posts(session, uid, status, limit, cursor)
+    return _page([await service.post_out(session, user, p) for p in rows], nxt)
+
+
+@posts.get("/tags", response_model=TagPage)
+async def list_tags(session: DbSession, limit: Limit = 50, cursor: Cursor = None,
+                    prefix: Annotated[str | None, Query(max_length=40)] = None) -> dict[str, Any]:
+    """Tags with their number of listed public posts, most used first."""
+    return _page(*await feeds.list_tags(session, limit, cursor, prefix))
+
+
+@posts.get("/tags/{tag}", response_model=PostPage)
+async def posts_by_tag(tag: Annotated[str, Path(max_length=60)], session: DbSession, user: MaybeUser,
+                       limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+
+
+@posts.get("/categories", response_model=CategoryPage)
+async def list_categories(session: DbSession, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
+    return _page(*await feeds.list_categories(session, limit, cursor))
+
+
+@posts.post("/categories", status_code=201, response_model=CategoryOut)
+async def create_category(body: CategoryCreate, user: Moderator, session: DbSession) -> dict[str, Any]:
+    c = await service.create_category(session, body)
+    return {"slug": c.slug, "name": c.name, "description": c.description, "post_count": c.post_count}
+
+
+@posts.get("/categories/{slug}", response_model=PostPage)
+async def posts_by_category(slug: Annotated[str, Path(max_length=64)], session: DbSession, user: MaybeUser,
+                            limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    return _page(*await feeds.category_timeline(session, user, slug, limit, cursor))
+
+
+@posts.get("/by/{username}", response_model=PostPage)
+async def blog_of(username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20,
+                  cursor: Cursor = None) -> dict[str, Any]:
+    """A personal blog: the author's published posts the caller may see, newest first."""
+    return _page(*await feeds.author_timeline(session, user, username, limit, cursor))
+
+
+@posts.get("/by/{username}/{slug}", response_model=PostOut)
+async def blog_post(username: Username, slug: Annotated[str, Path(max_length=100)], session: DbSession,
+                    user: MaybeUser) -> dict[str, Any]:
+    post = await service.get_post_by_slug(session, user, username, slug)
+    return await service.post_out(session, user, post)
+
+
+# --------------------------------------------------------------------------- moderation queue
+
+
+@posts.get("/moderation/queue", response_model=ReportPage)
+async def moderation_queue(user: Moderator, session: DbSession, limit: Limit = 50, cursor: Cursor = None,
+                           status: Literal["open", "resolved"] = "open") -> dict[str, Any]:
+    """Reports and automatic flags, oldest first, with the target's state and a preview."""
+    return _page(*await moderation.queue(session, limit, cursor, status))
+
+
+@posts.post("/moderation/reports/{report_id}/resolve", response_model=ReportOut)
+async def resolve_report(report_id: uuid.UUID, body: ResolveRequest, user: Moderator, rt: Runtime,
+                         session: DbSession) -> dict[str, Any]:
+    row = await moderation.resolve(rt, session, user, report_id, body.action, body.reason)
+    return moderation.report_out(row)
+
+
+# --------------------------------------------------------------------------- posts: one
+
+
+@posts.get("/{post_id}", response_model=PostOut)
+async def get_post(post_id: PostId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
+    post = await service.get_post(session, user, post_id)
+    return await service.post_out(session, user, post)
+
+
+@posts.patch("/{post_id}", response_model=PostOut)
+async def update_post(post_id: PostId, body: PostUpdate, user: Writer, rt: Runtime,
+                      session: DbSession) -> dict[str, Any]:
+    post = await service.update_post(rt, session, user, post_id, body)
+    return await service.post_out(session, user, post)
+
+
+@posts.delete("/{post_id}", status_code=204)
+async def delete_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> Response:
+    await service.delete_post(rt, session, user, post_id)
+    return Response(status_code=204)
+
+
+@posts.post("/{post_id}/publish", response_model=PostOut)
+async def publish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> dict[str, Any]:
+    post = await service.publish_post(rt, session, user, post_id)
+    return await service.post_out(session, user, post)
+
+
+@posts.post("/{post_id}/schedule", response_model=PostOut)
+async def schedule_post(post_id: PostId, body: ScheduleRequest, user: Writer, rt: Runtime,
+                        session: DbSession) -> dict[str, Any]:
+    post = await service.schedule_post(rt, session, user, post_id, body.at)
+    return await service.post_out(session, user, post)
+
+
+@posts.post("/{post_id}/unpublish", response_model=PostOut)
+async def unpublish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> dict[str, Any]:
+    post = await service.unpublish_post(rt, session, user, post_id)
+    return await service.post_out(session, user, post)
+
+
+@posts.post("/{post_id}/hide", response_model=PostOut)
+async def hide_post(post_id: PostId, user: Moderator, rt: Runtime, session: DbSession,
+                    body: ModerationRequest | None = None) -> dict[str, Any]:
+    post = await service.moderate_post(rt, session, user, post_id, hidden=True, reason=body.reason if body else None)
+    return await service.post_out(session, user, post)
+
+
+@posts.post("/{post_id}/restore", response_model=PostOut)
+async def restore_post(post_id: PostId, user: Moderator, rt: Runtime, session: DbSession,
+                       body: ModerationRequest | None = None) -> dict[str, Any]:
+    post = await service.moderate_post(rt, session, user, post_id, hidden=False,
+                                       reason=body.reason if body else None)
+    return await service.post_out(session, user, post)
+
+
+@posts.post("/{post_id}/report", status_code=201, response_model=ReportOut)
+async def report_post(post_id: PostId, body: ReportCreate, user: Writer, rt: Runtime,
+                      session: DbSession) -> dict[str, Any]:
+    return moderation.report_out(await moderation.report(rt, session, user, "post", post_id, body.reason))
+
+
+@posts.get("/{post_id}/reactions", response_model=ReactionsOut)
+async def get_reactions(post_id: PostId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
+    return await service.reactions_of(session, user, post_id)
+
+
+@posts.post("/{post_id}/reactions", status_code=201, response_model=ReactionsOut)
+async def add_reaction(post_id: PostId, body: ReactionRequest, user: Writer, rt: Runtime,
+                       session: DbSession) -> dict[str, Any]:
+    """One reaction of each kind per user; reacting twice with the same kind is a 409."""
+    counts = await service.add_reaction(rt, session, user, post_id, body.kind)
+    return {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
+
+
+@posts.delete("/{post_id}/reactions/{kind}", response_model=ReactionsOut)
+async def remove_reaction(post_id: PostId, kind: Annotated[str, Path(max_length=20)], user: Writer, rt: Runtime,
+                          session: DbSession) -> dict[str, Any]:
+    counts = await service.remove_reaction(rt, session, user, post_id, kind)
+    return {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
+
+
+async def _mine(session: DbSession, post_id: uuid.UUID, user: Principal) -> list[str]:
+    mine: list[str] = (await service.reactions_of(session, user, post_id))["mine"]
+    return mine
+
+
+@posts.post("/{post_id}/comments", status_code=201, response_model=CommentOut)
+async def create_comment(post_id: PostId, body: CommentCreate, user: Writer, rt: Runtime,
+                         session: DbSession) -> dict[str, Any]:
+    c = await comments.create_comment(rt, session, user, post_id, body)
+    return await comments.get_comment(session, user, c.id)
+
+
+@posts.get("/{post_id}/comments", response_model=CommentPage)
+async def list_comments(post_id: PostId, session: DbSession, user: MaybeUser, limit: Limit = 50,
+                        cursor: Cursor = None) -> dict[str, Any]:
+    """Comments in thread order (depth-first: each reply follows its parent), with `depth` and `parent_id`."""
+    return _page(*await comments.list_comments(session, user, post_id, limit, cursor))
+
+
+# --------------------------------------------------------------------------- comments
+
+
+@comment_routes.get("/{comment_id}", response_model=CommentOut)
+async def get_comment(comment_id: CommentId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
+    return await comments.get_comment(session, user, comment_id)
+
+
+@comment_routes.patch("/{comment_id}", response_model=CommentOut)
+async def update_comment(comment_id: CommentId, body: CommentUpdate, user: Writer, rt: Runtime,
+                         session: DbSession) -> dict[str, Any]:
+    await comments.update_comment(rt, session, user, comment_id, body)
+    return await comments.get_comment(session, user, comment_id)
+
+
+@comment_routes.delete("/{comment_id}", status_code=204)
+async def delete_comment(comment_id: CommentId, user: Writer, rt: Runtime, session: DbSession) -> Response:
+    await comments.delete_comment(rt, session, user, comment_id)
+    return Response(status_code=204)
+
+
+@comment_routes.post("/{comment_id}/hide", response_model=CommentOut)
+async def hide_comment(comment_id: CommentId, user: Moderator, rt: Runtime, session: DbSession,
+                       body: ModerationRequest | None = None) -> dict[str, Any]:
+    await comments.moderate_comment(rt, session, user, comment_id, hidden=True, reason=body.reason if body else None)
+    return await comments.get_comment(session, user, comment_id)
+
+
+@comment_routes.post("/{comment_id}/restore", response_model=CommentOut)
+async def restore_comment(comment_id: CommentId, user: Moderator, rt: Runtime, session: DbSession,
+                          body: ModerationRequest | None = None) -> dict[str, Any]:
+    await comments.moderate_comment(rt, session, user, comment_id, hidden=False,
+                                    reason=body.reason if body else None)
+    return await comments.get_comment(session, user, comment_id)
+
+
+@comment_routes.post("/{comment_id}/report", status_code=201, response_model=ReportOut)
+async def report_comment(comment_id: CommentId, body: ReportCreate, user: Writer, rt: Runtime,
+                         session: DbSession) -> dict[str, Any]:
+    return moderation.report_out(await moderation.report(rt, session, user, "comment", comment_id, body.reason))
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+@feed.get("/home", response_model=PostPage)
+async def home(user: User, rt: Runtime, limit: Limit = 20, cursor: Cursor = None) -> Response:
+    """Posts of the authors the caller follows, and the caller's own, newest first.
+
+    The hot path of the platform: Redis for the page's ids, one asyncpg query to hydrate and
+    check them, JSON written directly (the response model documents the shape)."""
+    items, nxt = await feeds.home_timeline(rt, require_user(user), limit, cursor)
+    return Response(content=feeds.page_json(items, nxt), media_type="application/json")
+
+
+@feed.get("/public", response_model=PostPage)
+async def public(session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    return _page(*await feeds.public_timeline(session, user, limit, cursor))
+
+
+@feed.get("/user/{username}", response_model=PostPage)
+async def user_feed(username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20,
+                    cursor: Cursor = None) -> dict[str, Any]:
+    return _page(*await feeds.author_timeline(session, user, username, limit, cursor))
+
+
+@feed.get("/tag/{tag}", response_model=PostPage)
+async def tag_feed(tag: Annotated[str, Path(max_length=60)], session: DbSession, user: MaybeUser,
+                   limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+
+
+# --------------------------------------------------------------------------- search
+
+
+@search.get("", response_model=SearchPage)
+async def search_posts(session: DbSession, user: MaybeUser,
+                       q: Annotated[str, Query(min_length=1, max_length=200)],
+                       tag: Annotated[str | None, Query(max_length=60)] = None,
+                       author: Annotated[str | None, Query(max_length=64)] = None,
+                       since: datetime | None = None, until: datetime | None = None,
+                       limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    """Full-text search over title (weight A), tags (B) and body (C); ranked, with highlighted snippets."""
+    return _page(*await feeds.search_posts(session, user, q=q, tag=tag, author=author, since=since, until=until,
+                                           limit=limit, cursor=cursor))
+
+
+routers = [posts, feed, comment_routes, search]

@@ -1,0 +1,63 @@
+"""The blog module: posts, comments, reactions, tags, moderation, search and timelines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from quark_blog.api import routers
+from quark_blog.events import fanout_consumer, replica_consumer
+from quark_blog.models import Base
+from quark_blog.runtime import install, runtime_of
+from quark_blog.service import next_scheduled_at, publish_due_posts
+from quark_blog.settings import BlogSettings
+from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+
+log = logging.getLogger("quark.blog")
+
+
+async def install_runtime(ctx: ServiceContext) -> None:
+    install(ctx)
+
+
+async def scheduler(ctx: ServiceContext) -> None:
+    """Publish scheduled posts when due. Several instances may run it: rows are claimed with SKIP LOCKED.
+
+    Sleeps until the next due post (at most `scheduler_interval`), or until a post is scheduled.
+    """
+    rt = runtime_of(ctx)
+    interval = rt.settings.scheduler_interval
+    while True:
+        rt.wake_scheduler.clear()
+        published = await publish_due_posts(rt)
+        if published:
+            log.info("published %d scheduled post(s)", len(published))
+            continue
+        delay = interval
+        nxt = await next_scheduled_at(rt)
+        if nxt is not None:
+            delay = max(0.0, min(interval, (nxt - rt.now()) / timedelta(seconds=1)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(rt.wake_scheduler.wait(), delay)
+
+
+module = QuarkModule(
+    name="blog",
+    settings_cls=BlogSettings,
+    root=Path(__file__).resolve().parent.parent,
+    routers=routers,
+    metadata=Base.metadata,
+    consumers=[replica_consumer, fanout_consumer],
+    on_startup=[install_runtime],
+    background=[scheduler],
+    title="Quark blog",
+)
+
+
+def create_app() -> FastAPI:
+    return create_service_app(module)

@@ -1,0 +1,213 @@
+"""Small pieces shared by the service modules: cursors, tag rules, SQL fragments, row mapping."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_blog.models import Post
+from quark_sdk.auth import Principal
+from quark_sdk.errors import InvalidInput, PermissionDenied
+
+TAG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
+MEDIA_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CATEGORY_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MODERATOR = "moderator"
+
+# -- SQL fragments over `posts p JOIN authors a` ------------------------------------------------
+
+SUMMARY_COLUMNS = """
+    p.id, p.author_id, a.username, a.display_name, p.title, p.slug, p.excerpt, p.tags, p.category,
+    p.media_ids, p.visibility, p.published_at,
+    coalesce(s.comment_count, 0) AS comment_count, coalesce(s.reactions, '{}'::jsonb) AS reactions
+"""
+SUMMARY_FROM = """
+    FROM posts p JOIN authors a ON a.user_id = p.author_id LEFT JOIN post_stats s ON s.post_id = p.id
+"""
+LISTED = "p.status = 'published' AND p.deleted_at IS NULL AND NOT p.hidden AND NOT a.suspended AND NOT a.deleted"
+NOT_BLOCKED = """NOT EXISTS (SELECT 1 FROM blocks b
+        WHERE (b.blocker_id = :viewer AND b.blocked_id = p.author_id)
+           OR (b.blocker_id = p.author_id AND b.blocked_id = :viewer))"""
+FOLLOWS_AUTHOR = "EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = :viewer AND f.followee_id = p.author_id)"
+ANON_CAN_SEE = "(p.visibility = 'public' AND a.privacy = 'public')"
+USER_CAN_SEE = f"""(p.author_id = :viewer OR ({NOT_BLOCKED} AND (
+        (p.visibility = 'public' AND a.privacy = 'public')
+        OR (p.visibility <> 'private' AND {FOLLOWS_AUTHOR}))))"""
+
+
+def can_see_clause(viewer: str | None) -> str:
+    """SQL: the viewer may see post `p` of author `a` (listing rules apply separately)."""
+    return USER_CAN_SEE if viewer else ANON_CAN_SEE
+
+
+def viewer_id(principal: Principal | None) -> str | None:
+    if principal is None or principal.kind != "user":
+        return None
+    return principal.subject
+
+
+def is_moderator(principal: Principal | None) -> bool:
+    return principal is not None and principal.kind == "user" and principal.has_role(MODERATOR)
+
+
+def require_user(principal: Principal) -> str:
+    if principal.kind != "user":
+        raise PermissionDenied("a user token is required")
+    return principal.subject
+
+
+# -- cursors -------------------------------------------------------------------------------------
+
+
+def encode_cursor(*parts: Any) -> str:
+    raw = json.dumps([p if not isinstance(p, uuid.UUID) else str(p) for p in parts], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
+    """Parse a cursor made by `encode_cursor` whose parts have the given types; 422 otherwise."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        if not isinstance(parts, list) or len(parts) != len(shape):
+            raise ValueError("shape")
+        out: list[Any] = []
+        for value, kind in zip(parts, shape, strict=True):
+            if kind is uuid.UUID:
+                out.append(uuid.UUID(value))
+            elif kind is int:
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ValueError("int")
+                out.append(value)
+            elif kind is float:
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    raise ValueError("float")
+                out.append(float(value))
+            elif kind is str:
+                if not isinstance(value, str) or len(value) > 4000:
+                    raise ValueError("str")
+                out.append(value)
+            else:
+                raise ValueError("kind")
+        return out
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error, json.JSONDecodeError) as exc:
+        raise InvalidInput("cursor is not valid", field="cursor") from exc
+
+
+# -- input rules -----------------------------------------------------------------------------------
+
+
+def normalize_tags(tags: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for raw in tags:
+        tag = raw.strip().lstrip("#").lower()
+        if not TAG_PATTERN.match(tag):
+            raise InvalidInput(f"invalid tag {raw[:50]!r}: 1-40 of a-z, 0-9, '-', '_'", field="tags")
+        if tag not in out:
+            out.append(tag)
+    return out
+
+
+def normalize_tag_param(tag: str) -> str:
+    tag = tag.strip().lstrip("#").lower()
+    if not TAG_PATTERN.match(tag):
+        raise InvalidInput("invalid tag", field="tag")
+    return tag
+
+
+def check_media_ids(media_ids: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for m in media_ids:
+        if not MEDIA_ID_PATTERN.match(m):
+            raise InvalidInput(f"invalid media id {m[:70]!r}", field="media_ids")
+        if m not in out:
+            out.append(m)
+    return out
+
+
+# -- counts of tags and categories ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CountState:
+    """What the tag and category counters see of a post: listed publicly, with which tags and category."""
+
+    listed: bool
+    tags: frozenset[str]
+    category: str | None
+
+    @staticmethod
+    def of(post: Post) -> CountState:
+        listed = (post.status == "published" and post.deleted_at is None and not post.hidden
+                  and post.visibility == "public")
+        return CountState(listed, frozenset(post.tags or ()), post.category)
+
+
+async def apply_count_changes(session: AsyncSession, before: CountState | None, after: CountState | None) -> None:
+    """Move tag/category counters from `before` to `after` (caller holds the post's row lock)."""
+    tags: Counter[str] = Counter()
+    cats: Counter[str] = Counter()
+    for state, sign in ((before, -1), (after, 1)):
+        if state is None or not state.listed:
+            continue
+        for t in state.tags:
+            tags[t] += sign
+        if state.category:
+            cats[state.category] += sign
+    for name in sorted(k for k, v in tags.items() if v):
+        await session.execute(text("UPDATE tags SET post_count = greatest(post_count + :d, 0) WHERE name = :n"),
+                              {"d": tags[name], "n": name})
+    for slug in sorted(k for k, v in cats.items() if v):
+        await session.execute(text("UPDATE categories SET post_count = greatest(post_count + :d, 0) WHERE slug = :n"),
+                              {"d": cats[slug], "n": slug})
+
+
+async def ensure_tags(session: AsyncSession, tags: Iterable[str]) -> None:
+    names = sorted(set(tags))
+    if names:
+        await session.execute(
+            text("INSERT INTO tags (name) SELECT unnest(CAST(:names AS varchar[])) ON CONFLICT (name) DO NOTHING"),
+            {"names": names},
+        )
+
+
+# -- rows -> response dicts -------------------------------------------------------------------
+
+
+def summary_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    reactions = row["reactions"]
+    if isinstance(reactions, str):
+        reactions = json.loads(reactions)
+    return {
+        "id": row["id"],
+        "author": {"user_id": row["author_id"], "username": row["username"], "display_name": row["display_name"]},
+        "title": row["title"],
+        "slug": row["slug"],
+        "excerpt": row["excerpt"],
+        "tags": list(row["tags"] or ()),
+        "category": row["category"],
+        "media_ids": list(row["media_ids"] or ()),
+        "visibility": row["visibility"],
+        "published_at": row["published_at"],
+        "comment_count": row["comment_count"],
+        "reactions": {k: v for k, v in reactions.items() if v},
+    }
+
+
+def page_of(items: list[Any], limit: int, cursor_of: Any) -> tuple[list[Any], str | None]:
+    """Given up to limit+1 items, the page and the cursor of its last item when more follow."""
+    if len(items) > limit:
+        page = items[:limit]
+        return page, cursor_of(page[-1])
+    return items, None
+

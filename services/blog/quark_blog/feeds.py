@@ -1,0 +1,325 @@
+"""Reads of lists: public, author, tag and category timelines, the home timeline, the author's own posts,
+search. All keyset-paginated (`limit`, `cursor` → items, next_cursor), newest first (search: best first).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_blog.common import (
+    FOLLOWS_AUTHOR,
+    LISTED,
+    NOT_BLOCKED,
+    SUMMARY_COLUMNS,
+    SUMMARY_FROM,
+    can_see_clause,
+    decode_cursor,
+    encode_cursor,
+    normalize_tag_param,
+    page_of,
+    summary_from_row,
+    viewer_id,
+)
+from quark_blog.models import SEARCH_CONFIG, Category, Post, Tag
+from quark_blog.runtime import BlogRuntime
+from quark_blog.service import find_author
+from quark_blog.timeline import from_score, score_of
+from quark_sdk.auth import Principal
+from quark_sdk.errors import InvalidInput, NotFound
+
+Page = tuple[list[dict[str, Any]], str | None]
+
+
+def _time_cursor(item: dict[str, Any]) -> str:
+    return encode_cursor(score_of(item["published_at"]), item["id"])
+
+
+def _after(cursor: str | None, params: dict[str, Any], column: str = "p.published_at") -> str:
+    if not cursor:
+        return ""
+    score, ident = decode_cursor(cursor, (int, uuid.UUID))
+    params["c_at"], params["c_id"] = from_score(score), ident
+    return f" AND ({column}, p.id) < (:c_at, :c_id)"
+
+
+async def _listing(session: AsyncSession, where: str, params: dict[str, Any], limit: int,
+                   cursor: str | None) -> Page:
+    params = {**params, "lim": limit + 1}
+    sql = (f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE {LISTED} AND {where}{_after(cursor, params)} "
+           f"ORDER BY p.published_at DESC, p.id DESC LIMIT :lim")
+    rows = (await session.execute(text(sql), params)).mappings().all()
+    return page_of([summary_from_row(r) for r in rows], limit, _time_cursor)
+
+
+async def public_timeline(session: AsyncSession, principal: Principal | None, limit: int, cursor: str | None) -> Page:
+    viewer = viewer_id(principal)
+    where = "p.visibility = 'public' AND a.privacy = 'public'"
+    if viewer:
+        where += f" AND {NOT_BLOCKED}"
+    return await _listing(session, where, {"viewer": viewer or ""}, limit, cursor)
+
+
+async def author_timeline(session: AsyncSession, principal: Principal | None, username: str, limit: int,
+                          cursor: str | None) -> Page:
+    author = await find_author(session, username)
+    viewer = viewer_id(principal)
+    where = f"p.author_id = :author AND {can_see_clause(viewer)}"
+    return await _listing(session, where, {"author": author.user_id, "viewer": viewer or ""}, limit, cursor)
+
+
+async def tag_timeline(session: AsyncSession, principal: Principal | None, tag: str, limit: int,
+                       cursor: str | None) -> Page:
+    name = normalize_tag_param(tag)
+    if await session.get(Tag, name) is None:
+        raise NotFound(f"unknown tag {name!r}")
+    viewer = viewer_id(principal)
+    where = f"p.tags @> ARRAY[CAST(:tag AS varchar)] AND {can_see_clause(viewer)}"
+    return await _listing(session, where, {"tag": name, "viewer": viewer or ""}, limit, cursor)
+
+
+async def category_timeline(session: AsyncSession, principal: Principal | None, slug: str, limit: int,
+                            cursor: str | None) -> Page:
+    if await session.get(Category, slug) is None:
+        raise NotFound(f"unknown category {slug[:64]!r}")
+    viewer = viewer_id(principal)
+    where = f"p.category = :cat AND {can_see_clause(viewer)}"
+    return await _listing(session, where, {"cat": slug, "viewer": viewer or ""}, limit, cursor)
+
+
+async def my_posts(session: AsyncSession, user_id: str, status: str | None, limit: int,
+                   cursor: str | None) -> tuple[list[Post], str | None]:
+    q = select(Post).where(Post.author_id == user_id, Post.deleted_at.is_(None))
+    if status:
+        q = q.where(Post.status == status)
+    if cursor:
+        score, ident = decode_cursor(cursor, (int, uuid.UUID))
+        from sqlalchemy import tuple_
+
+        q = q.where(tuple_(Post.created_at, Post.id) < tuple_(from_score(score), ident))
+    rows = list((await session.scalars(q.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1))).all())
+    return page_of(rows, limit, lambda p: encode_cursor(score_of(p.created_at), p.id))
+
+
+# --------------------------------------------------------------------------- tags and categories
+
+
+async def list_tags(session: AsyncSession, limit: int, cursor: str | None, prefix: str | None) -> Page:
+    params: dict[str, Any] = {"lim": limit + 1}
+    where = "true"
+    if prefix:
+        params["prefix"] = prefix.lower().replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
+        where += " AND name LIKE :prefix"
+    if cursor:
+        count, name = decode_cursor(cursor, (int, str))
+        params["c_n"], params["c_name"] = count, name
+        where += " AND (post_count < :c_n OR (post_count = :c_n AND name > :c_name))"
+    rows = (await session.execute(
+        text(f"SELECT name, post_count FROM tags WHERE {where} ORDER BY post_count DESC, name LIMIT :lim"), params  # noqa: S608
+    )).mappings().all()
+    return page_of([dict(r) for r in rows], limit, lambda t: encode_cursor(t["post_count"], t["name"]))
+
+
+async def list_categories(session: AsyncSession, limit: int, cursor: str | None) -> Page:
+    q = select(Category)
+    if cursor:
+        (slug,) = decode_cursor(cursor, (str,))
+        q = q.where(Category.slug > slug)
+    rows = (await session.scalars(q.order_by(Category.slug).limit(limit + 1))).all()
+    items = [{"slug": c.slug, "name": c.name, "description": c.description, "post_count": c.post_count}
+             for c in rows]
+    return page_of(items, limit, lambda c: encode_cursor(c["slug"]))
+
+
+# --------------------------------------------------------------------------- home timeline
+
+HOME_VISIBLE = f"""{LISTED} AND (p.author_id = :viewer OR (p.visibility <> 'private'
+    AND {FOLLOWS_AUTHOR} AND {NOT_BLOCKED}))"""
+
+# Newest `cap` posts of the viewer and everyone they follow: one index range per author, merged.
+_HOME_SOURCES = """
+    SELECT CAST(:viewer AS varchar) AS author_id
+    UNION ALL SELECT f.followee_id FROM follows f WHERE f.follower_id = :viewer
+"""
+
+
+async def _home_from_db(session: AsyncSession, viewer: str, limit: int,
+                        after: tuple[int, str] | None) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {"viewer": viewer, "lim": limit}
+    cond = ""
+    if after is not None:
+        params["c_at"], params["c_id"] = from_score(after[0]), uuid.UUID(after[1])
+        cond = " AND (x.published_at, x.id) < (:c_at, :c_id)"
+    sql = f"""
+        SELECT {SUMMARY_COLUMNS} FROM (
+            SELECT x.id FROM ({_HOME_SOURCES}) src
+            CROSS JOIN LATERAL (
+                SELECT x.id, x.published_at FROM posts x
+                WHERE x.author_id = src.author_id AND x.status = 'published' AND x.deleted_at IS NULL
+                  AND NOT x.hidden {cond}
+                ORDER BY x.published_at DESC, x.id DESC LIMIT :lim
+            ) x
+            ORDER BY x.published_at DESC, x.id DESC LIMIT :lim
+        ) ids
+        JOIN posts p ON p.id = ids.id
+        JOIN authors a ON a.user_id = p.author_id LEFT JOIN post_stats s ON s.post_id = p.id
+        WHERE {HOME_VISIBLE}
+        ORDER BY p.published_at DESC, p.id DESC"""  # noqa: S608
+    rows = (await session.execute(text(sql), params)).mappings().all()
+    return [summary_from_row(r) for r in rows]
+
+
+async def _home_ids_for_rebuild(session: AsyncSession, viewer: str, cap: int) -> list[tuple[int, str]]:
+    sql = f"""
+        SELECT x.id, x.published_at FROM ({_HOME_SOURCES}) src
+        CROSS JOIN LATERAL (
+            SELECT x.id, x.published_at, x.visibility, x.author_id FROM posts x
+            WHERE x.author_id = src.author_id AND x.status = 'published' AND x.deleted_at IS NULL AND NOT x.hidden
+            ORDER BY x.published_at DESC, x.id DESC LIMIT :cap
+        ) x
+        WHERE x.author_id = :viewer OR x.visibility <> 'private'
+        ORDER BY x.published_at DESC, x.id DESC LIMIT :cap"""  # noqa: S608
+    rows = (await session.execute(text(sql), {"viewer": viewer, "cap": cap})).all()
+    return [(score_of(r.published_at), str(r.id)) for r in rows]
+
+
+_HYDRATE_RAW = (f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = ANY($1::uuid[]) AND "
+                + HOME_VISIBLE.replace(":viewer", "$2::varchar"))
+
+
+async def _hydrate(rt: BlogRuntime, ids: list[uuid.UUID], viewer: str) -> list[dict[str, Any]]:
+    """One asyncpg round trip, no transaction: the page's posts that the viewer may still see."""
+    async with rt.ctx.database().engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        rows = await raw.driver_connection.fetch(_HYDRATE_RAW, ids, viewer)
+    return [summary_from_row(r) for r in rows]
+
+
+async def home_timeline(rt: BlogRuntime, viewer: str, limit: int, cursor: str | None) -> Page:
+    """Posts of followed authors (and the viewer's own), from the fanned-out Redis set, database-checked."""
+    tl = rt.timelines
+    pos: tuple[int, str] | None = None
+    if cursor:
+        score, ident = decode_cursor(cursor, (int, uuid.UUID))
+        pos = (score, str(ident))
+    want = limit + 1
+    window = want + 4
+    items: list[dict[str, Any]] = []
+    state = await tl.read(viewer, max_score=pos[0] if pos else None, count=window)
+    if state is None:
+        # Cold: mark warm first (fan-outs from now on land in the set), then fill it from the database.
+        await tl.begin_rebuild(viewer)
+        async with rt.ctx.database().session() as session:
+            entries = await _home_ids_for_rebuild(session, viewer, tl.cap)
+        await tl.finish_rebuild(viewer, entries, complete=len(entries) < tl.cap)
+        state = await tl.read(viewer, max_score=pos[0] if pos else None, count=window)
+        if state is None:  # expired or flushed in between: serve from the database alone
+            async with rt.ctx.database().session() as session:
+                return page_of(await _home_from_db(session, viewer, want, pos), limit, _time_cursor)
+    floor, batch = state
+    exhausted = False
+    for _ in range(20):
+        fetched = len(batch)
+        if pos is not None:
+            batch = [(s, m) for s, m in batch if (s, m) < pos]
+        if batch:
+            found = {str(r["id"]): r for r in await _hydrate(rt, [uuid.UUID(m) for _, m in batch], viewer)}
+            items.extend(found[m] for _, m in batch if m in found)
+            pos = batch[-1]
+        if fetched < window:
+            exhausted = True
+            break
+        if len(items) >= want:
+            break
+        if not batch:  # a run of equal scores longer than the window: step below it
+            assert pos is not None
+            pos = (pos[0] - 1, "~")
+        nxt = await tl.read(viewer, max_score=pos[0] if pos else None, count=window)
+        if nxt is None:
+            exhausted = True
+            break
+        floor, batch = nxt
+    if len(items) < want and exhausted and floor > 0:
+        async with rt.ctx.database().session() as session:
+            items.extend(await _home_from_db(session, viewer, want - len(items), pos))
+    return page_of(items[:want], limit, _time_cursor)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def page_json(items: list[dict[str, Any]], next_cursor: str | None) -> bytes:
+    return json.dumps({"items": items, "next_cursor": next_cursor}, default=_json_default,
+                      separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --------------------------------------------------------------------------- search
+
+_SNIPPET_OPTS = "StartSel=\x02, StopSel=\x03, MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=\x04"
+
+
+def _snippet(raw: str | None) -> str:
+    escaped = html.escape(raw or "", quote=False)
+    return escaped.replace("\x02", "<mark>").replace("\x03", "</mark>").replace("\x04", " … ")
+
+
+async def search_posts(session: AsyncSession, principal: Principal | None, *, q: str, tag: str | None,
+                       author: str | None, since: datetime | None, until: datetime | None, limit: int,
+                       cursor: str | None) -> Page:
+    query = " ".join(q.split())
+    if not query:
+        raise InvalidInput("q is empty", field="q")
+    viewer = viewer_id(principal)
+    params: dict[str, Any] = {"q": query, "viewer": viewer or "", "lim": limit + 1, "opts": _SNIPPET_OPTS}
+    where = [LISTED, can_see_clause(viewer), "p.search @@ query"]
+    if tag:
+        params["tag"] = normalize_tag_param(tag)
+        where.append("p.tags @> ARRAY[CAST(:tag AS varchar)]")
+    if author:
+        params["author"] = author.lower()
+        where.append("lower(a.username) = :author")
+    since = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
+    until = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
+    if since:
+        params["since"] = since
+        where.append("p.published_at >= :since")
+    if until:
+        params["until"] = until
+        where.append("p.published_at < :until")
+    if since and until and until <= since:
+        raise InvalidInput("until must be after since", field="until")
+    outer = ""
+    if cursor:
+        rank, ident = decode_cursor(cursor, (float, uuid.UUID))
+        params["c_rank"], params["c_id"] = rank, ident
+        outer = "WHERE (r.rank, r.id) < (:c_rank, :c_id)"
+    sql = f"""
+        WITH matches AS (
+            SELECT {SUMMARY_COLUMNS}, p.body_text,
+                   CAST(ts_rank_cd(p.search, query, 1) AS float8) AS rank, query
+            {SUMMARY_FROM} CROSS JOIN websearch_to_tsquery('{SEARCH_CONFIG}', :q) query
+            WHERE {' AND '.join(where)}
+        ), page AS (
+            SELECT * FROM matches r {outer} ORDER BY r.rank DESC, r.id DESC LIMIT :lim
+        )
+        SELECT page.*, ts_headline('{SEARCH_CONFIG}', page.body_text, page.query, :opts) AS snippet
+        FROM page ORDER BY page.rank DESC, page.id DESC"""  # noqa: S608
+    rows = (await session.execute(text(sql), params)).mappings().all()
+    items = []
+    for r in rows:
+        item = summary_from_row(r)
+        item["rank"] = r["rank"]
+        item["snippet"] = _snippet(r["snippet"])
+        items.append(item)
+    return page_of(items, limit, lambda i: encode_cursor(i["rank"], i["id"]))

@@ -1,0 +1,571 @@
+"""Business logic of posts, reactions, tags and categories: plain functions over a session, no HTTP types.
+
+Every write opens one transaction holding the state change, its counters and its
+event (outbox); a rejected request raises before commit, so nothing changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_blog import render
+from quark_blog.common import (
+    SUMMARY_COLUMNS,
+    SUMMARY_FROM,
+    CountState,
+    apply_count_changes,
+    can_see_clause,
+    check_media_ids,
+    ensure_tags,
+    is_moderator,
+    normalize_tags,
+    require_user,
+    viewer_id,
+)
+from quark_blog.models import Author, Category, Post, PostStats, Reaction
+from quark_blog.runtime import BlogRuntime
+from quark_blog.schemas import (
+    REACTION_KINDS,
+    CategoryCreate,
+    PostCreate,
+    PostDeleted,
+    PostHidden,
+    PostPublished,
+    PostReacted,
+    PostRestored,
+    PostUnpublished,
+    PostUpdate,
+    PostUpdated,
+)
+from quark_sdk.auth import Principal
+from quark_sdk.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
+from quark_sdk.outbox import add_event
+
+# --------------------------------------------------------------------------- authors
+
+
+async def ensure_author(session: AsyncSession, principal: Principal) -> Author:
+    """The caller's author row (created from the token if no event has seeded it yet); 403 when suspended."""
+    uid = require_user(principal)
+    author = await session.get(Author, uid)
+    if author is None:
+        username = (principal.username or uid)[:64]
+        await session.execute(
+            text("INSERT INTO authors (user_id, username) VALUES (:u, :n) ON CONFLICT (user_id) DO NOTHING"),
+            {"u": uid, "n": username},
+        )
+        author = await session.get(Author, uid)
+        assert author is not None
+    if author.deleted:
+        raise PermissionDenied("account deleted")
+    if author.suspended:
+        raise PermissionDenied("account suspended")
+    return author
+
+
+async def check_writer(rt: BlogRuntime, principal: Principal) -> None:
+    """Rate limit of writes per user (Redis sliding window, shared by every instance)."""
+    uid = require_user(principal)
+    s = rt.settings
+    await rt.limiter.check(f"write:{uid}", limit=s.write_rate_limit, window=s.write_rate_window,
+                           detail=f"too many writes: at most {s.write_rate_limit} per {s.write_rate_window:g}s")
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def render_checked(body: str, body_format: str, max_chars: int, what: str = "body") -> tuple[str, str]:
+    """(safe html, plain text); 413 when too long, 422 when nothing is left after sanitising."""
+    if len(body) > max_chars:
+        raise PayloadTooLarge(f"{what} is longer than {max_chars} characters", extra={"limit": max_chars})
+    safe = render.render_body(body, "html" if body_format == "html" else "markdown")
+    plain = render.html_to_text(safe)
+    if not render.has_content(safe, plain):
+        raise InvalidInput(f"{what} is empty (after removing unsafe markup)", field=what)
+    return safe, plain
+
+
+def _clean_title(title: str) -> str:
+    cleaned = render.clean_plain(title)
+    if not cleaned:
+        raise InvalidInput("title is empty", field="title")
+    return cleaned
+
+
+async def _check_category(session: AsyncSession, category: str | None) -> None:
+    if category is not None and await session.get(Category, category) is None:
+        raise InvalidInput(f"unknown category {category[:64]!r}", field="category")
+
+
+async def _slug_taken(session: AsyncSession, author_id: str, slug: str, exclude: uuid.UUID | None = None) -> bool:
+    q = select(Post.id).where(Post.author_id == author_id, Post.slug == slug, Post.deleted_at.is_(None))
+    if exclude is not None:
+        q = q.where(Post.id != exclude)
+    return (await session.scalar(q.limit(1))) is not None
+
+
+async def _free_slug(session: AsyncSession, author_id: str, base: str) -> str:
+    rows = await session.scalars(
+        select(Post.slug).where(Post.author_id == author_id, Post.deleted_at.is_(None),
+                                Post.slug.like(base.replace("%", "").replace("_", r"\_") + "%"))
+    )
+    taken = set(rows.all())
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def _published_event(post: Post, author: Author, body_cap: int) -> PostPublished:
+    assert post.published_at is not None
+    return PostPublished(
+        post_id=str(post.id), author_id=post.author_id, author_username=author.username, title=post.title,
+        slug=post.slug, excerpt=post.excerpt, body_text=post.body_text[:body_cap], tags=list(post.tags),
+        category=post.category, visibility=post.visibility,
+        media_ids=list(post.media_ids), published_at=post.published_at,
+    )
+
+
+def _updated_event(post: Post, body_cap: int) -> PostUpdated:
+    return PostUpdated(
+        post_id=str(post.id), author_id=post.author_id, title=post.title, slug=post.slug, excerpt=post.excerpt,
+        body_text=post.body_text[:body_cap], tags=list(post.tags), category=post.category,
+        visibility=post.visibility,
+        media_ids=list(post.media_ids), updated_at=post.updated_at,
+    )
+
+
+def _is_slug_violation(exc: IntegrityError) -> bool:
+    return "uq_posts_author_slug" in str(exc.orig)
+
+
+# --------------------------------------------------------------------------- posts: writes
+
+
+async def create_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, body: PostCreate) -> Post:
+    s = rt.settings
+    title = _clean_title(body.title)
+    tags = normalize_tags(body.tags)
+    media = check_media_ids(body.media_ids)
+    safe, plain = render_checked(body.body, body.format, s.max_body_chars)
+    excerpt = render.clean_plain(body.excerpt) if body.excerpt else ""
+    now = rt.now()
+    if body.publish and body.scheduled_at is not None:
+        raise InvalidInput("give either publish or scheduled_at, not both", field="scheduled_at")
+    if body.scheduled_at is not None and body.scheduled_at <= now:
+        raise InvalidInput("scheduled_at must be in the future", field="scheduled_at")
+    status = "published" if body.publish else "scheduled" if body.scheduled_at else "draft"
+    try:
+        async with session.begin():
+            author = await ensure_author(session, principal)
+            await _check_category(session, body.category)
+            if body.slug is not None:
+                if await _slug_taken(session, author.user_id, body.slug):
+                    raise Conflict(f"you already have a post with slug {body.slug!r}", code="duplicate-slug")
+                slug = body.slug
+            else:
+                slug = await _free_slug(session, author.user_id, render.slugify(title))
+            post = Post(
+                id=uuid.uuid4(), author_id=author.user_id, slug=slug, title=title, body_format=body.format,
+                body_source=body.body, body_html=safe, body_text=plain,
+                excerpt=excerpt or render.make_excerpt(plain), excerpt_custom=bool(excerpt),
+                tags=tags, tags_text=" ".join(tags), category=body.category, media_ids=media,
+                visibility=body.visibility, status=status, scheduled_at=body.scheduled_at,
+                published_at=now if status == "published" else None, created_at=now, updated_at=now,
+                deleted_at=None, hidden=False,
+            )
+            session.add(post)
+            session.add(PostStats(post_id=post.id, comment_count=0, reactions={}))
+            await session.flush()
+            await ensure_tags(session, tags)
+            await apply_count_changes(session, None, CountState.of(post))
+            if status == "published":
+                await add_event(session, _published_event(post, author, s.event_body_text_max), subject=str(post.id))
+    except IntegrityError as exc:
+        if _is_slug_violation(exc):
+            raise Conflict("you already have a post with this slug", code="duplicate-slug") from None
+        raise
+    if status == "scheduled":
+        rt.wake_scheduler.set()
+    return post
+
+
+async def _lock_own_post(session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> Post:
+    """The caller's post, row-locked; 404 when it does not exist (or is not visible), 403 when not theirs."""
+    uid = require_user(principal)
+    post = await session.scalar(
+        select(Post).where(Post.id == post_id, Post.deleted_at.is_(None)).with_for_update()
+    )
+    if post is None:
+        raise NotFound("post not found")
+    if post.author_id != uid:
+        if post.status != "published" or not await _can_see(session, principal, post):
+            raise NotFound("post not found")
+        raise PermissionDenied("only the author can change this post")
+    return post
+
+
+async def _can_see(session: AsyncSession, principal: Principal | None, post: Post) -> bool:
+    viewer = viewer_id(principal)
+    if viewer == post.author_id:
+        return True
+    if is_moderator(principal) and post.status == "published" and post.deleted_at is None:
+        return True
+    sql = (f"SELECT 1 FROM posts p JOIN authors a ON a.user_id = p.author_id WHERE p.id = :id AND "  # noqa: S608
+           f"p.status = 'published' AND p.deleted_at IS NULL AND NOT p.hidden AND NOT a.suspended "
+           f"AND NOT a.deleted AND {can_see_clause(viewer)}")
+    return (await session.execute(text(sql), {"id": post.id, "viewer": viewer or ""})).first() is not None
+
+
+async def update_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
+                      body: PostUpdate) -> Post:
+    s = rt.settings
+    fields = body.model_fields_set
+    if not fields:
+        raise InvalidInput("nothing to change")
+    title = _clean_title(body.title) if body.title is not None else None
+    tags = normalize_tags(body.tags) if body.tags is not None else None
+    media = check_media_ids(body.media_ids) if body.media_ids is not None else None
+    for name in ("title", "body", "format", "tags", "media_ids", "visibility", "slug"):
+        if name in fields and getattr(body, name) is None:
+            raise InvalidInput(f"{name} cannot be null", field=name)
+    try:
+        async with session.begin():
+            await ensure_author(session, principal)
+            post = await _lock_own_post(session, principal, post_id)
+            before = CountState.of(post)
+            if body.body is not None or body.format is not None:
+                source = body.body if body.body is not None else post.body_source
+                fmt = body.format or post.body_format
+                safe, plain = render_checked(source, fmt, s.max_body_chars)
+                post.body_source, post.body_format, post.body_html, post.body_text = source, fmt, safe, plain
+            if title is not None:
+                post.title = title
+            if "excerpt" in fields:
+                excerpt = render.clean_plain(body.excerpt) if body.excerpt else ""
+                post.excerpt_custom = bool(excerpt)
+                post.excerpt = excerpt
+            if not post.excerpt_custom:
+                post.excerpt = render.make_excerpt(post.body_text)
+            if body.slug is not None and body.slug != post.slug:
+                if await _slug_taken(session, post.author_id, body.slug, exclude=post.id):
+                    raise Conflict(f"you already have a post with slug {body.slug!r}", code="duplicate-slug")
+                post.slug = body.slug
+            if tags is not None:
+                post.tags, post.tags_text = tags, " ".join(tags)
+                await ensure_tags(session, tags)
+            if "category" in fields:
+                await _check_category(session, body.category)
+                post.category = body.category
+            if media is not None:
+                post.media_ids = media
+            if body.visibility is not None:
+                post.visibility = body.visibility
+            post.updated_at = rt.now()
+            await session.flush()
+            await apply_count_changes(session, before, CountState.of(post))
+            if post.status == "published":
+                await add_event(session, _updated_event(post, s.event_body_text_max), subject=str(post.id))
+    except IntegrityError as exc:
+        if _is_slug_violation(exc):
+            raise Conflict("you already have a post with this slug", code="duplicate-slug") from None
+        raise
+    return post
+
+
+async def _publish_locked(rt: BlogRuntime, session: AsyncSession, post: Post, now: datetime) -> None:
+    author = await session.get(Author, post.author_id)
+    assert author is not None
+    before = CountState.of(post)
+    post.status, post.published_at, post.scheduled_at, post.updated_at = "published", now, None, now
+    await session.flush()
+    await apply_count_changes(session, before, CountState.of(post))
+    await add_event(session, _published_event(post, author, rt.settings.event_body_text_max), subject=str(post.id))
+
+
+async def publish_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> Post:
+    async with session.begin():
+        await ensure_author(session, principal)
+        post = await _lock_own_post(session, principal, post_id)
+        if post.status == "published":
+            raise Conflict("post is already published")
+        await _publish_locked(rt, session, post, rt.now())
+    return post
+
+
+async def schedule_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
+                        at: datetime) -> Post:
+    if at <= rt.now():
+        raise InvalidInput("the time must be in the future", field="at")
+    async with session.begin():
+        await ensure_author(session, principal)
+        post = await _lock_own_post(session, principal, post_id)
+        if post.status == "published":
+            raise Conflict("post is already published (unpublish it first)")
+        post.status, post.scheduled_at, post.updated_at = "scheduled", at, rt.now()
+    rt.wake_scheduler.set()
+    return post
+
+
+async def unpublish_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> Post:
+    async with session.begin():
+        await ensure_author(session, principal)
+        post = await _lock_own_post(session, principal, post_id)
+        if post.status == "draft":
+            raise Conflict("post is not published")
+        before = CountState.of(post)
+        was_published = post.status == "published"
+        post.status, post.published_at, post.scheduled_at, post.updated_at = "draft", None, None, rt.now()
+        await session.flush()
+        await apply_count_changes(session, before, CountState.of(post))
+        if was_published:
+            await add_event(session, PostUnpublished(post_id=str(post.id), author_id=post.author_id),
+                            subject=str(post.id))
+    return post
+
+
+async def delete_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> None:
+    async with session.begin():
+        post = await _lock_own_post(session, principal, post_id)
+        before = CountState.of(post)
+        was_published = post.status == "published"
+        post.deleted_at = post.updated_at = rt.now()
+        await session.flush()
+        await apply_count_changes(session, before, None)
+        if was_published:
+            await add_event(session, PostDeleted(post_id=str(post.id), author_id=post.author_id), subject=str(post.id))
+
+
+async def publish_due_posts(rt: BlogRuntime, now: datetime | None = None, limit: int | None = None) -> list[uuid.UUID]:
+    """Publish scheduled posts whose time has come; safe with several instances (FOR UPDATE SKIP LOCKED)."""
+    now = now or rt.now()
+    async with rt.ctx.database().transaction() as session:
+        posts = (await session.scalars(
+            select(Post)
+            .where(Post.status == "scheduled", Post.deleted_at.is_(None), Post.scheduled_at <= now)
+            .order_by(Post.scheduled_at, Post.id)
+            .limit(limit or rt.settings.scheduler_batch)
+            .with_for_update(skip_locked=True)
+        )).all()
+        for post in posts:
+            await _publish_locked(rt, session, post, now)
+        return [p.id for p in posts]
+
+
+async def next_scheduled_at(rt: BlogRuntime) -> datetime | None:
+    async with rt.ctx.database().session() as session:
+        value: datetime | None = await session.scalar(
+            select(func.min(Post.scheduled_at)).where(Post.status == "scheduled", Post.deleted_at.is_(None))
+        )
+        return value
+
+
+# --------------------------------------------------------------------------- moderation of posts
+
+
+async def set_post_hidden(rt: BlogRuntime, session: AsyncSession, post_id: uuid.UUID, *, hidden: bool,
+                          actor_id: str | None, reason: str | None, resolve_reports: bool = True) -> Post:
+    """Hide (pending review) or restore a post; the caller's transaction must be open."""
+    post = await session.scalar(
+        select(Post).where(Post.id == post_id, Post.deleted_at.is_(None)).with_for_update()
+    )
+    if post is None:
+        raise NotFound("post not found")
+    if post.hidden == hidden:
+        raise Conflict("post is already hidden" if hidden else "post is not hidden")
+    before = CountState.of(post)
+    now = rt.now()
+    reason = render.clean_plain(reason) if reason else None
+    post.hidden = hidden
+    post.hidden_reason, post.hidden_by, post.hidden_at = (reason, actor_id, now) if hidden else (None, None, None)
+    await session.flush()
+    await apply_count_changes(session, before, CountState.of(post))
+    payload: PostHidden | PostRestored
+    if hidden:
+        payload = PostHidden(post_id=str(post.id), author_id=post.author_id, actor_id=actor_id, reason=reason)
+    else:
+        payload = PostRestored(post_id=str(post.id), author_id=post.author_id, actor_id=actor_id, reason=reason)
+    await add_event(session, payload, subject=str(post.id))
+    if resolve_reports and actor_id is not None:
+        await session.execute(
+            text("UPDATE reports SET status = 'resolved', resolution = :res, resolved_at = :now, resolved_by = :by "
+                 "WHERE target_type = 'post' AND target_id = :id AND status = 'open'"),
+            {"res": "hidden" if hidden else "restored", "now": now, "by": actor_id, "id": post.id},
+        )
+    return post
+
+
+async def moderate_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID, *,
+                        hidden: bool, reason: str | None) -> Post:
+    async with session.begin():
+        return await set_post_hidden(rt, session, post_id, hidden=hidden, actor_id=principal.subject, reason=reason)
+
+
+# --------------------------------------------------------------------------- posts: reads
+
+
+async def get_post(session: AsyncSession, principal: Principal | None, post_id: uuid.UUID) -> Post:
+    post = await session.get(Post, post_id)
+    if post is None or post.deleted_at is not None:
+        raise NotFound("post not found")
+    viewer = viewer_id(principal)
+    if viewer != post.author_id:
+        if post.status != "published":
+            raise NotFound("post not found")
+        if not await _can_see(session, principal, post):
+            raise NotFound("post not found")
+    return post
+
+
+async def post_out(session: AsyncSession, principal: Principal | None, post: Post) -> dict[str, Any]:
+    """The full view of one post for this caller."""
+    row = (await session.execute(
+        text(f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = :id"), {"id": post.id}
+    )).mappings().one()
+    from quark_blog.common import summary_from_row
+
+    out = summary_from_row(row)
+    viewer = viewer_id(principal)
+    own = viewer == post.author_id
+    mine: list[str] = []
+    if viewer:
+        mine = list((await session.scalars(
+            select(Reaction.kind).where(Reaction.post_id == post.id, Reaction.user_id == viewer).order_by(Reaction.kind)
+        )).all())
+    out.update(
+        body_html=post.body_html, body_format=post.body_format, body_source=post.body_source if own else None,
+        status=post.status, scheduled_at=post.scheduled_at, created_at=post.created_at, updated_at=post.updated_at,
+        hidden=post.hidden, hidden_reason=post.hidden_reason if (own or is_moderator(principal)) else None,
+        my_reactions=mine,
+    )
+    return out
+
+
+async def find_author(session: AsyncSession, username: str) -> Author:
+    author = await session.scalar(
+        select(Author).where(func.lower(Author.username) == username.lower(), Author.deleted.is_(False))
+        .order_by(Author.updated_at.desc()).limit(1)
+    )
+    if author is None:
+        raise NotFound("no such author")
+    return author
+
+
+async def get_post_by_slug(session: AsyncSession, principal: Principal | None, username: str, slug: str) -> Post:
+    author = await find_author(session, username)
+    post_id = await session.scalar(
+        select(Post.id).where(Post.author_id == author.user_id, Post.slug == slug, Post.deleted_at.is_(None))
+    )
+    if post_id is None:
+        raise NotFound("post not found")
+    return await get_post(session, principal, post_id)
+
+
+# --------------------------------------------------------------------------- reactions
+
+
+async def _post_for_interaction(session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> Post:
+    post = await session.get(Post, post_id)
+    if (post is None or post.deleted_at is not None or post.status != "published"
+            or not await _can_see(session, principal, post)):
+        raise NotFound("post not found")
+    if post.hidden:
+        raise Conflict("post is hidden pending review")
+    return post
+
+
+async def add_reaction(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
+                       kind: str) -> dict[str, int]:
+    if kind not in REACTION_KINDS:
+        raise InvalidInput(f"unknown reaction {kind[:20]!r}", field="kind")
+    async with session.begin():
+        author = await ensure_author(session, principal)
+        post = await _post_for_interaction(session, principal, post_id)
+        inserted = (await session.execute(
+            text("INSERT INTO reactions (post_id, user_id, kind) VALUES (:p, :u, :k) ON CONFLICT DO NOTHING "
+                 "RETURNING kind"), {"p": post_id, "u": author.user_id, "k": kind},
+        )).first()
+        if inserted is None:
+            raise Conflict(f"you already reacted with {kind!r}", code="already-reacted")
+        counts = await _bump_reaction(session, post_id, kind, 1)
+        await add_event(session, PostReacted(post_id=str(post_id), post_author_id=post.author_id,
+                                             user_id=author.user_id, kind=kind, action="added"), subject=str(post_id))
+    return counts
+
+
+async def remove_reaction(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
+                          kind: str) -> dict[str, int]:
+    if kind not in REACTION_KINDS:
+        raise InvalidInput(f"unknown reaction {kind[:20]!r}", field="kind")
+    uid = require_user(principal)
+    async with session.begin():
+        post = await session.get(Post, post_id)
+        if post is None or post.deleted_at is not None:
+            raise NotFound("post not found")
+        deleted = (await session.execute(
+            text("DELETE FROM reactions WHERE post_id = :p AND user_id = :u AND kind = :k RETURNING kind"),
+            {"p": post_id, "u": uid, "k": kind},
+        )).first()
+        if deleted is None:
+            raise NotFound(f"you have not reacted with {kind!r}")
+        counts = await _bump_reaction(session, post_id, kind, -1)
+        await add_event(session, PostReacted(post_id=str(post_id), post_author_id=post.author_id, user_id=uid,
+                                             kind=kind, action="removed"), subject=str(post_id))
+    return counts
+
+
+async def _bump_reaction(session: AsyncSession, post_id: uuid.UUID, kind: str, delta: int) -> dict[str, int]:
+    """Atomic counter change under the stats row lock: concurrent reactions never lose an update."""
+    counts = await session.scalar(
+        text("UPDATE post_stats SET reactions = jsonb_set(reactions, ARRAY[CAST(:k AS text)], "
+             "to_jsonb(greatest(coalesce((reactions->>CAST(:k AS text))::int, 0) + :d, 0))) "
+             "WHERE post_id = :p RETURNING reactions"),
+        {"k": kind, "d": delta, "p": post_id},
+    )
+    return _counts(counts)
+
+
+def _counts(value: Any) -> dict[str, int]:
+    import json
+
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    return {k: int(v) for k, v in value.items() if v}
+
+
+async def reactions_of(session: AsyncSession, principal: Principal | None, post_id: uuid.UUID) -> dict[str, Any]:
+    await get_post(session, principal, post_id)
+    counts = _counts(await session.scalar(select(PostStats.reactions).where(PostStats.post_id == post_id)))
+    viewer = viewer_id(principal)
+    mine: list[str] = []
+    if viewer:
+        mine = list((await session.scalars(
+            select(Reaction.kind).where(Reaction.post_id == post_id, Reaction.user_id == viewer).order_by(Reaction.kind)
+        )).all())
+    return {"post_id": post_id, "counts": counts, "mine": mine}
+
+
+# --------------------------------------------------------------------------- categories
+
+
+async def create_category(session: AsyncSession, body: CategoryCreate) -> Category:
+    async with session.begin():
+        if await session.get(Category, body.slug) is not None:
+            raise Conflict(f"category {body.slug!r} exists")
+        name = render.clean_plain(body.name)
+        if not name:
+            raise InvalidInput("name is empty", field="name")
+        category = Category(slug=body.slug, name=name, description=render.clean_plain(body.description),
+                            post_count=0)
+        session.add(category)
+    return category

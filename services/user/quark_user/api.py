@@ -1,0 +1,311 @@
+"""HTTP routes of the user service: thin, they authorise, call service functions and shape responses.
+
+Fixed paths (`/me…`, `/search`, `/admin/…`) are declared before `/{username}…`, so those words
+can never be looked up as usernames.
+"""
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from quark_sdk.app import Context, DbSession, ServiceContext
+from quark_sdk.auth import Principal, current_user, optional_user, require_role
+from quark_sdk.errors import PermissionDenied, Unauthenticated
+from quark_sdk.ratelimit import RateLimiter
+from quark_user import service
+from quark_user.models import Profile
+from quark_user.schemas import (
+    ActivityOut,
+    ActivityPage,
+    ActivityTarget,
+    AdminUserOut,
+    AdminUserPage,
+    AvatarOut,
+    EdgeOut,
+    EdgePage,
+    FollowResult,
+    MeOut,
+    ProfileOut,
+    ProfileUpdate,
+    Relationship,
+    SummaryPage,
+    SuspendRequest,
+    UserSummary,
+)
+from quark_user.settings import UserSettings
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+async def user_principal(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    if not principal.is_user:
+        raise PermissionDenied("a user token is required")
+    return principal
+
+
+User = Annotated[Principal, Depends(user_principal)]
+MaybeUser = Annotated[Principal | None, Depends(optional_user)]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+Username = Annotated[str, Path(min_length=1, max_length=64)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+Limit = Annotated[int | None, Query(ge=1, le=500)]
+
+
+def settings_of(ctx: ServiceContext) -> UserSettings:
+    settings = ctx.settings
+    assert isinstance(settings, UserSettings)
+    return settings
+
+
+def page_size(ctx: ServiceContext, limit: int | None) -> int:
+    s = settings_of(ctx)
+    return min(limit or s.page_size_default, s.page_size_max)
+
+
+def limits(ctx: ServiceContext) -> service.Limits:
+    s = settings_of(ctx)
+    return service.Limits(display_name_max_length=s.display_name_max_length, bio_max_length=s.bio_max_length,
+                          links_max_count=s.links_max_count, link_max_length=s.link_max_length)
+
+
+def viewer(principal: Principal | None) -> service.Viewer:
+    if principal is None or not principal.is_user:
+        return service.Viewer(None)
+    return service.Viewer(service.parse_user_id(principal.subject), is_admin=principal.has_role("admin"))
+
+
+def uid(principal: Principal) -> uuid.UUID | None:
+    return service.parse_user_id(principal.subject)
+
+
+# --------------------------------------------------------------------------- shaping
+
+
+def avatar_out(p: Profile) -> AvatarOut | None:
+    if p.avatar_media_id is None:
+        return None
+    return AvatarOut(media_id=p.avatar_media_id, variants=dict(p.avatar_variants or {}))
+
+
+def summary(p: Profile) -> UserSummary:
+    return UserSummary(user_id=p.user_id, username=p.username, display_name=p.display_name, avatar=avatar_out(p),
+                       privacy=p.privacy)
+
+
+def _base(p: Profile, *, full: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "user_id": p.user_id, "username": p.username, "display_name": p.display_name, "avatar": avatar_out(p),
+        "privacy": p.privacy, "followers_count": p.followers_count, "following_count": p.following_count,
+        "created_at": p.created_at, "suspended": p.suspended, "restricted": not full,
+    }
+    if full:
+        out.update(bio=p.bio, links=list(p.links), locale=p.locale)
+    return out
+
+
+def _private(p: Profile) -> dict[str, Any]:
+    return {"avatar_pending_media_id": p.avatar_pending_media_id, "verified": p.verified, "roles": list(p.roles),
+            "updated_at": p.updated_at, "last_login_at": p.last_login_at}
+
+
+def me_out(p: Profile) -> MeOut:
+    return MeOut(**_base(p, full=True), **_private(p))
+
+
+def admin_out(p: Profile) -> AdminUserOut:
+    return AdminUserOut(**_base(p, full=True), **_private(p), suspended_reason=p.suspended_reason,
+                        suspended_at=p.suspended_at, suspended_by=p.suspended_by)
+
+
+def edge_page(items: list[service.Edge], next_cursor: str | None) -> EdgePage:
+    return EdgePage(items=[EdgeOut(user=summary(e.profile), since=e.since) for e in items], next_cursor=next_cursor)
+
+
+# --------------------------------------------------------------------------- the caller's own account
+
+
+@router.get("/me", response_model=MeOut)
+async def get_me(user: User, session: DbSession) -> MeOut:
+    return me_out(await service.get_me(session, uid(user)))
+
+
+@router.patch("/me", response_model=MeOut)
+async def update_me(body: ProfileUpdate, user: User, session: DbSession, ctx: Context) -> MeOut:
+    profile = await service.update_profile(session, actor=viewer(user), changes=body.model_dump(exclude_unset=True),
+                                           limits=limits(ctx))
+    return me_out(profile)
+
+
+@router.get("/me/activity", response_model=ActivityPage)
+async def my_activity(user: User, session: DbSession, ctx: Context, limit: Limit = None, cursor: Cursor = None,
+                      kind: Annotated[str | None, Query(max_length=32)] = None) -> ActivityPage:
+    items, next_cursor = await service.list_activity(session, uid(user), limit=page_size(ctx, limit), cursor=cursor,
+                                                     kind=kind)
+    return ActivityPage(items=[
+        ActivityOut(id=i.entry.seq, kind=i.entry.kind, at=i.entry.created_at, data=dict(i.entry.data),
+                    target=ActivityTarget(user_id=i.entry.target_id, username=i.target_username)
+                    if i.entry.target_id is not None and i.target_username is not None else None)
+        for i in items
+    ], next_cursor=next_cursor)
+
+
+@router.get("/me/follow-requests", response_model=EdgePage)
+async def my_follow_requests(user: User, session: DbSession, ctx: Context, limit: Limit = None,
+                             cursor: Cursor = None) -> EdgePage:
+    return edge_page(*await service.list_own(session, uid(user), "requests", limit=page_size(ctx, limit),
+                                             cursor=cursor))
+
+
+@router.post("/me/follow-requests/{username}/approve", status_code=204)
+async def approve_request(username: Username, user: User, session: DbSession) -> Response:
+    await service.approve_request(session, uid(user), username)
+    return Response(status_code=204)
+
+
+@router.post("/me/follow-requests/{username}/reject", status_code=204)
+async def reject_request(username: Username, user: User, session: DbSession) -> Response:
+    await service.reject_request(session, uid(user), username)
+    return Response(status_code=204)
+
+
+@router.delete("/me/followers/{username}", status_code=204)
+async def remove_follower(username: Username, user: User, session: DbSession) -> Response:
+    await service.remove_follower(session, uid(user), username)
+    return Response(status_code=204)
+
+
+@router.get("/me/blocks", response_model=EdgePage)
+async def my_blocks(user: User, session: DbSession, ctx: Context, limit: Limit = None,
+                    cursor: Cursor = None) -> EdgePage:
+    return edge_page(*await service.list_own(session, uid(user), "blocks", limit=page_size(ctx, limit),
+                                             cursor=cursor))
+
+
+@router.get("/me/mutes", response_model=EdgePage)
+async def my_mutes(user: User, session: DbSession, ctx: Context, limit: Limit = None,
+                   cursor: Cursor = None) -> EdgePage:
+    return edge_page(*await service.list_own(session, uid(user), "mutes", limit=page_size(ctx, limit),
+                                             cursor=cursor))
+
+
+# --------------------------------------------------------------------------- search
+
+
+@router.get("/search", response_model=SummaryPage)
+async def search(session: DbSession, ctx: Context, caller: MaybeUser,
+                 q: Annotated[str, Query(min_length=1, max_length=64)], limit: Limit = None,
+                 cursor: Cursor = None) -> SummaryPage:
+    items, next_cursor = await service.search(session, viewer(caller), q, limit=page_size(ctx, limit),
+                                              cursor=cursor)
+    return SummaryPage(items=[summary(p) for p in items], next_cursor=next_cursor)
+
+
+# --------------------------------------------------------------------------- admin
+
+
+@router.get("/admin/users", response_model=AdminUserPage)
+async def admin_users(admin: Admin, session: DbSession, ctx: Context,
+                      q: Annotated[str | None, Query(max_length=64)] = None, suspended: bool | None = None,
+                      role: Annotated[str | None, Query(max_length=32)] = None, verified: bool | None = None,
+                      limit: Limit = None, cursor: Cursor = None) -> AdminUserPage:
+    items, next_cursor = await service.admin_list(session, q=q, suspended=suspended, role=role, verified=verified,
+                                                  limit=page_size(ctx, limit), cursor=cursor)
+    return AdminUserPage(items=[admin_out(p) for p in items], next_cursor=next_cursor)
+
+
+@router.post("/admin/users/{username}/suspend", response_model=AdminUserOut)
+async def suspend(username: Username, admin: Admin, session: DbSession,
+                  body: SuspendRequest | None = None) -> AdminUserOut:
+    profile = await service.set_suspended(session, actor_id=admin.subject, username=username, suspended=True,
+                                          reason=body.reason if body else None)
+    return admin_out(profile)
+
+
+@router.post("/admin/users/{username}/unsuspend", response_model=AdminUserOut)
+async def unsuspend(username: Username, admin: Admin, session: DbSession) -> AdminUserOut:
+    profile = await service.set_suspended(session, actor_id=admin.subject, username=username, suspended=False,
+                                          reason=None)
+    return admin_out(profile)
+
+
+# --------------------------------------------------------------------------- anyone's profile
+
+
+@router.get("/{username}", response_model=ProfileOut)
+async def get_profile(username: Username, session: DbSession, caller: MaybeUser) -> ProfileOut:
+    view = await service.get_profile(session, viewer(caller), username)
+    rel = Relationship(**view.relationship) if view.relationship is not None else None
+    return ProfileOut(**_base(view.profile, full=view.full), relationship=rel)
+
+
+@router.patch("/{username}", response_model=AdminUserOut)
+async def admin_update(username: Username, body: ProfileUpdate, admin: Admin, session: DbSession,
+                       ctx: Context) -> AdminUserOut:
+    profile = await service.update_profile(session, actor=viewer(admin), changes=body.model_dump(exclude_unset=True),
+                                           limits=limits(ctx), username=username)
+    return admin_out(profile)
+
+
+@router.get("/{username}/followers", response_model=EdgePage)
+async def followers(username: Username, session: DbSession, ctx: Context, caller: MaybeUser,
+                    limit: Limit = None, cursor: Cursor = None) -> EdgePage:
+    """Followers, newest first; `me` names the caller."""
+    if username == "me" and caller is None:
+        raise Unauthenticated("bearer token required")
+    return edge_page(*await service.list_follows(session, viewer(caller), username, direction="followers",
+                                                 limit=page_size(ctx, limit), cursor=cursor))
+
+
+@router.get("/{username}/following", response_model=EdgePage)
+async def following(username: Username, session: DbSession, ctx: Context, caller: MaybeUser,
+                    limit: Limit = None, cursor: Cursor = None) -> EdgePage:
+    """Accounts followed, newest first; `me` names the caller."""
+    if username == "me" and caller is None:
+        raise Unauthenticated("bearer token required")
+    return edge_page(*await service.list_follows(session, viewer(caller), username, direction="following",
+                                                 limit=page_size(ctx, limit), cursor=cursor))
+
+
+@router.post("/{username}/follow", response_model=FollowResult, status_code=201,
+             responses={202: {"model": FollowResult, "description": "a follow request was sent"}})
+async def follow(username: Username, user: User, session: DbSession, ctx: Context,
+                 response: Response) -> FollowResult:
+    s = settings_of(ctx)
+    if s.follow_rate_limit:
+        limiter: RateLimiter = ctx.extras["limiter"]
+        await limiter.check(f"follow:{user.subject}", limit=s.follow_rate_limit, window=s.follow_rate_window,
+                            detail="too many follow attempts; try again later")
+    status = await service.follow(session, uid(user), username)
+    response.status_code = 201 if status == "following" else 202
+    return FollowResult(status=status)
+
+
+@router.delete("/{username}/follow", status_code=204)
+async def unfollow(username: Username, user: User, session: DbSession) -> Response:
+    await service.unfollow(session, uid(user), username)
+    return Response(status_code=204)
+
+
+@router.post("/{username}/block", status_code=204)
+async def block(username: Username, user: User, session: DbSession) -> Response:
+    await service.block(session, uid(user), username)
+    return Response(status_code=204)
+
+
+@router.delete("/{username}/block", status_code=204)
+async def unblock(username: Username, user: User, session: DbSession) -> Response:
+    await service.unblock(session, uid(user), username)
+    return Response(status_code=204)
+
+
+@router.post("/{username}/mute", status_code=204)
+async def mute(username: Username, user: User, session: DbSession) -> Response:
+    await service.mute(session, uid(user), username)
+    return Response(status_code=204)
+
+
+@router.delete("/{username}/mute", status_code=204)
+async def unmute(username: Username, user: User, session: DbSession) -> Response:
+    await service.unmute(session, uid(user), username)
+    return Response(status_code=204)

@@ -1,0 +1,321 @@
+"""`create_service_app`: everything a module needs to dock, so its own app.py is a few lines.
+
+A service describes itself once as a :class:`QuarkModule` (name, settings class,
+routers, models, consumers, hooks); the factory wires the lifespan (database,
+NATS, Redis, outbox relay, consumers, token verifier, hub registration), the
+health and metrics endpoints, problem+json errors and telemetry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_sdk import telemetry
+from quark_sdk.auth import JWKSCache, TokenVerifier, install_token_verifier
+from quark_sdk.config import ServiceSettings
+from quark_sdk.db import Database, upgrade_database_async
+from quark_sdk.errors import install_error_handlers, problem_response
+from quark_sdk.events import Consumer, ConsumerRunner, EventBus
+from quark_sdk.outbox import OutboxRelay
+from quark_sdk.registry import Manifest, RegistryClient
+
+log = logging.getLogger("quark.app")
+
+Hook = Callable[["ServiceContext"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ModuleCommand:
+    """A `quark <name>` sub-command a module contributes (e.g. auth's `create-admin`).
+
+    `run` gets the parsed arguments and a started context (database, Redis, NATS; no
+    consumers, relay or registration: events it writes are published by the running service).
+    """
+
+    name: str
+    help: str
+    run: Callable[[Any, ServiceContext], Awaitable[int]]
+    add_arguments: Callable[[Any], None] = lambda parser: None
+
+
+@dataclass
+class QuarkModule:
+    """Everything the SDK needs to know to run one module."""
+
+    name: str
+    settings_cls: type[ServiceSettings]
+    root: Path  # the module's folder: module-manifest.yaml, migrations/
+    routers: Sequence[APIRouter] = ()
+    metadata: MetaData | None = None
+    consumers: Sequence[Consumer] = ()
+    on_startup: Sequence[Hook] = ()
+    on_shutdown: Sequence[Hook] = ()
+    background: Sequence[Hook] = ()  # long-running tasks (schedulers, cleaners), cancelled on shutdown
+    commands: Sequence[ModuleCommand] = ()
+    title: str | None = None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "module-manifest.yaml"
+
+    @property
+    def migrations_dir(self) -> Path:
+        return self.root / "migrations"
+
+    def manifest(self) -> Manifest:
+        return Manifest.load(self.manifest_path)
+
+    @property
+    def database_name(self) -> str:
+        return self.name.replace("-", "_")
+
+
+@dataclass
+class ServiceContext:
+    """What a running module holds; found at `app.state.quark` and via `get_context`."""
+
+    module: QuarkModule
+    settings: ServiceSettings
+    manifest: Manifest
+    db: Database | None = None
+    bus: EventBus | None = None
+    redis: aioredis.Redis | None = None
+    relay: OutboxRelay | None = None
+    consumers: list[ConsumerRunner] = field(default_factory=list)
+    registry: RegistryClient | None = None
+    verifier: TokenVerifier | None = None
+    started_at: float = field(default_factory=time.time)
+    extras: dict[str, Any] = field(default_factory=dict)  # service-owned singletons (e.g. storage)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.module.name
+
+    def key(self, *parts: str) -> str:
+        """A Redis key in this module's space (namespaced like events, so tests never collide)."""
+        ns = self.settings.event_namespace
+        return ":".join(["quark", *([ns] if ns else []), self.name, *parts])
+
+    def database(self) -> Database:
+        if self.db is None:
+            raise RuntimeError(f"module {self.name} has no database")
+        return self.db
+
+    def cache(self) -> aioredis.Redis:
+        if self.redis is None:
+            raise RuntimeError(f"module {self.name} has no Redis connection")
+        return self.redis
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+
+        async def check(name: str, probe: Callable[[], Awaitable[Any]]) -> None:
+            try:
+                await asyncio.wait_for(probe(), 2.0)
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"failing: {type(exc).__name__}"
+
+        probes: list[Awaitable[None]] = []
+        if self.db is not None:
+            probes.append(check("database", self.db.ping))
+        if self.redis is not None:
+            redis_client = self.redis
+            probes.append(check("redis", lambda: redis_client.ping()))
+        if self.bus is not None:
+            bus = self.bus
+
+            async def nats_probe() -> None:
+                if not bus.is_connected:
+                    raise ConnectionError("not connected")
+                await bus.nc.flush(timeout=1)
+
+            probes.append(check("nats", nats_probe))
+        await asyncio.gather(*probes)
+        return checks
+
+
+def get_context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.quark
+    return ctx
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A database session for one request; service functions open their own transaction."""
+    async with get_context(request).database().session() as session:
+        yield session
+
+
+Context = Annotated[ServiceContext, Depends(get_context)]
+DbSession = Annotated[AsyncSession, Depends(get_session)]
+
+
+def build_verifier(settings: ServiceSettings) -> TokenVerifier:
+    auth_jwks = settings.auth_jwks_url or f"{settings.gateway_url}/api/v1/auth/.well-known/jwks.json"
+    hub_base = settings.hub_url or settings.gateway_url
+    hub_jwks = settings.hub_jwks_url or f"{hub_base}/api/v1/hub/.well-known/jwks.json"
+    return TokenVerifier(
+        {"quark-auth": JWKSCache(auth_jwks), "quark-hub": JWKSCache(hub_jwks)},
+        audience=settings.token_audience,
+    )
+
+
+async def start_context(ctx: ServiceContext, *, migrate: bool = False, register: bool = True,
+                        workers: bool = True) -> None:
+    """Bring up a module's connections and, with `workers`, its relay, consumers and background jobs."""
+    s, module, manifest = ctx.settings, ctx.module, ctx.manifest
+    if module.metadata is not None or manifest.requires.database:
+        url = s.service_database_url(module.database_name)
+        if migrate and module.migrations_dir.exists():
+            await upgrade_database_async(module.migrations_dir, url)
+        ctx.db = Database(url, service=module.name, pool_size=s.db_pool_size)
+    if manifest.requires.cache:
+        ctx.redis = aioredis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2,
+                                      health_check_interval=15)
+    if manifest.requires.event_bus or module.consumers:
+        ctx.bus = EventBus(s.nats_url, service=module.name, namespace=s.event_namespace)
+        await ctx.bus.connect(wait=True, timeout=5)
+        if ctx.db is not None and workers:
+            ctx.relay = OutboxRelay(ctx.db, ctx.bus, service=module.name, poll_interval=s.outbox_poll_interval)
+            await ctx.relay.start()
+        if ctx.db is not None and workers:
+            for consumer in module.consumers:
+                runner = ConsumerRunner(consumer, bus=ctx.bus, db=ctx.db, service=module.name,
+                                        max_deliver=s.consumer_max_deliver)
+                await runner.start()
+                ctx.consumers.append(runner)
+    for hook in module.on_startup:
+        await hook(ctx)
+    if not workers:
+        return
+    for job in module.background:
+        ctx._tasks.append(asyncio.create_task(_supervised(job, ctx), name=f"{module.name}-{job.__name__}"))
+    if register and s.hub_url and s.register_with_hub:
+        ctx.registry = RegistryClient(
+            s.hub_url, manifest, instance_url=s.public_instance_url(),
+            health_url=ctx.extras.get("health_url") or s.public_instance_url() + manifest.health_check,
+            heartbeat_interval=s.heartbeat_interval,
+        )
+        await ctx.registry.start()
+
+
+async def stop_context(ctx: ServiceContext) -> None:
+    if ctx.registry is not None:
+        await ctx.registry.stop()
+    for task in ctx._tasks:
+        task.cancel()
+    for task in ctx._tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    ctx._tasks.clear()
+    for hook in reversed(ctx.module.on_shutdown):
+        try:
+            await hook(ctx)
+        except Exception:
+            log.exception("shutdown hook %s failed", getattr(hook, "__name__", hook))
+    for runner in ctx.consumers:
+        await runner.stop()
+    ctx.consumers.clear()
+    if ctx.relay is not None:
+        await ctx.relay.stop()
+    if ctx.bus is not None:
+        await ctx.bus.close()
+    if ctx.redis is not None:
+        with contextlib.suppress(Exception):
+            await ctx.redis.aclose()
+    if ctx.db is not None:
+        await ctx.db.dispose()
+
+
+async def _supervised(job: Hook, ctx: ServiceContext) -> None:
+    """Keep a background job alive: log and restart it after a crash."""
+    delay = 0.5
+    while True:
+        try:
+            await job(ctx)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background job %s of %s crashed; restarting in %.1fs", job.__name__, ctx.name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def create_service_app(module: QuarkModule, settings: ServiceSettings | None = None, *,
+                       migrate_on_start: bool | None = None, health_url: str | None = None) -> FastAPI:
+    """The FastAPI app of one module, ready to dock."""
+    settings = settings or module.settings_cls.load()
+    manifest = module.manifest()
+    telemetry.setup_logging(module.name, level=settings.log_level, json_logs=settings.json_logs)
+    telemetry.setup_tracing(module.name)
+    ctx = ServiceContext(module=module, settings=settings, manifest=manifest)
+    if health_url:
+        ctx.extras["health_url"] = health_url
+    migrate = settings.env != "prod" if migrate_on_start is None else migrate_on_start
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await start_context(ctx, migrate=migrate)
+            yield
+        finally:
+            await stop_context(ctx)
+
+    app = FastAPI(
+        title=module.title or f"Quark {module.name}",
+        version=manifest.version,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.quark = ctx
+    install_error_handlers(app)
+    install_token_verifier(app, build_verifier(settings))
+    ctx.verifier = app.state.token_verifier
+    app.include_router(health_router(), include_in_schema=False)
+    for router in module.routers:
+        app.include_router(router)
+    telemetry.instrument_app(app, module.name)
+    return app
+
+
+def health_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health")
+    async def health(request: Request) -> dict[str, Any]:
+        ctx = get_context(request)
+        return {"status": "ok", "module": ctx.name, "version": ctx.manifest.version,
+                "uptime_seconds": round(time.time() - ctx.started_at, 1)}
+
+    @router.get("/health/ready")
+    async def ready(request: Request) -> Response:
+        ctx = get_context(request)
+        checks = await ctx.readiness()
+        if all(v == "ok" for v in checks.values()):
+            return JSONResponse({"status": "ok", "module": ctx.name, "checks": checks})
+        return problem_response(503, detail="not ready: " + ", ".join(k for k, v in checks.items() if v != "ok"),
+                                extra={"module": ctx.name, "checks": checks}, headers={"Retry-After": "1"})
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return telemetry.metrics_response()
+
+    return router

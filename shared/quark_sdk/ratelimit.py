@@ -1,0 +1,79 @@
+"""Rate limits kept in Redis, shared by every instance of a module.
+
+A sliding-window counter (the current and previous fixed windows, weighted)
+gives smooth limits with two keys per subject and one round trip. Over the
+limit raises :class:`quark_sdk.errors.RateLimited`, which the error handlers
+turn into 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from quark_sdk.errors import RateLimited
+
+# KEYS[1]=current window key, KEYS[2]=previous window key; ARGV: limit, window ms, elapsed ms, cost
+_SLIDING_WINDOW = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local elapsed = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local weighted = previous * (window - elapsed) / window + current
+if weighted + cost > limit then
+  return {0, math.floor(weighted)}
+end
+current = redis.call('INCRBY', KEYS[1], cost)
+redis.call('PEXPIRE', KEYS[1], window * 2)
+return {1, math.floor(previous * (window - elapsed) / window + current)}
+"""
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    allowed: bool
+    used: int
+    limit: int
+    retry_after: int
+
+
+class RateLimiter:
+    """`await limiter.hit("login:ip:1.2.3.4", limit=10, window=60)`; keys live under `prefix`."""
+
+    def __init__(self, redis: aioredis.Redis, *, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix.rstrip(":")
+        self._script = redis.register_script(_SLIDING_WINDOW)
+
+    async def hit(self, key: str, *, limit: int, window: float, cost: int = 1,
+                  now: float | None = None) -> RateLimitResult:
+        if limit <= 0 or window <= 0:
+            raise ValueError("limit and window must be positive")
+        now = time.time() if now is None else now
+        window_ms = int(window * 1000)
+        now_ms = int(now * 1000)
+        slot = now_ms // window_ms
+        elapsed = now_ms - slot * window_ms
+        keys = [f"{self.prefix}:rl:{key}:{slot}", f"{self.prefix}:rl:{key}:{slot - 1}"]
+        allowed, used = await self._script(keys=keys, args=[limit, window_ms, elapsed, cost])
+        retry_after = 0 if allowed else max(1, math.ceil((window_ms - elapsed) / 1000))
+        return RateLimitResult(bool(allowed), int(used), limit, retry_after)
+
+    async def check(self, key: str, *, limit: int, window: float, cost: int = 1,
+                    detail: str | None = None) -> RateLimitResult:
+        """Like `hit`, but raises RateLimited (429 + Retry-After) when over the limit."""
+        result = await self.hit(key, limit=limit, window=window, cost=cost)
+        if not result.allowed:
+            raise RateLimited(detail or f"rate limit of {limit} per {window:g}s exceeded",
+                              retry_after=result.retry_after)
+        return result
+
+    async def reset(self, key: str) -> None:
+        keys = [k async for k in self.redis.scan_iter(match=f"{self.prefix}:rl:{key}:*", count=100)]
+        if keys:
+            await self.redis.delete(*keys)

@@ -67,21 +67,6 @@ async def stop_hub(ctx: ServiceContext) -> None:
         with contextlib.suppress(Exception):
             await service.deregister(rt, ctx.name, rt.self_instance_id)
         rt.self_instance_id = None
-    await _stop_outbox_relay(ctx)
-
-
-async def _stop_outbox_relay(ctx: ServiceContext) -> None:
-    """Work around the SDK relay's loop, which on Python 3.11 can lose the cancellation that
-    `OutboxRelay.stop()` sends (see `stop_if_cancelled`) and then never finish, hanging shutdown.
-    We cancel until the task is really done; the SDK's own stop() then finds nothing to wait for.
-    """
-    relay = ctx.relay
-    task = getattr(relay, "_task", None) if relay is not None else None
-    if task is None:
-        return
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=0.5)
 
 
 module = QuarkModule(

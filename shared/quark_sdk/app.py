@@ -32,6 +32,7 @@ from quark_sdk.errors import install_error_handlers, problem_response
 from quark_sdk.events import Consumer, ConsumerRunner, EventBus
 from quark_sdk.outbox import OutboxRelay
 from quark_sdk.registry import Manifest, RegistryClient
+from quark_sdk.tasks import cancel_and_wait
 
 log = logging.getLogger("quark.app")
 
@@ -217,11 +218,7 @@ async def start_context(ctx: ServiceContext, *, migrate: bool = False, register:
 async def stop_context(ctx: ServiceContext) -> None:
     if ctx.registry is not None:
         await ctx.registry.stop()
-    for task in ctx._tasks:
-        task.cancel()
-    for task in ctx._tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await cancel_and_wait(ctx._tasks)
     ctx._tasks.clear()
     for hook in reversed(ctx.module.on_shutdown):
         try:

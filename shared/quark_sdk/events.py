@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_sdk import telemetry
 from quark_sdk.db import Database
 from quark_sdk.errors import is_unavailable_error
+from quark_sdk.tasks import cancel_and_wait
 
 log = logging.getLogger("quark.events")
 
@@ -151,6 +152,7 @@ class EventBus:
     """One NATS connection per service process, reconnecting forever."""
 
     STREAM_MAX_AGE = 7 * 24 * 3600.0
+    DRAIN_TIMEOUT = 2.0
     DUPLICATE_WINDOW = 120.0
 
     def __init__(self, url: str, *, service: str, namespace: str = "") -> None:
@@ -233,13 +235,13 @@ class EventBus:
     async def close(self) -> None:
         self._closing = True
         if self._connect_task is not None:
-            self._connect_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._connect_task
+            await cancel_and_wait(self._connect_task)
             self._connect_task = None
         if self._nc is not None and not self._nc.is_closed:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
+            # Bounded: publishes are acknowledged one by one already, so a slow drain only delays shutdown.
+            with contextlib.suppress(Exception, TimeoutError):
+                async with asyncio.timeout(self.DRAIN_TIMEOUT):
+                    await self._nc.drain()
             with contextlib.suppress(Exception):
                 await self._nc.close()
         self._nc = None
@@ -380,11 +382,7 @@ class ConsumerRunner:
 
     async def stop(self) -> None:
         self._stopping.set()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def _subscribe(self, domain: str) -> JetStreamContext.PullSubscription:

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_sdk import telemetry
 from quark_sdk.db import NAMING_CONVENTION, Database
 from quark_sdk.events import CloudEvent, EventBus, EventBusUnavailable, EventPayload
+from quark_sdk.tasks import cancel_and_wait
 
 log = logging.getLogger("quark.outbox")
 
@@ -109,9 +110,7 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def run(self) -> None:
@@ -132,8 +131,10 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("outbox relay for %s failed a round (%r); retrying", self.service, exc)
                 delay = min(max(delay, 0.1) * 2, 5.0)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the relay's own cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending events; returns how many were marked sent."""

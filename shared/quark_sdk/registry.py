@@ -11,7 +11,6 @@ A module keeps serving when the hub is away; it re-docks when the hub returns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any, Literal
 import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from quark_sdk.tasks import cancel_and_wait
 
 log = logging.getLogger("quark.registry")
 
@@ -132,9 +133,7 @@ class RegistryClient:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self.instance_id is not None:
             try:

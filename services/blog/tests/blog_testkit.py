@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
 from quark_blog.runtime import BlogRuntime, runtime_of
 from quark_sdk.events import CloudEvent, processed_event_ids
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually

@@ -63,9 +63,11 @@ async def test_published_events_reach_the_user_stream(quark: QuarkTestEnv) -> No
 
 async def test_consumed_event_types_are_not_registered_in_the_shared_catalogue() -> None:
     # In the embedded process auth and media register these names; registering them here would clash.
+    # (Other modules imported in the same test session may register their own events: only ours matter.)
     for name in ("quark.auth.user_registered", "quark.auth.user_deleted", "quark.media.processed"):
-        assert name not in EVENT_CATALOGUE
-    assert "quark.user.followed" in EVENT_CATALOGUE
+        owner = EVENT_CATALOGUE.get(name)
+        assert owner is None or not owner.__module__.startswith("quark_user"), owner
+    assert EVENT_CATALOGUE["quark.user.followed"].__module__.startswith("quark_user")
 
 
 async def test_me_needs_a_user_token_and_a_profile(quark: QuarkTestEnv) -> None:

@@ -211,6 +211,7 @@ async def start_context(ctx: ServiceContext, *, migrate: bool = False, register:
             s.hub_url, manifest, instance_url=s.public_instance_url(),
             health_url=ctx.extras.get("health_url") or s.public_instance_url() + manifest.health_check,
             heartbeat_interval=s.heartbeat_interval,
+            token=s.hub_registration_token.get_secret_value() if s.hub_registration_token else None,
         )
         await ctx.registry.start()
 

@@ -33,15 +33,23 @@ class CliError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
 
 
-def installed_modules(only: Sequence[str] | None = None) -> list[QuarkModule]:
+def installed_modules(only: Sequence[str] | None = None, *,
+                      broken: list[str] | None = None) -> list[QuarkModule]:
+    """Installed modules in docking order. With `broken`, a module that fails to load is reported there
+    (and skipped) instead of failing the whole listing."""
     found: dict[str, QuarkModule] = {}
     for ep in entry_points(group="quark.modules"):
         try:
             module = ep.load()
+            if not isinstance(module, QuarkModule):
+                raise CliError(f"entry point {ep.name} does not point at a QuarkModule")
         except Exception as exc:
-            raise CliError(f"module entry point {ep.name} ({ep.value}) failed to load: {exc}") from exc
-        if not isinstance(module, QuarkModule):
-            raise CliError(f"entry point {ep.name} does not point at a QuarkModule")
+            message = str(exc) if isinstance(exc, CliError) else \
+                f"module entry point {ep.name} ({ep.value}) failed to load: {exc}"
+            if broken is None:
+                raise CliError(message) from exc
+            broken.append(message)
+            continue
         found[module.name] = module
     if only:
         missing = [n for n in only if n not in found]
@@ -77,21 +85,25 @@ def _has_database(module: QuarkModule) -> bool:
 
 
 def cmd_modules(args: argparse.Namespace) -> int:
-    modules = installed_modules()
+    broken: list[str] = []
+    modules = installed_modules(broken=broken)
+    for message in broken:
+        print(f"quark: {message}", file=sys.stderr)
+    status = 1 if broken else 0
     manifests = [m.manifest().model_dump(mode="json") for m in modules]
     if args.json:
         print(json.dumps(manifests, indent=2))
-        return 0
+        return status
     if not manifests:
         print("no modules installed (make install)")
-        return 0
+        return status
     for mf in manifests:
         print(f"{mf['name']:<10} {mf['version']:<8} port {mf['port']:<5} api {', '.join(mf['exposes']['api']) or '-'}")
         if mf["exposes"]["events"]:
             print(f"{'':<10} publishes {', '.join(mf['exposes']['events'])}")
         if mf["consumes"]:
             print(f"{'':<10} consumes  {', '.join(mf['consumes'])}")
-    return 0
+    return status
 
 
 # --------------------------------------------------------------------------- quark migrate
@@ -175,7 +187,7 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
 
     setup_logging("quark", level="WARNING")
     config = uvicorn.Config(gateway, host=args.host, port=args.port, lifespan="on", log_level="warning",
-                            access_log=False, ws_ping_interval=20)
+                            access_log=False, ws_ping_interval=20, timeout_graceful_shutdown=10)
     uvicorn.Server(config).run()
     return 0
 
@@ -283,7 +295,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = module.settings_cls.load(**overrides)
     app = create_service_app(module, settings, migrate_on_start=False if args.no_migrate else None)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                lifespan="on", ws_ping_interval=20)
+                lifespan="on", ws_ping_interval=20, timeout_graceful_shutdown=10)
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -48,7 +48,7 @@ class ServiceSettings(BaseSettings):
     SHARED_FIELDS: ClassVar[frozenset[str]] = frozenset({
         "env", "postgres_url", "redis_url", "nats_url", "hub_url", "data_dir", "event_namespace",
         "log_level", "json_logs", "auth_jwks_url", "hub_jwks_url", "token_audience", "host",
-        "gateway_url", "register_with_hub",
+        "gateway_url", "register_with_hub", "hub_registration_token",
     })
 
     env: Literal["dev", "test", "prod"] = "dev"
@@ -63,6 +63,8 @@ class ServiceSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     hub_url: str | None = None
     register_with_hub: bool = True
+    # The hub's shared docking secret (the hub reads the same QUARK_HUB_REGISTRATION_TOKEN variable).
+    hub_registration_token: SecretStr | None = None
     gateway_url: str = "http://127.0.0.1:8000"
     auth_jwks_url: str | None = None
     hub_jwks_url: str | None = None

@@ -40,7 +40,8 @@ from quark_sdk.tasks import cancel_and_wait
 
 log = logging.getLogger("quark.events")
 
-P = TypeVar("P", bound="EventPayload")
+# Any pydantic model: a consumer parses with its own model of another service's payload (tolerant reader).
+P = TypeVar("P", bound=BaseModel)
 
 # ----------------------------------------------------------------------------- catalogue
 
@@ -55,13 +56,16 @@ class EventPayload(BaseModel):
     description: ClassVar[str] = ""
 
 
-def event_type(name: str) -> Callable[[type[P]], type[P]]:
+E = TypeVar("E", bound="EventPayload")
+
+
+def event_type(name: str) -> Callable[[type[E]], type[E]]:
     """Register a payload model as the schema of event type `name` (the catalogue feeds AsyncAPI)."""
     parts = name.split(".")
     if len(parts) < 3 or parts[0] != "quark" or not all(p and p.replace("_", "").isalnum() for p in parts):
         raise ValueError(f"event type must look like quark.<domain>.<event>: {name!r}")
 
-    def register(cls: type[P]) -> type[P]:
+    def register(cls: type[E]) -> type[E]:
         existing = EVENT_CATALOGUE.get(name)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
             raise ValueError(f"event type {name} already registered by {existing.__module__}.{existing.__qualname__}")
@@ -107,7 +111,16 @@ class CloudEvent(BaseModel):
         )
 
     def payload(self, model: builtins.type[P]) -> P:
-        return model.model_validate(self.data)
+        """`data` parsed with `model` (the producer's registered payload or the consumer's own reading of it).
+
+        A payload that does not match can never succeed on redelivery: it raises PermanentEventError,
+        which sends the event straight to the dead-letter stream."""
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            raise PermanentEventError(
+                f"{self.type} payload does not match {model.__name__}: {exc.error_count()} error(s), "
+                f"first: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from None
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

@@ -81,10 +81,10 @@ class EmbeddedGateway:
             name = path.removeprefix("/health/").removesuffix("/ready")
             mod = self.modules.get(name)
             if mod is not None:
-                checks = await mod.ctx.readiness()
-                ok = all(v == "ok" for v in checks.values())
+                module_checks = await mod.ctx.readiness()
+                ok = all(v == "ok" for v in module_checks.values())
                 await self._json(send, 200 if ok else 503,
-                                 {"status": "ok" if ok else "degraded", "module": name, "checks": checks})
+                                 {"status": "ok" if ok else "degraded", "module": name, "checks": module_checks})
                 return
         if path.startswith("/openapi/") and path.endswith(".json"):
             mod = self.modules.get(path.removeprefix("/openapi/").removesuffix(".json"))

@@ -73,7 +73,12 @@ class RateLimiter:
                               retry_after=result.retry_after)
         return result
 
-    async def reset(self, key: str) -> None:
-        keys = [k async for k in self.redis.scan_iter(match=f"{self.prefix}:rl:{key}:*", count=100)]
+    async def reset(self, key: str, *, window: float | None = None, now: float | None = None) -> None:
+        """Forget `key`'s hits. With its `window`, deletes the two live keys directly (no SCAN of the keyspace)."""
+        if window is None:
+            keys = [k async for k in self.redis.scan_iter(match=f"{self.prefix}:rl:{key}:*", count=100)]
+        else:
+            slot = int((time.time() if now is None else now) * 1000) // int(window * 1000)
+            keys = [f"{self.prefix}:rl:{key}:{slot}", f"{self.prefix}:rl:{key}:{slot - 1}"]
         if keys:
             await self.redis.delete(*keys)

@@ -31,6 +31,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
 from quark_sdk.auth import JWKSCache, SigningKeySet, TokenVerifier
@@ -159,12 +160,16 @@ class QuarkTestEnv:
         values.update(overrides)
         return module.settings_cls.load(**values)
 
-    async def start(self, module: QuarkModule, **overrides: Any) -> RunningModule:
-        """Run a module's app with its lifespan, reachable through an httpx client over ASGI."""
+    async def start(self, module: QuarkModule, *, keep_verifier: bool = False, **overrides: Any) -> RunningModule:
+        """Run a module's app with its lifespan, reachable through an httpx client over ASGI.
+
+        Tokens are verified against this test's keys (`user_token`, `service_token`) unless
+        `keep_verifier`: then the module keeps its own (the auth service verifying what it issues)."""
         settings = await self.settings(module, **overrides)
         app = create_service_app(module, settings, migrate_on_start=False)
-        app.state.token_verifier = self.verifier(settings.token_audience)
-        app.state.quark.verifier = app.state.token_verifier
+        if not keep_verifier:
+            app.state.token_verifier = self.verifier(settings.token_audience)
+            app.state.quark.verifier = app.state.token_verifier
         await self._stack.enter_async_context(app.router.lifespan_context(app))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
         self._stack.push_async_callback(client.aclose)
@@ -264,6 +269,9 @@ def settings_env(settings: ServiceSettings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
             continue
+        secret = getattr(settings, name, None)
+        if isinstance(secret, SecretStr):  # model_dump masks secrets as '**********'
+            value = secret.get_secret_value()
         env[f"{prefix}{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
 

@@ -8,9 +8,6 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog import replica
@@ -29,42 +26,33 @@ from quark_blog.schemas import (
     UserSuspended,
     UserUnfollowed,
 )
-from quark_sdk.events import CloudEvent, Consumer, PermanentEventError
-
-M = TypeVar("M", bound=BaseModel)
+from quark_sdk.events import CloudEvent, Consumer
 
 replica_consumer = Consumer("replica")
 fanout_consumer = Consumer("fanout", batch_size=100)
 
 
-def parse(event: CloudEvent, model: type[M]) -> M:
-    try:
-        return model.model_validate(event.data)
-    except ValidationError as exc:
-        raise PermanentEventError(f"{event.type} payload invalid: {exc.error_count()} error(s)") from None
-
-
 @replica_consumer.on("quark.auth.user_registered")
 async def on_user_registered(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, UserRegistered)
+    p = event.payload(UserRegistered)
     await replica.seed_author(session, p.user_id, p.username, p.display_name)
 
 
 @replica_consumer.on("quark.user.profile_created")
 async def on_profile_created(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, ProfileCreated)
+    p = event.payload(ProfileCreated)
     await replica.upsert_author(session, p.user_id, p.username, p.display_name)
 
 
 @replica_consumer.on("quark.user.profile_updated")
 async def on_profile_updated(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, ProfileUpdated)
+    p = event.payload(ProfileUpdated)
     await replica.upsert_author(session, p.user_id, p.username, p.display_name, p.privacy)
 
 
 @replica_consumer.on("quark.user.followed")
 async def on_followed(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, UserFollowed)
+    p = event.payload(UserFollowed)
     for uid, name in ((p.follower_id, p.follower_username), (p.followee_id, p.followee_username)):
         if name:
             await replica.seed_author(session, uid, name, None)
@@ -73,48 +61,54 @@ async def on_followed(session: AsyncSession, event: CloudEvent) -> None:
 
 @replica_consumer.on("quark.user.unfollowed")
 async def on_unfollowed(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, UserUnfollowed)
+    p = event.payload(UserUnfollowed)
     await replica.unfollow(runtime_for_session(session), session, p.follower_id, p.followee_id)
 
 
 @replica_consumer.on("quark.user.blocked")
 async def on_blocked(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, UserBlockChanged)
+    p = event.payload(UserBlockChanged)
     await replica.block(runtime_for_session(session), session, p.blocker_id, p.blocked_id)
 
 
 @replica_consumer.on("quark.user.unblocked")
 async def on_unblocked(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, UserBlockChanged)
+    p = event.payload(UserBlockChanged)
     await replica.unblock(session, p.blocker_id, p.blocked_id)
 
 
 @replica_consumer.on("quark.user.suspended")
 async def on_suspended(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, UserSuspended)
+    p = event.payload(UserSuspended)
     await replica.set_suspended(session, p.user_id, p.suspended)
 
 
 @replica_consumer.on("quark.user.deleted")
 async def on_user_deleted(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, UserDeletedEvent)
+    p = event.payload(UserDeletedEvent)
     await replica.delete_user(runtime_for_session(session), session, p.user_id)
 
 
 @replica_consumer.on("quark.ai.moderation_flagged")
 async def on_flagged(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, ModerationFlagged)
+    p = event.payload(ModerationFlagged)
     await apply_flag(runtime_for_session(session), session, p)
 
 
 @replica_consumer.on("quark.media.deleted")
 async def on_media_deleted(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, MediaDeleted)
+    p = event.payload(MediaDeleted)
     await replica.detach_media(session, p.media_id)
 
 
-@fanout_consumer.on("quark.post.published", "quark.post.updated", "quark.post.unpublished", "quark.post.deleted",
-                    "quark.post.hidden", "quark.post.restored")
+@fanout_consumer.on(
+    "quark.post.published",
+    "quark.post.updated",
+    "quark.post.unpublished",
+    "quark.post.deleted",
+    "quark.post.hidden",
+    "quark.post.restored",
+)
 async def on_post_changed(session: AsyncSession, event: CloudEvent) -> None:
-    p = parse(event, PostRef)
+    p = event.payload(PostRef)
     await replica.sync_post(runtime_for_session(session), session, p.post_id)

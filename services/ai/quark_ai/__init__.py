@@ -1,0 +1,1 @@
+"""Quark AI orchestrator."""

@@ -1,0 +1,324 @@
+"""The agents driven by events: moderation, tagging, recommendations; and the replica they read.
+
+Every function here runs inside the consumer's transaction (the session is already in one), so
+the run record, the verdict and the outgoing event commit together with the inbox entry. No
+agent calls an LLM: they keep up whatever the provider's state. Nothing here writes to the blog
+except through `quark.ai.moderation_flagged`, whose only effect is hiding pending human review.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_ai import textutil
+from quark_ai.classifier import model_name
+from quark_ai.models import AgentRun, Document, Draft, Follow, ModerationResult, Reaction
+from quark_ai.recommend import Doc, Fitted
+from quark_ai.runtime import AIRuntime
+from quark_ai.schemas import CommentContent, ModerationFlagged, PostContent, SuggestionGenerated
+from quark_sdk.outbox import add_event
+
+DOC_TEXT_CHARS = 5000  # what the recommender keeps of a post's text
+RELATED_LIMIT = 5
+
+
+def record_run(
+    session: AsyncSession,
+    *,
+    agent: str,
+    input_type: str,
+    input_id: str | None,
+    provider: str,
+    model: str,
+    started: float,
+    outcome: str,
+    event_id: str | None = None,
+    user_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> AgentRun:
+    run = AgentRun(
+        id=uuid.uuid4(),
+        agent=agent,
+        input_type=input_type,
+        input_id=input_id,
+        event_id=event_id,
+        user_id=user_id,
+        provider=provider,
+        model=model,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        outcome=outcome,
+        detail=detail or {},
+        error=error[:500] if error else None,
+    )
+    session.add(run)
+    return run
+
+
+# --------------------------------------------------------------------------- moderation
+
+
+async def moderate(
+    rt: AIRuntime,
+    session: AsyncSession,
+    *,
+    target_type: str,
+    target_id: str,
+    author_id: str | None,
+    text: str,
+    event_id: str | None,
+) -> ModerationResult:
+    started = time.perf_counter()
+    verdict = await asyncio.to_thread(rt.moderator.score, text)
+    run = record_run(
+        session,
+        agent="moderation",
+        input_type=target_type,
+        input_id=target_id,
+        event_id=event_id,
+        user_id=author_id,
+        provider="local",
+        model=model_name(),
+        started=started,
+        outcome="flagged" if verdict.flagged else "passed",
+        detail={"score": verdict.score, "labels": verdict.labels, "rules": verdict.rules, **verdict.detail},
+    )
+    result = ModerationResult(
+        id=uuid.uuid4(),
+        run_id=run.id,
+        target_type=target_type,
+        target_id=target_id,
+        author_id=author_id,
+        score=verdict.score,
+        classifier_score=verdict.classifier_score,
+        labels=verdict.labels,
+        rules=verdict.rules,
+        reason=verdict.reason,
+        flagged=verdict.flagged,
+        preview=textutil.clean(text)[:300],
+    )
+    session.add(result)
+    if verdict.flagged:
+        await add_event(
+            session,
+            ModerationFlagged(
+                target_type=target_type,
+                target_id=target_id,
+                score=verdict.score,
+                labels=verdict.labels or ["flagged"],
+                reason=verdict.reason,
+                run_id=str(run.id),
+            ),
+            subject=target_id,
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- posts
+
+
+async def on_post_content(
+    rt: AIRuntime, session: AsyncSession, p: PostContent, *, event_id: str, published: bool
+) -> None:
+    """quark.post.published / updated: keep the document, then moderate, tag and relate it."""
+    title = textutil.clean(p.title)[:300]
+    body = textutil.clean(p.body_text)
+    tags = [textutil.tag_of(t) for t in p.tags if textutil.tag_of(t)][:20]
+    now = rt.now()
+    values: dict[str, Any] = {
+        "post_id": p.post_id,
+        "author_id": p.author_id,
+        "title": title,
+        "slug": p.slug[:200],
+        "excerpt": textutil.clean(p.excerpt)[:600],
+        "text": body[:DOC_TEXT_CHARS],
+        "tags": tags,
+        "visibility": p.visibility[:16],
+        "updated_at": now,
+        "published_at": p.published_at or p.updated_at or now,
+    }
+    stmt = insert(Document).values(**values, active=True)
+    refresh = {
+        k: stmt.excluded[k]
+        for k in ("author_id", "title", "slug", "excerpt", "text", "tags", "visibility", "updated_at")
+    }
+    if published:
+        refresh["published_at"] = stmt.excluded.published_at
+        refresh["active"] = stmt.excluded.active
+    await session.execute(stmt.on_conflict_do_update(index_elements=[Document.post_id], set_=refresh))
+    doc = await session.get(Document, p.post_id, populate_existing=True)
+    assert doc is not None
+    await moderate(
+        rt,
+        session,
+        target_type="post",
+        target_id=p.post_id,
+        author_id=p.author_id,
+        text=f"{title}\n\n{body}",
+        event_id=event_id,
+    )
+    await suggest_tags(session, doc, body=body, event_id=event_id)
+    await relate(rt, session, doc, event_id=event_id)
+
+
+async def suggest_tags(session: AsyncSession, doc: Document, *, body: str, event_id: str | None) -> None:
+    """Tagging agent: extractive keywords the author has not used yet, offered to the author."""
+    started = time.perf_counter()
+    found = textutil.keywords(body, title=doc.title, limit=5, exclude=frozenset(doc.tags))
+    changed = bool(found) and found != list(doc.suggested_tags)
+    run = record_run(
+        session,
+        agent="tagging",
+        input_type="post",
+        input_id=doc.post_id,
+        event_id=event_id,
+        user_id=doc.author_id,
+        provider="local",
+        model="extractive-v1",
+        started=started,
+        outcome="ok" if found else "skipped",
+        detail={"tags": found},
+    )
+    if changed:
+        doc.suggested_tags = found
+        await add_event(
+            session,
+            SuggestionGenerated(
+                kind="tags",
+                user_id=doc.author_id,
+                target_type="post",
+                target_id=doc.post_id,
+                items=found,
+                run_id=str(run.id),
+            ),
+            subject=doc.post_id,
+        )
+
+
+async def relate(rt: AIRuntime, session: AsyncSession, doc: Document, *, event_id: str | None) -> None:
+    """Recommendations agent, per post: the posts most similar to a newly published or edited one."""
+    started = time.perf_counter()
+    if not doc.active or doc.hidden or doc.visibility != "public":
+        return
+    fitted = await corpus(rt, session)
+    related = rt.recommender.related(fitted, doc.post_id, limit=RELATED_LIMIT)
+    run = record_run(
+        session,
+        agent="recommendations",
+        input_type="post",
+        input_id=doc.post_id,
+        event_id=event_id,
+        user_id=doc.author_id,
+        provider="local",
+        model="tfidf-cosine",
+        started=started,
+        outcome="ok" if related else "skipped",
+        detail={"related": [p for p, _ in related], "corpus": len(fitted.docs)},
+    )
+    if related:
+        await add_event(
+            session,
+            SuggestionGenerated(
+                kind="related_posts",
+                user_id=None,
+                target_type="post",
+                target_id=doc.post_id,
+                items=[p for p, _ in related],
+                scores=[s for _, s in related],
+                run_id=str(run.id),
+            ),
+            subject=doc.post_id,
+        )
+
+
+async def corpus(rt: AIRuntime, session: AsyncSession) -> Fitted:
+    """The fitted TF-IDF model of the newest active posts; refitted only when the corpus changed."""
+    live = (Document.active.is_(True), Document.hidden.is_(False))
+    count, newest = (await session.execute(select(func.count(), func.max(Document.updated_at)).where(*live))).one()
+    version = (min(int(count), rt.settings.corpus_size), newest)
+    cached = rt.recommender._fitted
+    if cached is not None and cached.version == version:
+        return cached
+    rows = (
+        await session.scalars(
+            select(Document).where(*live).order_by(Document.published_at.desc()).limit(rt.settings.corpus_size)
+        )
+    ).all()
+    docs = [Doc(r.post_id, r.author_id, r.title, r.text, tuple(r.tags), r.visibility, r.published_at) for r in rows]
+    return await asyncio.to_thread(rt.recommender.fitted, version, docs)
+
+
+async def set_post_state(
+    session: AsyncSession, post_id: str, *, active: bool | None = None, hidden: bool | None = None
+) -> None:
+    values: dict[str, Any] = {}
+    if active is not None:
+        values["active"] = active
+    if hidden is not None:
+        values["hidden"] = hidden
+    values["updated_at"] = func.now()
+    await session.execute(update(Document).where(Document.post_id == post_id).values(**values))
+
+
+async def delete_post(session: AsyncSession, post_id: str) -> None:
+    await session.execute(delete(Document).where(Document.post_id == post_id))
+    await session.execute(delete(Reaction).where(Reaction.post_id == post_id))
+
+
+# --------------------------------------------------------------------------- comments
+
+
+async def on_comment(rt: AIRuntime, session: AsyncSession, c: CommentContent, *, event_id: str) -> None:
+    await moderate(
+        rt,
+        session,
+        target_type="comment",
+        target_id=c.comment_id,
+        author_id=c.author_id,
+        text=textutil.clean(c.body_text),
+        event_id=event_id,
+    )
+
+
+# --------------------------------------------------------------------------- signals
+
+
+async def react(session: AsyncSession, *, user_id: str, post_id: str, kind: str, added: bool, at: datetime) -> None:
+    if added:
+        await session.execute(
+            insert(Reaction).values(user_id=user_id, post_id=post_id, kind=kind, created_at=at).on_conflict_do_nothing()
+        )
+    else:
+        await session.execute(
+            delete(Reaction).where(Reaction.user_id == user_id, Reaction.post_id == post_id, Reaction.kind == kind)
+        )
+
+
+async def follow(session: AsyncSession, follower_id: str, followee_id: str, *, on: bool) -> None:
+    if on:
+        await session.execute(
+            insert(Follow).values(follower_id=follower_id, followee_id=followee_id).on_conflict_do_nothing()
+        )
+    else:
+        await session.execute(
+            delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == followee_id)
+        )
+
+
+async def forget_user(session: AsyncSession, user_id: str) -> None:
+    """quark.user.deleted: drop what we hold about the person (signals, drafts, their posts' documents)."""
+    from quark_ai.models import UserSuggestion
+
+    await session.execute(delete(Reaction).where(Reaction.user_id == user_id))
+    await session.execute(delete(Follow).where((Follow.follower_id == user_id) | (Follow.followee_id == user_id)))
+    await session.execute(delete(UserSuggestion).where(UserSuggestion.user_id == user_id))
+    await session.execute(delete(Draft).where(Draft.user_id == user_id))
+    await session.execute(delete(Document).where(Document.author_id == user_id))

@@ -1,0 +1,49 @@
+"""The AI module: moderation, tagging and recommendations driven by events; drafts a person approves."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from quark_ai import classifier
+from quark_ai.api import router
+from quark_ai.events import agents_consumer, signals_consumer
+from quark_ai.models import Base
+from quark_ai.runtime import close, install
+from quark_ai.settings import AISettings
+from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+
+
+async def install_runtime(ctx: ServiceContext) -> None:
+    install(ctx)
+    # Load the bundled classifier now, not inside the first event's transaction.
+    await asyncio.to_thread(classifier.warm_up)
+
+
+async def close_runtime(ctx: ServiceContext) -> None:
+    await close(ctx)
+
+
+async def bound_nats_drain(ctx: ServiceContext) -> None:
+    """Local workaround (as in services/user): cap the NATS drain on shutdown at 2 s; see user/app.py."""
+    if ctx.bus is not None and ctx.bus.is_connected:
+        ctx.bus.nc.options["drain_timeout"] = 2
+
+
+module = QuarkModule(
+    name="ai",
+    settings_cls=AISettings,
+    root=Path(__file__).resolve().parent.parent,
+    routers=[router],
+    metadata=Base.metadata,
+    consumers=[agents_consumer, signals_consumer],
+    on_startup=[install_runtime],
+    on_shutdown=[close_runtime, bound_nats_drain],
+    title="Quark AI",
+)
+
+
+def create_app() -> FastAPI:
+    return create_service_app(module)

@@ -1,0 +1,272 @@
+"""Request/response models, the events the AI service publishes (registered) and the ones it consumes (plain).
+
+Consumed events are parsed with this service's own plain models, never registered with
+``@event_type``: their producers register those names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from quark_sdk.events import EventPayload, event_type
+
+Tone = Literal["neutral", "friendly", "formal", "playful", "technical", "persuasive"]
+Length = Literal["short", "medium", "long"]
+DraftStatus = Literal["pending", "approved", "rejected"]
+Agent = Literal["moderation", "tagging", "recommendations", "draft", "assist"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class DraftCreate(_Body):
+    # No max_length on topic: an over-long prompt is a 413 naming the limit (settings.max_topic_chars).
+    topic: str = Field(min_length=1)
+    tone: Tone = "neutral"
+    length: Length = "medium"
+
+
+class DraftEdit(_Body):
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    body: str | None = Field(default=None, min_length=1)
+    tags: list[str] | None = Field(default=None, max_length=10)
+
+
+class DraftApprove(DraftEdit):
+    """Approve, optionally with last edits; the post is created in the blog as a draft, never published."""
+
+
+class AssistRequest(_Body):
+    text: str = Field(min_length=1)
+
+
+class ReviewRequest(_Body):
+    decision: Literal["upheld", "overruled"]
+    reason: str | None = Field(default=None, max_length=500)
+    # With `overruled` on a flagged item: also restore it in the blog (with the moderator's own token).
+    restore: bool = True
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class RunOut(BaseModel):
+    id: uuid.UUID
+    agent: str
+    input_type: str
+    input_id: str | None
+    event_id: str | None
+    user_id: str | None
+    provider: str
+    model: str
+    latency_ms: float
+    outcome: str
+    detail: dict[str, Any]
+    error: str | None
+    created_at: datetime
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class ModerationOut(BaseModel):
+    id: uuid.UUID
+    run_id: uuid.UUID
+    target_type: str
+    target_id: str
+    author_id: str | None
+    score: float
+    classifier_score: float
+    labels: list[str]
+    rules: list[str]
+    reason: str
+    flagged: bool
+    preview: str
+    decision: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    created_at: datetime
+    blog_restore: str | None = None  # only in the answer to a review: restored | not needed | failed: …
+
+
+class ModerationPage(BaseModel):
+    items: list[ModerationOut]
+    next_cursor: str | None
+
+
+class DraftOut(BaseModel):
+    id: uuid.UUID
+    status: DraftStatus
+    topic: str
+    tone: str
+    length: str
+    title: str
+    body: str
+    tags: list[str]
+    generated: bool
+    notice: str | None
+    warnings: list[str]
+    provider: str
+    model: str
+    run_id: uuid.UUID
+    edits: int
+    blog_post_id: str | None
+    decided_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DraftPage(BaseModel):
+    items: list[DraftOut]
+    next_cursor: str | None
+
+
+class RecommendationOut(BaseModel):
+    post_id: str
+    author_id: str
+    title: str
+    slug: str
+    excerpt: str
+    tags: list[str]
+    published_at: datetime
+    score: float
+    similarity: float
+    reasons: list[str]
+
+
+class RecommendationPage(BaseModel):
+    items: list[RecommendationOut]
+    next_cursor: str | None
+    run_id: uuid.UUID
+
+
+class AssistOut(BaseModel):
+    title: str
+    summary: str
+    tags: list[str]
+    provider: str
+    model: str
+    notice: str
+
+
+class StatusOut(BaseModel):
+    provider: str
+    model: str
+    generates: bool
+    breaker: str
+    notice: str | None = None
+    moderation_model: str
+    moderation_threshold: float
+
+
+# --------------------------------------------------------------------------- events published
+
+
+@event_type("quark.ai.moderation_flagged")
+class ModerationFlagged(EventPayload):
+    """The moderation agent scored a post or comment above the threshold: blog hides it pending review."""
+
+    target_type: Literal["post", "comment"]
+    target_id: str
+    score: float
+    labels: list[str]
+    reason: str
+    run_id: str
+
+
+@event_type("quark.ai.moderation_reviewed")
+class ModerationReviewed(EventPayload):
+    """A moderator upheld or overruled an automatic verdict (the overrule record)."""
+
+    result_id: str
+    run_id: str
+    target_type: Literal["post", "comment"]
+    target_id: str
+    flagged: bool
+    decision: Literal["upheld", "overruled"]
+    moderator_id: str
+    reason: str | None
+
+
+@event_type("quark.ai.suggestion_generated")
+class SuggestionGenerated(EventPayload):
+    """Suggestions for a person: tags for their post, posts they may like, or posts related to a post."""
+
+    kind: Literal["tags", "recommendations", "related_posts"]
+    user_id: str | None  # who the suggestion is for (the post's author, or the reader)
+    target_type: Literal["post", "user"]
+    target_id: str
+    items: list[str]
+    scores: list[float] = Field(default_factory=list)
+    run_id: str
+
+
+@event_type("quark.ai.draft_approved")
+class DraftApproved(EventPayload):
+    """The author approved an AI draft; it now exists in the blog as a draft post (not published)."""
+
+    draft_id: str
+    user_id: str
+    blog_post_id: str
+    provider: str
+    model: str
+
+
+# --------------------------------------------------------------------------- events consumed (never registered)
+
+
+class _Consumed(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PostContent(_Consumed):
+    """quark.post.published / quark.post.updated: blog puts the plain text in `body_text`."""
+
+    post_id: str = Field(min_length=1, max_length=64)
+    author_id: str = Field(min_length=1, max_length=64)
+    title: str = Field(default="", max_length=1000)
+    slug: str = ""
+    excerpt: str = ""
+    body_text: str = ""
+    tags: list[str] = Field(default_factory=list)
+    visibility: str = "public"
+    published_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class PostRef(_Consumed):
+    post_id: str = Field(min_length=1, max_length=64)
+
+
+class CommentContent(_Consumed):
+    comment_id: str = Field(min_length=1, max_length=64)
+    post_id: str = Field(min_length=1, max_length=64)
+    author_id: str = Field(min_length=1, max_length=64)
+    body_text: str = ""
+
+
+class PostReacted(_Consumed):
+    post_id: str = Field(min_length=1, max_length=64)
+    user_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=32)
+    action: Literal["added", "removed"]
+
+
+class FollowChanged(_Consumed):
+    follower_id: str = Field(min_length=1, max_length=64)
+    followee_id: str = Field(min_length=1, max_length=64)
+
+
+class UserDeleted(_Consumed):
+    user_id: str = Field(min_length=1, max_length=64)

@@ -1,0 +1,131 @@
+"""Moderation agent: the bundled classifier (alt-profanity-check) plus rules, flags, runs, moderator review."""
+
+from __future__ import annotations
+
+import uuid
+
+from ai_testkit import AI, assert_problem
+
+from quark_ai.classifier import Moderator
+from quark_ai.settings import DEFAULT_RULES, ModerationRule
+
+TOXIC = "You are a worthless stupid idiot and everyone hates you, shut the fuck up."
+BENIGN = "Thanks for sharing your recipe, the tomato soup turned out wonderfully and my kids loved it."
+
+
+def test_classifier_scores_toxic_high_and_benign_low() -> None:
+    m = Moderator(0.8, list(DEFAULT_RULES), 20_000)
+    bad, good = m.score(TOXIC), m.score(BENIGN)
+    assert bad.flagged and bad.classifier_score >= 0.8 and "offensive" in bad.labels
+    assert not good.flagged and good.classifier_score < 0.3 and good.labels == []
+
+
+def test_one_abusive_sentence_is_not_diluted_by_a_long_benign_text() -> None:
+    m = Moderator(0.8, [], 20_000)
+    text = (BENIGN + " ") * 40 + "Honestly the author is a fucking moron."
+    assert m.score(text).flagged
+
+
+def test_rules_add_labels_and_can_flag_alone() -> None:
+    rule = ModerationRule(name="crypto", pattern=r"\bcrypto giveaway\b", label="spam", score=0.9)
+    m = Moderator(0.8, [rule], 20_000)
+    v = m.score("Join our crypto giveaway today, lovely people")
+    assert v.flagged and v.labels == ["spam"] and v.rules == ["crypto"] and v.classifier_score < 0.8
+
+
+async def test_toxic_post_is_flagged_and_benign_post_passes(ai: AI) -> None:
+    author = ai.person("writer")
+    bad = await ai.publish_post(author, "My opinion", TOXIC)
+    good = await ai.publish_post(author, "Tomato soup", BENIGN)
+
+    flags = await ai.outbox("quark.ai.moderation_flagged")
+    assert [f["data"]["target_id"] for f in flags] == [bad]
+    data = flags[0]["data"]
+    # Exactly what the blog consumes (services/blog ModerationFlagged).
+    assert set(data) == {"target_type", "target_id", "score", "labels", "reason", "run_id"}
+    assert data["target_type"] == "post" and data["score"] >= 0.8 and "offensive" in data["labels"]
+
+    mod = ai.person("mod", roles=("moderator",))
+    listed = (await ai.client.get("/api/v1/ai/moderation", headers=mod.headers)).json()["items"]
+    by_target = {r["target_id"]: r for r in listed}
+    assert by_target[bad]["flagged"] and by_target[bad]["run_id"] == data["run_id"]
+    assert not by_target[good]["flagged"] and by_target[good]["score"] < 0.3
+    only_flagged = (
+        await ai.client.get("/api/v1/ai/moderation", params={"flagged": "true"}, headers=mod.headers)
+    ).json()["items"]
+    assert [r["target_id"] for r in only_flagged] == [bad]
+
+    admin = ai.person("root", roles=("admin",))
+    runs = (await ai.client.get("/api/v1/ai/runs", params={"agent": "moderation"}, headers=admin.headers)).json()
+    outcomes = {r["input_id"]: r for r in runs["items"]}
+    assert outcomes[bad]["outcome"] == "flagged" and outcomes[good]["outcome"] == "passed"
+    run = outcomes[bad]
+    assert run["provider"] == "local" and run["model"].startswith("alt-profanity-check")
+    assert run["latency_ms"] >= 0 and run["input_type"] == "post" and run["event_id"]
+
+
+async def test_toxic_comment_is_flagged(ai: AI) -> None:
+    cid = str(uuid.uuid4())
+    await ai.apply(
+        "quark.comment.created",
+        {
+            "comment_id": cid,
+            "post_id": str(uuid.uuid4()),
+            "post_author_id": "p",
+            "author_id": "troll",
+            "author_username": "troll",
+            "parent_id": None,
+            "body_text": TOXIC,
+            "created_at": "2026-01-01T00:00:00Z",
+        },
+    )
+    flags = await ai.outbox("quark.ai.moderation_flagged")
+    assert [(f["data"]["target_type"], f["data"]["target_id"]) for f in flags] == [("comment", cid)]
+
+
+async def test_moderator_overrules_and_it_is_recorded(ai: AI) -> None:
+    author = ai.person("writer")
+    post = await ai.publish_post(author, "Rant", TOXIC)
+    mod = ai.person("mod", roles=("moderator",))
+    [result] = (await ai.client.get("/api/v1/ai/moderation", params={"target_id": post}, headers=mod.headers)).json()[
+        "items"
+    ]
+
+    # No blog is reachable here: the overrule is still recorded, and the answer says the restore failed.
+    resp = await ai.client.post(
+        f"/api/v1/ai/moderation/{result['id']}/review",
+        headers=mod.headers,
+        json={"decision": "overruled", "reason": "quoting a troll, not abuse"},
+    )
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["decision"] == "overruled" and out["decided_by"] == mod.id
+    assert out["decision_reason"] == "quoting a troll, not abuse"
+    assert out["blog_restore"].startswith("failed")
+    [ev] = await ai.outbox("quark.ai.moderation_reviewed")
+    assert ev["data"]["decision"] == "overruled" and ev["data"]["target_id"] == post
+
+    again = await ai.client.post(
+        f"/api/v1/ai/moderation/{result['id']}/review", headers=mod.headers, json={"decision": "upheld"}
+    )
+    assert_problem(again, 409)
+    reviewed = (await ai.client.get("/api/v1/ai/moderation", params={"reviewed": "true"}, headers=mod.headers)).json()[
+        "items"
+    ]
+    assert [r["id"] for r in reviewed] == [result["id"]]
+
+
+async def test_moderation_and_runs_need_roles(ai: AI) -> None:
+    user = ai.person("someone")
+    mod = ai.person("mod", roles=("moderator",))
+    assert_problem(await ai.client.get("/api/v1/ai/moderation", headers=user.headers), 403)
+    assert_problem(await ai.client.get("/api/v1/ai/runs", headers=mod.headers), 403)
+    assert_problem(await ai.client.get("/api/v1/ai/runs"), 401)
+    assert_problem(await ai.client.get(f"/api/v1/ai/moderation/{uuid.uuid4()}", headers=mod.headers), 404)
+    assert_problem(await ai.client.get("/api/v1/ai/moderation/not-a-uuid", headers=mod.headers), 404)
+    assert_problem(
+        await ai.client.post(
+            f"/api/v1/ai/moderation/{uuid.uuid4()}/review", headers=mod.headers, json={"decision": "overruled"}
+        ),
+        404,
+    )

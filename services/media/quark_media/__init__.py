@@ -1,0 +1,1 @@
+"""Quark media service: safe uploads, image processing, object storage."""

@@ -1,0 +1,76 @@
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from quark_media import service
+from quark_media.api import router
+from quark_media.events import accounts, usage
+from quark_media.models import Base
+from quark_media.runtime import install, runtime_of
+from quark_media.settings import MediaSettings
+from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+
+log = logging.getLogger("quark.media")
+
+
+async def start_runtime(ctx: ServiceContext) -> None:
+    await install(ctx)
+
+
+async def stop_runtime(ctx: ServiceContext) -> None:
+    rt = ctx.extras.get("media")
+    if rt is not None:
+        await rt.close()
+
+
+async def bound_nats_drain(ctx: ServiceContext) -> None:
+    """Local workaround (as in the user service): keep `EventBus.close()`'s drain from waiting its 30 s default."""
+    if ctx.bus is not None and ctx.bus.is_connected:
+        ctx.bus.nc.options["drain_timeout"] = 2
+
+
+async def recover_processing(ctx: ServiceContext) -> None:
+    """Background job: re-run processing lost to a crash or restart (see service.recover)."""
+    rt = runtime_of(ctx)
+    settings = rt.settings
+    while True:
+        resumed = await service.recover(rt)
+        if resumed:
+            log.info("resumed processing of %d media", resumed)
+        rt.wake_recovery.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(rt.wake_recovery.wait(), settings.recovery_interval)
+
+
+async def sweep_orphans(ctx: ServiceContext) -> None:
+    """Background job: delete media never attached within `orphan_ttl` (0 disables)."""
+    rt = runtime_of(ctx)
+    settings: MediaSettings = rt.settings
+    if settings.orphan_ttl == 0:
+        return
+    while True:
+        removed = await service.sweep_orphans(rt)
+        if removed:
+            log.info("removed %d orphan media", removed)
+        await asyncio.sleep(settings.orphan_sweep_interval)
+
+
+module = QuarkModule(
+    name="media",
+    settings_cls=MediaSettings,
+    root=Path(__file__).resolve().parent.parent,
+    routers=[router],
+    metadata=Base.metadata,
+    consumers=[accounts, usage],
+    on_startup=[start_runtime],
+    on_shutdown=[bound_nats_drain, stop_runtime],
+    background=[recover_processing, sweep_orphans],
+    title="Quark media service",
+)
+
+
+def create_app() -> FastAPI:
+    return create_service_app(module)

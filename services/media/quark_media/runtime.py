@@ -1,0 +1,114 @@
+"""What a running media instance holds beside the SDK context: its storage driver and processing pool.
+
+Event handlers get only (session, event); they find their instance through the session's
+database (`session.info["quark_db"]`), so several instances in one process (tests, the embedded
+station) never share a storage root or a pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_media.imaging import Limits, VariantSpec
+from quark_media.settings import MediaSettings
+from quark_sdk.app import ServiceContext
+from quark_sdk.db import Database
+from quark_sdk.storage import ObjectStorage, storage_from_url
+from quark_sdk.tasks import cancel_and_wait
+
+log = logging.getLogger("quark.media")
+T = TypeVar("T")
+
+
+@dataclass
+class MediaRuntime:
+    ctx: ServiceContext
+    storage: ObjectStorage
+    pool: ThreadPoolExecutor
+    # At most this many images are decoded at once: each can hold up to 4 bytes per pixel up to max_pixels.
+    slots: asyncio.Semaphore
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    wake_recovery: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def settings(self) -> MediaSettings:
+        return cast(MediaSettings, self.ctx.settings)
+
+    @property
+    def db(self) -> Database:
+        return self.ctx.database()
+
+    @property
+    def limits(self) -> Limits:
+        s = self.settings
+        return Limits(max_pixels=s.max_pixels, max_dimension=s.max_dimension)
+
+    @property
+    def spec(self) -> VariantSpec:
+        s = self.settings
+        return VariantSpec(thumb=s.thumb_size, medium=s.medium_size, quality=s.webp_quality, method=s.webp_method)
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound image work in the pool, bounded by the decode slots; the event loop stays free."""
+        async with self.slots:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> None:
+        """Keep a strong reference to a fire-and-forget task until it ends (cancelled at shutdown)."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def close(self) -> None:
+        await cancel_and_wait(list(self.tasks))
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_BY_DB: weakref.WeakKeyDictionary[Database, MediaRuntime] = weakref.WeakKeyDictionary()
+
+
+def storage_for(settings: MediaSettings) -> ObjectStorage:
+    url = settings.storage_url or (Path(settings.data_dir).resolve() / "media").as_uri()
+    return storage_from_url(url)
+
+
+async def install(ctx: ServiceContext) -> MediaRuntime:
+    settings = cast(MediaSettings, ctx.settings)
+    workers = settings.processing_workers or max(1, os.cpu_count() or 1)
+    storage = storage_for(settings)
+    await storage.ensure_bucket()
+    rt = MediaRuntime(
+        ctx=ctx,
+        storage=storage,
+        pool=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quark-media-img"),
+        slots=asyncio.Semaphore(workers),
+    )
+    ctx.extras["media"] = rt
+    _BY_DB[ctx.database()] = rt
+    return rt
+
+
+def runtime_of(ctx: ServiceContext) -> MediaRuntime:
+    rt = ctx.extras.get("media")
+    if rt is None:
+        raise RuntimeError("media runtime not installed (startup not finished)")
+    return cast(MediaRuntime, rt)
+
+
+def runtime_for_session(session: AsyncSession) -> MediaRuntime:
+    db = session.info.get("quark_db")
+    rt = _BY_DB.get(db) if db is not None else None
+    if rt is None:
+        raise RuntimeError("media runtime not installed for this database (startup not finished)")
+    return rt

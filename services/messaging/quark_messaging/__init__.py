@@ -1,0 +1,1 @@
+"""Quark messaging service: conversations, messages over REST and WebSocket, notifications."""

@@ -1,0 +1,273 @@
+"""HTTP routes of the messaging service: thin, they authorise, call service functions and shape responses.
+
+The WebSocket route lives in ws.py; both call the same service functions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from quark_messaging import notifications, service
+from quark_messaging.runtime import MessagingRuntime, runtime_of
+from quark_messaging.schemas import (
+    ChatCreate,
+    ChatDetail,
+    ChatOut,
+    ChatPage,
+    ChatUpdate,
+    DirectChatCreate,
+    InviteRequest,
+    MessageCreate,
+    MessageEdit,
+    MessageOut,
+    MessagePage,
+    NotificationOut,
+    NotificationPage,
+    ReadMark,
+    RoleChange,
+    UnreadCount,
+    UnreadOut,
+)
+from quark_sdk.app import Context, DbSession
+from quark_sdk.auth import Principal, current_user
+from quark_sdk.errors import PermissionDenied
+
+chats = APIRouter(prefix="/api/v1/chats", tags=["chats"])
+messages = APIRouter(prefix="/api/v1/messages", tags=["messages"])
+notes = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+
+
+def user_id_of(principal: Principal) -> uuid.UUID:
+    if not principal.is_user:
+        raise PermissionDenied("a user token is required")
+    try:
+        return uuid.UUID(principal.subject)
+    except ValueError:
+        raise PermissionDenied("the token's subject is not a user id") from None
+
+
+async def user_principal(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    user_id_of(principal)
+    return principal
+
+
+User = Annotated[Principal, Depends(user_principal)]
+ChatId = Annotated[uuid.UUID, Path()]
+MessageId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+Limit = Annotated[int | None, Query(ge=1, le=1000)]
+Seq = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
+
+
+def rt_of(ctx: Context) -> MessagingRuntime:
+    return runtime_of(ctx)
+
+
+Runtime = Annotated[MessagingRuntime, Depends(rt_of)]
+
+
+def page_size(rt: MessagingRuntime, limit: int | None, default: int = 50) -> int:
+    return min(limit or default, rt.settings.max_page_size)
+
+
+async def write_limit(rt: MessagingRuntime, uid: uuid.UUID) -> None:
+    await rt.limiter.check(f"write:{uid}", limit=rt.settings.write_rate_limit, window=rt.settings.message_rate_window)
+
+
+# --------------------------------------------------------------------------- chats
+
+
+@chats.get("", response_model=ChatPage)
+async def my_chats(user: User, rt: Runtime, session: DbSession, cursor: Cursor = None, limit: Limit = None) -> ChatPage:
+    return await service.list_chats(session, user_id_of(user), limit=page_size(rt, limit), cursor=cursor)
+
+
+@chats.post("", response_model=ChatOut, status_code=201)
+async def create_chat(body: ChatCreate, user: User, rt: Runtime, session: DbSession) -> ChatOut:
+    uid = user_id_of(user)
+    await write_limit(rt, uid)
+    await service.touch_user(rt, uid, user.username)
+    return await service.create_chat(rt, session, uid, body.kind, body.title, body.member_ids)
+
+
+@chats.post("/direct", response_model=ChatOut, responses={200: {"description": "the existing conversation"}})
+async def open_direct(
+    body: DirectChatCreate, user: User, rt: Runtime, session: DbSession, response: Response
+) -> ChatOut:
+    uid = user_id_of(user)
+    await write_limit(rt, uid)
+    await service.touch_user(rt, uid, user.username)
+    out, created = await service.open_direct(rt, session, uid, body.user_id)
+    response.status_code = 201 if created else 200
+    return out
+
+
+@chats.get("/channels", response_model=ChatPage)
+async def channels(
+    user: User,
+    rt: Runtime,
+    session: DbSession,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: Cursor = None,
+    limit: Limit = None,
+) -> ChatPage:
+    return await service.list_channels(session, user_id_of(user), query=q, limit=page_size(rt, limit), cursor=cursor)
+
+
+@chats.get("/{chat_id}", response_model=ChatDetail)
+async def get_chat(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -> ChatDetail:
+    return await service.get_chat(session, user_id_of(user), chat_id, max_members=rt.settings.max_group_members)
+
+
+@chats.patch("/{chat_id}", response_model=ChatOut)
+async def rename_chat(chat_id: ChatId, body: ChatUpdate, user: User, rt: Runtime, session: DbSession) -> ChatOut:
+    uid = user_id_of(user)
+    await write_limit(rt, uid)
+    return await service.rename(rt, session, uid, chat_id, body.title)
+
+
+@chats.post("/{chat_id}/members", response_model=list[uuid.UUID])
+async def invite(chat_id: ChatId, body: InviteRequest, user: User, rt: Runtime, session: DbSession) -> list[uuid.UUID]:
+    uid = user_id_of(user)
+    await write_limit(rt, uid)
+    return await service.invite(rt, session, uid, chat_id, body.user_ids)
+
+
+@chats.delete("/{chat_id}/members/{member_id}", status_code=204)
+async def kick(chat_id: ChatId, member_id: uuid.UUID, user: User, rt: Runtime, session: DbSession) -> Response:
+    uid = user_id_of(user)
+    await write_limit(rt, uid)
+    await service.remove_member(rt, session, uid, chat_id, member_id)
+    return Response(status_code=204)
+
+
+@chats.put("/{chat_id}/members/{member_id}/role", status_code=204)
+async def change_role(
+    chat_id: ChatId, member_id: uuid.UUID, body: RoleChange, user: User, rt: Runtime, session: DbSession
+) -> Response:
+    uid = user_id_of(user)
+    await write_limit(rt, uid)
+    await service.set_role(rt, session, uid, chat_id, member_id, body.role)
+    return Response(status_code=204)
+
+
+@chats.post("/{chat_id}/leave", status_code=204)
+async def leave(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -> Response:
+    uid = user_id_of(user)
+    await service.remove_member(rt, session, uid, chat_id, uid)
+    return Response(status_code=204)
+
+
+@chats.post("/{chat_id}/subscribe", response_model=ChatOut)
+async def subscribe(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -> ChatOut:
+    uid = user_id_of(user)
+    await write_limit(rt, uid)
+    return await service.subscribe(rt, session, uid, chat_id)
+
+
+@chats.get("/{chat_id}/messages", response_model=MessagePage)
+async def history(
+    chat_id: ChatId,
+    user: User,
+    rt: Runtime,
+    session: DbSession,
+    before: Seq = None,
+    after: Seq = None,
+    limit: Limit = None,
+) -> MessagePage:
+    return await service.history(
+        session, user_id_of(user), chat_id, before=before, after=after, limit=page_size(rt, limit)
+    )
+
+
+@chats.post(
+    "/{chat_id}/messages",
+    response_model=MessageOut,
+    status_code=201,
+    responses={200: {"description": "a resend of a known client_msg_id: the original message"}},
+)
+async def send(
+    chat_id: ChatId, body: MessageCreate, user: User, rt: Runtime, session: DbSession, response: Response
+) -> MessageOut:
+    result = await service.send_message(
+        rt,
+        session,
+        user_id_of(user),
+        user.username,
+        chat_id,
+        body.body,
+        reply_to=body.reply_to,
+        attachments=body.attachments,
+        client_msg_id=body.client_msg_id,
+    )
+    response.status_code = 200 if result.duplicate else 201
+    return result.message
+
+
+@chats.post("/{chat_id}/read")
+async def read(chat_id: ChatId, body: ReadMark, user: User, rt: Runtime, session: DbSession) -> dict[str, int]:
+    return {"last_read_seq": await service.mark_read(rt, session, user_id_of(user), chat_id, body.seq)}
+
+
+@chats.post("/{chat_id}/typing", status_code=204)
+async def typing(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -> Response:
+    await service.typing(rt, session, user_id_of(user), chat_id)
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@messages.get("/unread", response_model=UnreadOut)
+async def unread(user: User, session: DbSession) -> UnreadOut:
+    return await service.unread_summary(session, user_id_of(user))
+
+
+@messages.get("/{message_id}", response_model=MessageOut)
+async def get_message(message_id: MessageId, user: User, session: DbSession) -> MessageOut:
+    return await service.get_message(session, user_id_of(user), message_id)
+
+
+@messages.patch("/{message_id}", response_model=MessageOut)
+async def edit_message(
+    message_id: MessageId, body: MessageEdit, user: User, rt: Runtime, session: DbSession
+) -> MessageOut:
+    return await service.edit_message(rt, session, user_id_of(user), message_id, body.body)
+
+
+@messages.delete("/{message_id}", status_code=204)
+async def delete_message(message_id: MessageId, user: User, rt: Runtime, session: DbSession) -> Response:
+    await service.delete_message(rt, session, user_id_of(user), message_id)
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+@notes.get("", response_model=NotificationPage)
+async def list_notifications(
+    user: User, rt: Runtime, session: DbSession, unread: bool = False, cursor: Cursor = None, limit: Limit = None
+) -> NotificationPage:
+    return await notifications.list_notifications(
+        session, user_id_of(user), unread_only=unread, limit=page_size(rt, limit), cursor=cursor
+    )
+
+
+@notes.get("/unread-count", response_model=UnreadCount)
+async def unread_notifications(user: User, session: DbSession) -> UnreadCount:
+    return UnreadCount(unread=await notifications.unread_count(session, user_id_of(user)))
+
+
+@notes.post("/read-all")
+async def read_all(user: User, session: DbSession) -> dict[str, int]:
+    return {"marked": await notifications.mark_all_read(session, user_id_of(user))}
+
+
+@notes.post("/{notification_id}/read", response_model=NotificationOut)
+async def read_one(
+    notification_id: Annotated[int, Path(ge=1, le=2**63 - 1)], user: User, session: DbSession
+) -> NotificationOut:
+    return await notifications.mark_read(session, user_id_of(user), notification_id)

@@ -1,0 +1,44 @@
+"""The messaging module: conversations, messages over REST and WebSocket, notifications."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from quark_messaging.api import chats, messages, notes
+from quark_messaging.events import notify, push, replica
+from quark_messaging.models import Base
+from quark_messaging.runtime import install, runtime_of
+from quark_messaging.settings import MessagingSettings
+from quark_messaging.ws import heartbeat
+from quark_messaging.ws import router as ws_router
+from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+
+
+async def start_hub(ctx: ServiceContext) -> None:
+    rt = install(ctx)
+    await rt.hub.start()
+
+
+async def stop_hub(ctx: ServiceContext) -> None:
+    if "messaging" in ctx.extras:
+        await runtime_of(ctx).hub.stop()
+
+
+module = QuarkModule(
+    name="messaging",
+    settings_cls=MessagingSettings,
+    root=Path(__file__).resolve().parent.parent,
+    routers=[ws_router, chats, messages, notes],
+    metadata=Base.metadata,
+    consumers=[replica, notify, push],
+    on_startup=[start_hub],
+    on_shutdown=[stop_hub],
+    background=[heartbeat],
+    title="Quark messaging",
+)
+
+
+def create_app() -> FastAPI:
+    return create_service_app(module)

@@ -1,0 +1,399 @@
+"""The WebSocket endpoint `/api/v1/messages/ws`: authentication, origin check, frames, heartbeats, resume.
+
+Protocol (JSON text frames, see docs/messaging.md):
+
+* Authenticate with the `Sec-WebSocket-Protocol` header (`quark.v1, bearer.<token>`: the server
+  answers `quark.v1`, never the token) or with a first frame `{"type": "auth", "token": "..."}`.
+  A missing, invalid or expired token closes the socket with 1008 (policy violation). Tokens
+  are never logged.
+* A browser `Origin` not in `allowed_origins` is refused before the upgrade (HTTP 403, never 101).
+* Client frames carry an optional `ref`, echoed in the `ack` / `error` answering them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from quark_messaging import service
+from quark_messaging.realtime import (
+    CLOSE_GOING_AWAY,
+    CLOSE_IDLE,
+    CLOSE_POLICY,
+    CLOSE_RATE_LIMITED,
+    CLOSE_TOO_BIG,
+    Connection,
+    dumps,
+)
+from quark_messaging.runtime import MessagingRuntime, runtime_of
+from quark_messaging.schemas import MessageCreate, MessageEdit, ReadMark
+from quark_sdk.app import ServiceContext
+from quark_sdk.auth import Principal, authenticate_token
+from quark_sdk.errors import InvalidInput, QuarkError, RateLimited, Unauthenticated
+
+log = logging.getLogger("quark.messaging.ws")
+
+router = APIRouter()
+SUBPROTOCOL = "quark.v1"
+TOKEN_PROTOCOL_PREFIX = "bearer."  # noqa: S105 - a subprotocol prefix, not a secret
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Non-browser clients send no Origin; a browser's must be listed (or `*` allows any)."""
+    if origin is None:
+        return True
+    return "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
+
+
+def _protocols(ws: WebSocket) -> list[str]:
+    raw = ws.headers.get("sec-websocket-protocol", "")
+    return [p.strip() for p in raw.split(",") if p.strip()]
+
+
+async def _principal(ws: WebSocket, token: str) -> Principal:
+    principal = await authenticate_token(ws, token)
+    if not principal.is_user:
+        raise Unauthenticated("a user token is required")
+    uuid.UUID(principal.subject)  # ValueError: not a user id
+    return principal
+
+
+def _exp(principal: Principal) -> float | None:
+    exp = principal.claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+@router.websocket("/api/v1/messages/ws")
+async def websocket_endpoint(ws: WebSocket) -> None:
+    ctx: ServiceContext = ws.app.state.quark
+    rt = runtime_of(ctx)
+    s = rt.settings
+    if not origin_allowed(ws.headers.get("origin"), s.allowed_origins):
+        await ws.close(code=CLOSE_POLICY)  # before accept: the server answers 403, never 101
+        return
+    protocols = _protocols(ws)
+    token = next((p[len(TOKEN_PROTOCOL_PREFIX) :] for p in protocols if p.startswith(TOKEN_PROTOCOL_PREFIX)), None)
+    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in protocols else None)
+    try:
+        if token is None:
+            token = await _first_frame_token(ws, s.ws_auth_timeout)
+        principal = await _principal(ws, token)
+    except (Unauthenticated, ValueError, TimeoutError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        reason = exc.detail if isinstance(exc, Unauthenticated) else "authentication required"
+        await _close(ws, CLOSE_POLICY, reason)
+        return
+    except WebSocketDisconnect:
+        return
+    conn = Connection(user_id=uuid.UUID(principal.subject), queue_size=s.ws_send_queue, token_exp=_exp(principal))
+    await _serve(ws, rt, conn, principal)
+
+
+async def _first_frame_token(ws: WebSocket, timeout: float) -> str:
+    raw = await asyncio.wait_for(ws.receive_text(), timeout)
+    if len(raw) > 32 * 1024:
+        raise ValueError("frame too large")
+    frame = json.loads(raw)
+    if not isinstance(frame, dict) or frame.get("type") != "auth" or not isinstance(frame.get("token"), str):
+        raise ValueError("the first frame must be {type: auth, token}")
+    return str(frame["token"])
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    if ws.application_state == WebSocketState.DISCONNECTED or ws.client_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.close(code=code, reason=reason[:120]), 2)
+
+
+async def _serve(ws: WebSocket, rt: MessagingRuntime, conn: Connection, principal: Principal) -> None:
+    hub = rt.hub
+    hub.register(conn)
+    try:
+        await hub.mark_online([conn])
+        await service.touch_user(rt, conn.user_id, principal.username)
+    except Exception:  # presence and names are best effort: the connection still works
+        log.warning("presence/name update failed for a new connection", exc_info=True)
+    conn.put(
+        dumps(
+            {
+                "type": "ready",
+                "user_id": str(conn.user_id),
+                "connection_id": conn.id,
+                "heartbeat": rt.settings.ws_heartbeat_interval,
+            }
+        )
+    )
+    writer = asyncio.create_task(_writer(ws, conn), name="ws-writer")
+    reader = asyncio.create_task(_reader(ws, rt, conn, principal), name="ws-reader")
+    closing = asyncio.create_task(conn.closing.wait(), name="ws-closing")
+    try:
+        await asyncio.wait({writer, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.unregister(conn)
+        for task in (reader, closing):
+            task.cancel()
+        if not conn.closed:
+            conn.close(1000, "")
+        # Let the writer flush what is queued (e.g. an error frame) briefly, unless the client is too slow.
+        if conn.close_code in (1000, CLOSE_POLICY, CLOSE_RATE_LIMITED, CLOSE_TOO_BIG, CLOSE_IDLE) and not writer.done():
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(_drain(conn), 1)
+        writer.cancel()
+        await asyncio.gather(writer, reader, closing, return_exceptions=True)
+        await _close(ws, conn.close_code, conn.close_reason)
+        with contextlib.suppress(Exception):
+            await hub.mark_offline(conn)
+
+
+async def _drain(conn: Connection) -> None:
+    while not conn.queue.empty():
+        await asyncio.sleep(0.005)
+
+
+async def _writer(ws: WebSocket, conn: Connection) -> None:
+    queue = conn.queue
+    while True:
+        text = await queue.get()
+        await ws.send_text(text)
+
+
+async def _reader(ws: WebSocket, rt: MessagingRuntime, conn: Connection, principal: Principal) -> None:
+    s = rt.settings
+    while not conn.closed:
+        try:
+            message = await asyncio.wait_for(ws.receive(), s.ws_idle_timeout)
+        except TimeoutError:
+            conn.close(CLOSE_IDLE, "idle timeout")
+            return
+        if message["type"] == "websocket.disconnect":
+            conn.close(CLOSE_GOING_AWAY, "client went away")
+            return
+        conn.last_frame_at = time.monotonic()
+        raw = message.get("text")
+        if raw is None:
+            conn.put(dumps({"type": "error", "status": 422, "code": "invalid-input", "detail": "frames are JSON text"}))
+            continue
+        if len(raw) > s.max_frame_bytes:
+            conn.close(CLOSE_TOO_BIG, f"frame larger than {s.max_frame_bytes} bytes")
+            return
+        try:
+            frame = json.loads(raw)
+            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+                raise InvalidInput("a frame is a JSON object with a string 'type'", field="type")
+            principal = await _handle(rt, conn, principal, frame)
+        except RateLimited as exc:
+            conn.close(CLOSE_RATE_LIMITED, f"rate limited: retry after {exc.retry_after}s")
+            return
+        except Unauthenticated as exc:
+            conn.close(CLOSE_POLICY, exc.detail)
+            return
+        except QuarkError as exc:
+            conn.put(
+                dumps(
+                    {
+                        "type": "error",
+                        "ref": _ref(frame_or_none(raw)),
+                        "status": exc.status,
+                        "code": exc.code,
+                        "detail": exc.detail,
+                    }
+                )
+            )
+        except (json.JSONDecodeError, ValidationError, ValueError) as exc:
+            detail = "invalid frame" if isinstance(exc, json.JSONDecodeError) else _validation_detail(exc)
+            conn.put(
+                dumps(
+                    {
+                        "type": "error",
+                        "ref": _ref(frame_or_none(raw)),
+                        "status": 422,
+                        "code": "invalid-input",
+                        "detail": detail,
+                    }
+                )
+            )
+
+
+def frame_or_none(raw: str) -> dict[str, Any] | None:
+    with contextlib.suppress(Exception):
+        value = json.loads(raw)
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _ref(frame: dict[str, Any] | None) -> Any:
+    ref = frame.get("ref") if frame else None
+    return ref if isinstance(ref, str | int) and len(str(ref)) <= 64 else None
+
+
+def _validation_detail(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+    return "invalid value"
+
+
+def _uuid(frame: dict[str, Any], key: str = "conversation_id") -> uuid.UUID:
+    value = frame.get(key)
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidInput(f"{key} must be a UUID", field=key) from None
+
+
+def _int(frame: dict[str, Any], key: str) -> int:
+    value = frame.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+        raise InvalidInput(f"{key} must be a positive integer", field=key)
+    return value
+
+
+async def _handle(rt: MessagingRuntime, conn: Connection, principal: Principal, frame: dict[str, Any]) -> Principal:
+    """Apply one client frame; returns the (possibly refreshed) principal."""
+    kind, ref = frame["type"], _ref(frame)
+    uid = conn.user_id
+    db = rt.db()
+    if kind == "ping":
+        conn.put(dumps({"type": "pong", "ref": ref, "t": frame.get("t")}))
+    elif kind == "auth":  # a fresh token before the old one expires
+        token = frame.get("token")
+        fresh = await _principal_from(rt, token)
+        if fresh.subject != principal.subject:
+            raise Unauthenticated("a refreshed token must be for the same user")
+        conn.token_exp = _exp(fresh)
+        conn.put(dumps({"type": "ack", "ref": ref}))
+        return fresh
+    elif kind == "send":
+        body = MessageCreate.model_validate(
+            {k: frame[k] for k in ("body", "reply_to", "attachments", "client_msg_id") if k in frame}
+        )
+        async with db.session() as session:
+            result = await service.send_message(
+                rt,
+                session,
+                uid,
+                principal.username,
+                _uuid(frame),
+                body.body,
+                reply_to=body.reply_to,
+                attachments=body.attachments,
+                client_msg_id=body.client_msg_id,
+            )
+        m = result.message
+        conn.put(
+            dumps(
+                {
+                    "type": "ack",
+                    "ref": ref,
+                    "client_msg_id": m.client_msg_id,
+                    "message_id": m.id,
+                    "conversation_id": str(m.conversation_id),
+                    "seq": m.seq,
+                    "duplicate": result.duplicate,
+                }
+            )
+        )
+    elif kind == "edit":
+        edit = MessageEdit.model_validate({"body": frame.get("body")})
+        async with db.session() as session:
+            out = await service.edit_message(rt, session, uid, _int(frame, "message_id"), edit.body)
+        conn.put(dumps({"type": "ack", "ref": ref, "message_id": out.id}))
+    elif kind == "delete":
+        message_id = _int(frame, "message_id")
+        async with db.session() as session:
+            await service.delete_message(rt, session, uid, message_id)
+        conn.put(dumps({"type": "ack", "ref": ref, "message_id": message_id}))
+    elif kind == "read":
+        mark = ReadMark.model_validate({"seq": frame.get("seq")})
+        async with db.session() as session:
+            seq = await service.mark_read(rt, session, uid, _uuid(frame), mark.seq)
+        conn.put(dumps({"type": "ack", "ref": ref, "last_read_seq": seq}))
+    elif kind == "typing":
+        async with db.session() as session:
+            await service.typing(rt, session, uid, _uuid(frame))
+    elif kind == "resume":
+        await _resume(rt, conn, frame)
+    else:
+        raise InvalidInput(f"unknown frame type {kind[:40]!r}", field="type")
+    return principal
+
+
+async def _principal_from(rt: MessagingRuntime, token: Any) -> Principal:
+    if not isinstance(token, str):
+        raise Unauthenticated("token required")
+    verifier = rt.ctx.verifier
+    if verifier is None:
+        raise Unauthenticated("no token verifier")
+    principal = await verifier.verify(token.removeprefix("Bearer ").strip())
+    if not principal.is_user:
+        raise Unauthenticated("a user token is required")
+    return principal
+
+
+async def _resume(rt: MessagingRuntime, conn: Connection, frame: dict[str, Any]) -> None:
+    """Replay what the client missed; live frames arriving meanwhile wait and are de-duplicated."""
+    after_raw = frame.get("after", {})
+    if not isinstance(after_raw, dict) or len(after_raw) > 10_000:
+        raise InvalidInput("after maps conversation ids to the last seq seen", field="after")
+    after: dict[uuid.UUID, int] = {}
+    for key, value in after_raw.items():
+        try:
+            cid = uuid.UUID(str(key))
+        except ValueError:
+            raise InvalidInput("after maps conversation ids to the last seq seen", field="after") from None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+            raise InvalidInput("after maps conversation ids to the last seq seen", field="after")
+        after[cid] = value
+    conn.begin_resume()
+    try:
+        async with rt.db().session() as session:
+            batches = await service.resume(session, conn.user_id, after, limit=rt.settings.resume_limit)
+        count = 0
+        for batch in batches:
+            conv_key = str(batch.conversation_id)
+            for m in batch.messages:
+                await conn.send_replay(
+                    dumps({"type": "message", "message": m.model_dump(mode="json"), "replay": True}), conv_key, m.seq
+                )
+                count += 1
+            if batch.truncated:
+                last = batch.messages[-1].seq if batch.messages else 0
+                await conn.send_replay(
+                    dumps(
+                        {"type": "resume.truncated", "conversation_id": conv_key, "after": last, "last_seq": batch.last_seq}
+                    ),
+                    conv_key,
+                    -1,
+                )
+    finally:
+        conn.end_resume()
+    conn.put(dumps({"type": "resume.done", "ref": _ref(frame), "replayed": count}))
+
+
+async def heartbeat(ctx: ServiceContext) -> None:
+    """Background job: ping every connection, refresh presence, close expired tokens."""
+    rt = runtime_of(ctx)
+    interval = rt.settings.ws_heartbeat_interval
+    while True:
+        await asyncio.sleep(interval)
+        now = time.time()
+        live = []
+        for conn in rt.hub.connections():
+            if conn.token_exp is not None and conn.token_exp < now:
+                conn.close(CLOSE_POLICY, "token expired")
+                continue
+            conn.deliver(dumps({"type": "ping", "t": round(now, 3)}))
+            live.append(conn)
+        if live:
+            with contextlib.suppress(Exception):
+                await rt.hub.mark_online(live)

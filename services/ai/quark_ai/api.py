@@ -86,6 +86,7 @@ Token = Annotated[str, Depends(bearer)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=500)]
 ItemId = Annotated[str, Path(min_length=1, max_length=64)]
+AgentName = Literal["moderation", "tagging", "recommendations", "draft", "assist"]
 
 router = APIRouter(prefix="/api/v1/ai", tags=["ai"], route_class=LimitedBodyRoute)
 
@@ -214,7 +215,22 @@ async def review_moderation(
     return moderation_out(row, restore)
 
 
-# --------------------------------------------------------------------------- runs (admins)
+# --------------------------------------------------------------------------- runs
+
+
+@router.get("/jobs", response_model=RunPage)
+async def my_jobs(
+    principal: User,
+    session: DbSession,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    agent: AgentName | None = None,
+) -> dict[str, Any]:
+    """The caller's own AI activity: drafts, assists, recommendations, and agent runs on their posts."""
+    rows, nxt = await service.list_runs(
+        session, user_id=principal.subject, agent=agent, outcome=None, input_id=None, limit=limit, cursor=cursor
+    )
+    return {"items": [run_out(r) for r in rows], "next_cursor": nxt}
 
 
 @router.get("/runs", response_model=RunPage)
@@ -223,7 +239,7 @@ async def list_runs(
     session: DbSession,
     limit: Limit = 50,
     cursor: Cursor = None,
-    agent: Literal["moderation", "tagging", "recommendations", "draft", "assist"] | None = None,
+    agent: AgentName | None = None,
     outcome: Annotated[str | None, Query(max_length=32)] = None,
     input_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:

@@ -26,12 +26,6 @@ async def close_runtime(ctx: ServiceContext) -> None:
     await close(ctx)
 
 
-async def bound_nats_drain(ctx: ServiceContext) -> None:
-    """Local workaround (as in services/user): cap the NATS drain on shutdown at 2 s; see user/app.py."""
-    if ctx.bus is not None and ctx.bus.is_connected:
-        ctx.bus.nc.options["drain_timeout"] = 2
-
-
 module = QuarkModule(
     name="ai",
     settings_cls=AISettings,
@@ -40,7 +34,7 @@ module = QuarkModule(
     metadata=Base.metadata,
     consumers=[agents_consumer, signals_consumer],
     on_startup=[install_runtime],
-    on_shutdown=[close_runtime, bound_nats_drain],
+    on_shutdown=[close_runtime],
     title="Quark AI",
 )
 

@@ -28,8 +28,9 @@ class _Body(BaseModel):
 
 
 class DraftCreate(_Body):
-    # No max_length on topic: an over-long prompt is a 413 naming the limit (settings.max_topic_chars).
-    topic: str = Field(min_length=1)
+    # The schema's cap is the absolute one; the configured limit (settings.max_topic_chars, default 500) is
+    # checked by the service: 422 `prompt-too-long` naming the limit.
+    topic: str = Field(min_length=1, max_length=20_000)
     tone: Tone = "neutral"
     length: Length = "medium"
 

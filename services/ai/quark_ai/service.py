@@ -65,9 +65,13 @@ def user_id_of(principal: Principal) -> str:
     return principal.subject
 
 
-def _check_len(value: str, limit: int, what: str) -> None:
+def _check_len(value: str, limit: int, what: str, *, too_large: bool = True) -> None:
+    """Over-long text is refused: 413 for a document, 422 for a prompt (a field the schema can name)."""
     if len(value) > limit:
-        raise PayloadTooLarge(f"{what} is longer than {limit} characters", extra={"limit": limit, "field": what})
+        detail = f"{what} is longer than {limit} characters"
+        if too_large:
+            raise PayloadTooLarge(detail, extra={"limit": limit, "field": what})
+        raise InvalidInput(detail, field=what, code="prompt-too-long", extra={"limit": limit})
 
 
 def _clean_required(value: str, what: str) -> str:
@@ -93,7 +97,7 @@ async def create_draft(rt: AIRuntime, session: AsyncSession, principal: Principa
     """Ask the provider for a draft. 413 for an over-long topic, 429 over quota, 503 when the provider is down."""
     uid = user_id_of(principal)
     s = rt.settings
-    _check_len(body.topic, s.max_topic_chars, "topic")
+    _check_len(body.topic, s.max_topic_chars, "topic", too_large=False)
     topic = _clean_required(body.topic, "topic")
     await rt.limiter.check(
         f"drafts:{uid}",
@@ -577,6 +581,7 @@ async def _blog_restore(rt: AIRuntime, token: str, row: ModerationResult, reason
 async def list_runs(
     session: AsyncSession,
     *,
+    user_id: str | None = None,
     agent: str | None,
     outcome: str | None,
     input_id: str | None,
@@ -584,6 +589,8 @@ async def list_runs(
     cursor: str | None,
 ) -> tuple[list[AgentRun], str | None]:
     stmt = select(AgentRun)
+    if user_id:
+        stmt = stmt.where(AgentRun.user_id == user_id)
     if agent:
         stmt = stmt.where(AgentRun.agent == agent)
     if outcome:

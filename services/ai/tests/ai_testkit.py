@@ -1,8 +1,9 @@
 """Helpers for the AI service's tests: a running AI module, events in, and an Ollama test double.
 
 `OllamaDouble` is a small HTTP server (uvicorn on 127.0.0.1) speaking the parts of Ollama's API the
-provider uses (`POST /api/chat`, `POST /api/generate`, `GET /api/tags`, non-streaming). Ollama itself
-cannot run here (no model downloads), so this double stands in for it over real HTTP.
+provider uses (`POST /api/chat`, `POST /api/generate`, `GET /api/tags`, non-streaming), and the OpenAI-compatible
+`POST /v1/chat/completions`. Ollama and an OpenAI endpoint cannot run here (no model downloads), so this
+double stands in for them over real HTTP.
 """
 
 from __future__ import annotations
@@ -94,6 +95,29 @@ class OllamaDouble:
                 "created_at": datetime.now(UTC).isoformat(),
                 "done": True,
                 "response": self._answer(body["prompt"]),
+            }
+
+        @app.post("/v1/chat/completions")
+        async def openai_chat(request: Request) -> Any:
+            """The OpenAI-compatible shape, for the OpenAI provider's test."""
+            body = await request.json()
+            self.requests.append(
+                {"path": "/v1/chat/completions", "authorization": request.headers.get("authorization"), **body}
+            )
+            if self.fail_with:
+                return JSONResponse({"error": {"message": "double failing"}}, status_code=self.fail_with)
+            prompt = body["messages"][-1]["content"]
+            return {
+                "id": "chatcmpl-double",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": self._answer(prompt)},
+                    }
+                ],
             }
 
         return app

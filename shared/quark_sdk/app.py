@@ -127,7 +127,9 @@ class ServiceContext:
 
         async def check(name: str, probe: Callable[[], Awaitable[Any]]) -> None:
             try:
-                await asyncio.wait_for(probe(), 2.0)
+                # Below the hub's default probe timeout (2 s): a slow dependency is named, not a timed-out probe.
+                async with asyncio.timeout(1.5):
+                    await probe()
                 checks[name] = "ok"
             except Exception as exc:
                 checks[name] = f"failing: {type(exc).__name__}"

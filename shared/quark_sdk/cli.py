@@ -39,6 +39,8 @@ def installed_modules(only: Sequence[str] | None = None, *,
     (and skipped) instead of failing the whole listing."""
     found: dict[str, QuarkModule] = {}
     for ep in entry_points(group="quark.modules"):
+        if only and ep.name not in only:
+            continue  # entry points are named after their module: don't import what was not asked for
         try:
             module = ep.load()
             if not isinstance(module, QuarkModule):

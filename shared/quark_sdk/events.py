@@ -430,7 +430,7 @@ class ConsumerRunner:
                     delay = 0.1
                 try:
                     msgs = await sub.fetch(self.consumer.batch_size, timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when nothing came
                     continue
                 await self.process_batch(msgs)
             except asyncio.CancelledError:

@@ -175,11 +175,13 @@ class RegistryClient:
 
     async def _run(self) -> None:
         delay = 0.2
+        failures = 0
         while True:
             try:
                 if not self.docked.is_set():
                     await self.register()
                     delay = 0.2
+                    failures = 0
                 elif not await self.heartbeat():
                     log.warning("hub lost the lease of %s/%s; re-registering", self.manifest.name, self.instance_id)
                     self.docked.clear()
@@ -191,7 +193,10 @@ class RegistryClient:
                 log.error("%s", exc)
                 await asyncio.sleep(max(self.heartbeat_interval, 5.0))
             except (httpx.HTTPError, ValueError, KeyError) as exc:
-                log.warning("hub at %s unreachable (%r); retrying in %.1fs", self.hub_url, exc, delay)
+                failures += 1
+                # The hub starting at the same time (embedded mode, compose) is normal: say so only if it lasts.
+                log.log(logging.WARNING if failures > 5 else logging.DEBUG,
+                        "hub at %s unreachable (%r); retrying in %.1fs", self.hub_url, exc, delay)
                 self.docked.clear()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.heartbeat_interval)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -393,7 +394,7 @@ async def _last_messages(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uu
     rows = await session.scalars(
         select(Message)
         .where(Message.conversation_id.in_(ids))
-        .distinct(Message.conversation_id)
+        .ext(distinct_on(Message.conversation_id))
         .order_by(Message.conversation_id, Message.seq.desc())
     )
     return {m.conversation_id: m for m in rows}

@@ -1,0 +1,162 @@
+"""Messages over REST: edits, deletes, replies, attachments, idempotent resend, history, unread, rate limit."""
+
+from __future__ import annotations
+
+import uuid
+
+from messaging_testkit import Cluster, assert_problem, direct, group, send
+
+
+async def test_edit_delete_reply_attachments(cluster: Cluster) -> None:
+    inst = await cluster.start()
+    alice, bob = await cluster.people("alice", "bob")
+    chat = await direct(inst, alice, bob)
+    other = await direct(inst, alice, cluster.person("carol"))
+    first = await send(inst, alice, chat, "first", attachments=["m_1", "m_2"])
+    assert first["attachments"] == ["m_1", "m_2"] and first["seq"] == 1
+    reply = await send(inst, bob, chat, "a reply", reply_to=first["id"])
+    assert reply["reply_to"] == first["id"]
+    elsewhere = await send(inst, alice, other, "elsewhere")
+    c = inst.client
+    assert_problem(await c.post(f"/api/v1/chats/{chat}/messages", json={"body": "x", "reply_to": elsewhere["id"]},
+                                headers=alice.headers), 422)
+    # Only the author edits or deletes.
+    assert_problem(await c.patch(f"/api/v1/messages/{first['id']}", json={"body": "hacked"}, headers=bob.headers),
+                   403)
+    assert_problem(await c.delete(f"/api/v1/messages/{first['id']}", headers=bob.headers), 403)
+    edited = await c.patch(f"/api/v1/messages/{first['id']}", json={"body": "first, edited"}, headers=alice.headers)
+    assert edited.status_code == 200 and edited.json()["edited_at"] is not None
+    assert (await c.delete(f"/api/v1/messages/{first['id']}", headers=alice.headers)).status_code == 204
+    tomb = (await c.get(f"/api/v1/messages/{first['id']}", headers=bob.headers)).json()
+    assert tomb["deleted"] and tomb["body"] == "" and tomb["attachments"] == []
+    assert_problem(await c.patch(f"/api/v1/messages/{first['id']}", json={"body": "again"}, headers=alice.headers),
+                   404)
+    sent = await cluster.published("quark.message.sent")
+    assert [e["seq"] for e in sent if e["conversation_id"] == chat] == [1, 2]
+    assert "body" not in sent[0]
+
+
+async def test_client_message_id_makes_resend_idempotent(cluster: Cluster) -> None:
+    inst = await cluster.start()
+    alice, bob = await cluster.people("alice", "bob")
+    chat = await direct(inst, alice, bob)
+    body = {"body": "only once", "client_msg_id": "c-123"}
+    first = await inst.client.post(f"/api/v1/chats/{chat}/messages", json=body, headers=alice.headers)
+    again = await inst.client.post(f"/api/v1/chats/{chat}/messages", json=body, headers=alice.headers)
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    # Another sender may use the same client id; the same sender may not reuse it elsewhere.
+    assert (await inst.client.post(f"/api/v1/chats/{chat}/messages", json=body, headers=bob.headers)).status_code == 201
+    other = await direct(inst, alice, cluster.person("carol"))
+    assert_problem(await inst.client.post(f"/api/v1/chats/{other}/messages", json=body, headers=alice.headers), 409)
+    page = (await inst.client.get(f"/api/v1/chats/{chat}/messages", headers=alice.headers)).json()
+    assert [m["seq"] for m in page["items"]] == [1, 2]
+
+
+async def test_history_pages_both_ways_and_unread(cluster: Cluster) -> None:
+    inst = await cluster.start()
+    alice, bob = await cluster.people("alice", "bob")
+    chat = await group(inst, alice, bob)
+    for i in range(1, 8):
+        await send(inst, alice, chat, f"m{i}")
+    c = inst.client
+    url = f"/api/v1/chats/{chat}/messages"
+    latest = (await c.get(url, params={"limit": 3}, headers=bob.headers)).json()
+    assert [m["seq"] for m in latest["items"]] == [5, 6, 7] and latest["older"] == 5 and latest["newer"] is None
+    older = (await c.get(url, params={"limit": 3, "before": latest["older"]}, headers=bob.headers)).json()
+    assert [m["seq"] for m in older["items"]] == [2, 3, 4] and older["older"] == 2 and older["newer"] == 4
+    oldest = (await c.get(url, params={"limit": 3, "before": 2}, headers=bob.headers)).json()
+    assert [m["seq"] for m in oldest["items"]] == [1] and oldest["older"] is None
+    forward = (await c.get(url, params={"limit": 4, "after": 1}, headers=bob.headers)).json()
+    assert [m["seq"] for m in forward["items"]] == [2, 3, 4, 5] and forward["newer"] == 5
+    rest = (await c.get(url, params={"limit": 4, "after": 5}, headers=bob.headers)).json()
+    assert [m["seq"] for m in rest["items"]] == [6, 7] and rest["newer"] is None
+    assert_problem(await c.get(url, params={"before": 3, "after": 1}, headers=bob.headers), 422)
+
+    assert (await c.get("/api/v1/messages/unread", headers=bob.headers)).json() == {"total": 7,
+                                                                                     "conversations": {chat: 7}}
+    assert (await c.get("/api/v1/messages/unread", headers=alice.headers)).json()["total"] == 0
+    read = await c.post(f"/api/v1/chats/{chat}/read", json={"seq": 5}, headers=bob.headers)
+    assert read.json() == {"last_read_seq": 5}
+    # The marker never moves back, and never past the end.
+    assert (await c.post(f"/api/v1/chats/{chat}/read", json={"seq": 2}, headers=bob.headers)).json() == {
+        "last_read_seq": 5}
+    listing = (await c.get("/api/v1/chats", headers=bob.headers)).json()["items"]
+    assert listing[0]["unread"] == 2 and listing[0]["last_message"]["body"] == "m7"
+    assert (await c.post(f"/api/v1/chats/{chat}/read", json={"seq": 10**9}, headers=bob.headers)).json() == {
+        "last_read_seq": 7}
+    detail = (await c.get(f"/api/v1/chats/{chat}", headers=alice.headers)).json()
+    receipts = {m["user_id"]: m["last_read_seq"] for m in detail["members"]}
+    assert receipts == {alice.id: 7, bob.id: 7}
+
+
+async def test_chat_list_pages_by_activity(cluster: Cluster) -> None:
+    inst = await cluster.start()
+    alice = cluster.person("alice")
+    chats = [await direct(inst, alice, cluster.person(f"p{i}")) for i in range(5)]
+    await send(inst, alice, chats[2], "bump")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = (await inst.client.get("/api/v1/chats", params=params, headers=alice.headers)).json()
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen[0] == chats[2] and sorted(seen) == sorted(chats) and len(seen) == 5
+
+
+async def test_rate_limit_is_429_problem(cluster: Cluster) -> None:
+    inst = await cluster.start(message_rate_limit=3)
+    alice, bob = await cluster.people("alice", "bob")
+    chat = await direct(inst, alice, bob)
+    for i in range(3):
+        await send(inst, alice, chat, f"m{i}")
+    over = await inst.client.post(f"/api/v1/chats/{chat}/messages", json={"body": "one too many"},
+                                  headers=alice.headers)
+    problem = assert_problem(over, 429)
+    assert int(over.headers["Retry-After"]) >= 1 and problem["retry_after"] >= 1
+    # Other users are not affected.
+    await send(inst, bob, chat, "my own budget")
+
+
+async def test_bad_input_is_4xx_and_changes_nothing(cluster: Cluster) -> None:
+    inst = await cluster.start(max_body_chars=50)
+    alice, bob = await cluster.people("alice", "bob")
+    chat = await direct(inst, alice, bob)
+    c, h = inst.client, alice.headers
+    url = f"/api/v1/chats/{chat}/messages"
+    cases = [
+        (c.post(url, json={"body": ""}, headers=h), 422),
+        (c.post(url, json={"body": "x" * 51}, headers=h), 413),
+        (c.post(url, json={"body": "nul\x00"}, headers=h), 422),
+        (c.post(url, json={"body": "x", "attachments": ["../etc/passwd"]}, headers=h), 422),
+        (c.post(url, json={"body": "x", "client_msg_id": "has space"}, headers=h), 422),
+        (c.post(url, json={"body": "x", "unknown": 1}, headers=h), 422),
+        (c.post(url, json={"body": "x", "reply_to": 0}, headers=h), 422),
+        (c.post(url, content=b"{not json", headers={**h, "content-type": "application/json"}), 422),
+        (c.post("/api/v1/chats/not-a-uuid/messages", json={"body": "x"}, headers=h), 422),
+        (c.post(f"/api/v1/chats/{uuid.uuid4()}/messages", json={"body": "x"}, headers=h), 404),
+        (c.get(url, params={"limit": 0}, headers=h), 422),
+        (c.get(url, params={"before": -1}, headers=h), 422),
+        (c.get("/api/v1/chats", params={"cursor": "!!!"}, headers=h), 422),
+        (c.get("/api/v1/notifications", params={"cursor": "abc"}, headers=h), 422),
+        (c.post("/api/v1/chats", json={"kind": "direct", "title": "x"}, headers=h), 422),
+        (c.post("/api/v1/chats", json={"kind": "group", "title": ""}, headers=h), 422),
+        (c.post("/api/v1/chats", json={"kind": "group", "title": "x" * 201}, headers=h), 422),
+        (c.post("/api/v1/chats/direct", json={"user_id": "nope"}, headers=h), 422),
+        (c.get("/api/v1/messages/99999999999999999999", headers=h), 422),
+        (c.post(f"/api/v1/chats/{chat}/read", json={"seq": -1}, headers=h), 422),
+        (c.patch(f"/api/v1/chats/{chat}", json={"title": "dm"}, headers=h), 422),
+        (c.post(f"/api/v1/chats/{chat}/leave", headers=h), 422),
+        (c.post(f"/api/v1/chats/{chat}/messages", json={"body": "x"},
+                headers={"Authorization": "Bearer nonsense"}), 401),
+        (c.post(f"/api/v1/chats/{chat}/messages", json={"body": "x"},
+                headers=cluster.quark.bearer(cluster.quark.service_token("blog", ("x",)))), 403),
+    ]
+    for call, status in cases:
+        assert_problem(await call, status)
+    page = (await c.get(url, headers=h)).json()
+    assert page["items"] == []
+    assert await cluster.published("quark.message.sent") == []

@@ -8,6 +8,7 @@ Each service owns one PostgreSQL database and its own schema history
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
+
+log = logging.getLogger("quark.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -60,14 +63,21 @@ class Database:
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session with no transaction begun; the caller commits."""
-        async with self.sessionmaker() as session:
+        session = self.sessionmaker()
+        try:
             yield session
+        finally:
+            await _close_quietly(session)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        session = self.sessionmaker()
+        try:
+            async with session.begin():
+                yield session
+        finally:
+            await _close_quietly(session)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -75,6 +85,23 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _close_quietly(session: AsyncSession) -> None:
+    """Close a session; if that fails (its connection died, e.g. PostgreSQL restarted), drop the connection.
+
+    Closing rolls back whatever is left open, which needs a live connection. Raising from here would
+    replace the request's own outcome: after a response has started, FastAPI then aborts the
+    connection and the client gets no response at all (found by tests/fault/test_postgres_restart.py).
+    """
+    try:
+        await session.close()
+    except Exception as exc:
+        log.warning("closing a database session failed (%r); invalidating its connection", exc)
+        try:
+            await session.invalidate()
+        except Exception as again:
+            log.debug("invalidating the connection failed too: %r", again)
 
 
 @event.listens_for(Session, "after_commit")

@@ -231,7 +231,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 instance=request.url.path,
                 headers={"Retry-After": "1"},
             )
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(
             500, code="internal", title="Internal server error", instance=request.url.path
         )
@@ -239,4 +239,29 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QuarkError, on_quark_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    # Errors of the backing-server client libraries are answered by Starlette's ExceptionMiddleware,
+    # which returns the response and is done. The catch-all `Exception` handler below runs in
+    # ServerErrorMiddleware, which re-raises after responding, and uvicorn then closes the keep-alive
+    # connection: the client (or Traefik) reusing it gets a connection error instead of the 503.
+    # (Found by tests/fault/test_postgres_restart.py.)
+    for exc_class in _backend_error_classes():
+        app.add_exception_handler(exc_class, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _backend_error_classes() -> tuple[type[Exception], ...]:
+    """Base classes of the errors our database, cache and event-bus clients raise."""
+    import asyncpg
+    import nats.errors
+    import redis.exceptions
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (
+        OSError,  # ConnectionError, TimeoutError (3.11+) and socket errors
+        SQLAlchemyError,
+        asyncpg.exceptions.PostgresError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.InternalClientError,
+        redis.exceptions.RedisError,
+        nats.errors.Error,
+    )

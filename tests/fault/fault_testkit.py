@@ -112,6 +112,16 @@ async def db_counts(database_url: str) -> DbCounts:
         await conn.close()
 
 
+async def outbox_rows(database_url: str) -> list[tuple[str, str, bool]]:
+    """(event id, body, published) of every outbox row, in commit order."""
+    conn = await asyncpg.connect(asyncpg_url(database_url), timeout=10)
+    try:
+        rows = await conn.fetch("SELECT id, body, published_at IS NOT NULL AS sent FROM quark_outbox ORDER BY seq")
+        return [(r["id"], r["body"], bool(r["sent"])) for r in rows]
+    finally:
+        await conn.close()
+
+
 async def missing_keys(database_url: str) -> list[str]:
     conn = await asyncpg.connect(asyncpg_url(database_url), timeout=10)
     try:
@@ -134,14 +144,16 @@ async def stream_counts(nats_url: str, namespace: str) -> StreamCounts:
     try:
         jsm = nc.jsm()
         stream = await jsm.stream_info(stream_for("chaos", namespace))
-        consumer = await jsm.consumer_info(stream_for("chaos", namespace), CHAOS_DURABLE)
+        consumer = None
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            consumer = await jsm.consumer_info(stream_for("chaos", namespace), CHAOS_DURABLE)
         dlq = 0
         with contextlib.suppress(nats.js.errors.NotFoundError):
             dlq = int((await jsm.stream_info(dead_letter_stream(namespace))).state.messages)
         return StreamCounts(
             stream_messages=int(stream.state.messages),
-            deliveries=int(consumer.delivered.consumer_seq if consumer.delivered else 0),
-            ack_pending=int(consumer.num_ack_pending or 0),
+            deliveries=int(consumer.delivered.consumer_seq if consumer and consumer.delivered else 0),
+            ack_pending=int(consumer.num_ack_pending or 0) if consumer else 0,
             dead_lettered=dlq,
         )
     finally:

@@ -36,5 +36,6 @@ class MessagingSettings(ServiceSettings):
     ws_send_queue: int = Field(default=256, ge=1, le=100_000)  # frames buffered per connection; full → dropped
     ws_heartbeat_interval: float = Field(default=20.0, gt=0)  # server ping frame / presence refresh
     ws_idle_timeout: float = Field(default=60.0, gt=0)  # no frame from the client for this long → closed
+    ws_close_timeout: float = Field(default=10.0, gt=0)  # a dropped slow client has this long to read its close
     resume_limit: int = Field(default=500, ge=1, le=100_000)  # messages replayed per conversation on resume
     presence_ttl: float = Field(default=60.0, gt=1)  # a connection counts as online this long after a heartbeat

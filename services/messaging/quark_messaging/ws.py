@@ -107,11 +107,12 @@ async def _first_frame_token(ws: WebSocket, timeout: float) -> str:
     return str(frame["token"])
 
 
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
+async def _close(ws: WebSocket, code: int, reason: str, timeout: float = 2.0) -> None:
+    """Send the close frame; a slow client's close waits behind what is already in flight, up to `timeout`."""
     if ws.application_state == WebSocketState.DISCONNECTED or ws.client_state == WebSocketState.DISCONNECTED:
         return
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.close(code=code, reason=reason[:120]), 2)
+        await asyncio.wait_for(ws.close(code=code, reason=reason[:120]), timeout)
 
 
 async def _serve(ws: WebSocket, rt: MessagingRuntime, conn: Connection, principal: Principal) -> None:
@@ -149,7 +150,7 @@ async def _serve(ws: WebSocket, rt: MessagingRuntime, conn: Connection, principa
                 await asyncio.wait_for(_drain(conn), 1)
         writer.cancel()
         await asyncio.gather(writer, reader, closing, return_exceptions=True)
-        await _close(ws, conn.close_code, conn.close_reason)
+        await _close(ws, conn.close_code, conn.close_reason, rt.settings.ws_close_timeout)
         with contextlib.suppress(Exception):
             await hub.mark_offline(conn)
 

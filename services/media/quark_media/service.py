@@ -459,24 +459,23 @@ async def recover(rt: MediaRuntime, *, settle: timedelta = timedelta(seconds=10)
     """Restart work lost to a crash: `uploaded` rows nobody claimed, `processing` rows past the timeout."""
     ts = now()
     async with rt.db.transaction() as session:
-        await session.execute(
+        stale = await session.scalars(
             update(Media)
             .where(
                 Media.status == "processing",
                 Media.processing_started_at < ts - timedelta(seconds=rt.settings.processing_timeout),
             )
             .values(status="uploaded", processing_started_at=None, updated_at=ts)
+            .returning(Media.id)
         )
-        ids = list(
-            (
-                await session.scalars(
-                    select(Media.id)
-                    .where(Media.status == "uploaded", Media.updated_at < ts - settle)
-                    .order_by(Media.updated_at)
-                    .limit(100)
-                )
-            ).all()
+        ids = list(stale.all())
+        waiting = await session.scalars(
+            select(Media.id)
+            .where(Media.status == "uploaded", Media.updated_at < ts - settle)
+            .order_by(Media.updated_at)
+            .limit(100)
         )
+        ids += [i for i in waiting.all() if i not in ids]
     for media_id in ids:
         await process_media(rt, media_id)
     return len(ids)

@@ -130,13 +130,25 @@ class MediaHarness:
         token = self.quark.user_token(str(uid), username=f"u{uid.hex[:8]}", roles=roles)
         return Account(uid, self.quark.bearer(token))
 
-    async def upload(self, who: Account | None, data: bytes | AsyncIterator[bytes], *, filename: str = "photo.jpg",
-                     content_type: str = "image/jpeg", purpose: str | None = None,
-                     params: dict[str, str] | None = None) -> httpx.Response:
+    async def upload(
+        self,
+        who: Account | None,
+        data: bytes | AsyncIterator[bytes],
+        *,
+        filename: str = "photo.jpg",
+        content_type: str = "image/jpeg",
+        purpose: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
         files = {"file": (filename, data, content_type)}
         form = {"purpose": purpose} if purpose else None
-        return await self.client.post(API, files=files, data=form, params=params,  # type: ignore[arg-type]
-                                      headers=who.headers if who else None)
+        return await self.client.post(
+            API,
+            files=files,
+            data=form,
+            params=params,  # type: ignore[arg-type]
+            headers=who.headers if who else None,
+        )
 
     async def upload_ok(self, who: Account, data: bytes | None = None, **kw: Any) -> dict[str, Any]:
         resp = await self.upload(who, data if data is not None else jpeg(), **kw)
@@ -168,11 +180,11 @@ class MediaHarness:
         bus = self.svc.ctx.bus
         assert bus is not None
         domain = type_name.split(".")[1]
-        event = CloudEvent(id=str(uuid.uuid4()), source=f"quark/{domain}", type=type_name, time=datetime.now(UTC),
-                           data=data)
+        event = CloudEvent(
+            id=str(uuid.uuid4()), source=f"quark/{domain}", type=type_name, time=datetime.now(UTC), data=data
+        )
         await bus.ensure_stream(domain)
-        await bus.js.publish(subject_for(type_name, bus.namespace), event.to_bytes(),
-                             headers={"Nats-Msg-Id": event.id})
+        await bus.js.publish(subject_for(type_name, bus.namespace), event.to_bytes(), headers={"Nats-Msg-Id": event.id})
         return event
 
     async def consumed(self, domain: str) -> None:
@@ -186,8 +198,11 @@ class MediaHarness:
                 consumer = await bus.js.consumer_info(stream, DURABLES[domain])
             except Exception:
                 return False
-            return (consumer.ack_floor.stream_seq >= info.state.last_seq and consumer.num_ack_pending == 0
-                    and consumer.num_pending == 0)
+            return (
+                consumer.ack_floor.stream_seq >= info.state.last_seq
+                and consumer.num_ack_pending == 0
+                and consumer.num_pending == 0
+            )
 
         await eventually(done, what=f"{domain} events consumed")
 

@@ -12,11 +12,16 @@ from quark_sdk.testing import QuarkTestEnv
 
 @pytest.mark.parametrize(
     ("maker", "filename", "mime"),
-    [(jpeg, "a.jpg", "image/jpeg"), (png, "a.png", "image/png"), (webp, "a.webp", "image/webp"),
-     (gif, "a.gif", "image/gif")],
+    [
+        (jpeg, "a.jpg", "image/jpeg"),
+        (png, "a.png", "image/png"),
+        (webp, "a.webp", "image/webp"),
+        (gif, "a.gif", "image/gif"),
+    ],
 )
-async def test_each_format_becomes_clean_webp_variants(quark: QuarkTestEnv, tmp_path: Path, maker, filename,
-                                                       mime) -> None:
+async def test_each_format_becomes_clean_webp_variants(
+    quark: QuarkTestEnv, tmp_path: Path, maker, filename, mime
+) -> None:
     h = await start(quark, tmp_path)
     alice = h.account()
     data = maker()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from ai_testkit import AI, assert_problem
+from ai_testkit import AI, assert_problem, start_ai
 
 from quark_ai.classifier import Moderator
 from quark_ai.settings import DEFAULT_RULES, ModerationRule
+from quark_sdk.testing import QuarkTestEnv, eventually
 
 TOXIC = "You are a worthless stupid idiot and everyone hates you, shut the fuck up."
 BENIGN = "Thanks for sharing your recipe, the tomato soup turned out wonderfully and my kids loved it."
@@ -129,3 +130,40 @@ async def test_moderation_and_runs_need_roles(ai: AI) -> None:
         ),
         404,
     )
+
+
+async def test_with_the_real_blog_a_flag_hides_and_an_overrule_restores(quark: QuarkTestEnv) -> None:
+    """The whole loop over NATS: blog publishes → AI flags → blog hides → a moderator overrules in AI → restored."""
+    from quark_blog.app import module as blog_module
+
+    blog = await quark.start(blog_module, write_rate_limit=100_000)
+    ai = await start_ai(quark)
+    ai.rt.blog_http = blog.client
+    alice = ai.person("alice")
+    resp = await blog.client.post(
+        "/api/v1/posts", headers=alice.headers, json={"title": "My opinion", "body": TOXIC, "publish": True}
+    )
+    assert resp.status_code == 201, resp.text
+    post_id = resp.json()["id"]
+
+    mod = ai.person("mod", roles=("moderator",))
+
+    async def hidden() -> bool:
+        r = await blog.client.get(f"/api/v1/posts/{post_id}", headers=mod.headers)
+        return r.status_code == 200 and r.json()["hidden"] is True
+
+    await eventually(hidden, what="blog hid the flagged post")
+    queue = (await blog.client.get("/api/v1/posts/moderation/queue", headers=mod.headers)).json()["items"]
+    assert [(q["source"], q["target_id"]) for q in queue] == [("ai", post_id)]
+
+    [result] = (
+        await ai.client.get("/api/v1/ai/moderation", params={"target_id": post_id}, headers=mod.headers)
+    ).json()["items"]
+    r = await ai.client.post(
+        f"/api/v1/ai/moderation/{result['id']}/review",
+        headers=mod.headers,
+        json={"decision": "overruled", "reason": "satire"},
+    )
+    assert r.status_code == 200 and r.json()["blog_restore"] == "restored", r.text
+    post = (await blog.client.get(f"/api/v1/posts/{post_id}", headers=mod.headers)).json()
+    assert post["hidden"] is False

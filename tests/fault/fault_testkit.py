@@ -17,8 +17,8 @@ from typing import Any
 import asyncpg
 import nats
 import nats.js.errors
-
 from chaosmod.module import module as chaos_module
+
 from quark_sdk.embedded import EmbeddedNats, EmbeddedPostgres
 from quark_sdk.events import dead_letter_stream, stream_for, subject_for
 from quark_sdk.testing import ModuleProcess, QuarkTestEnv
@@ -104,10 +104,17 @@ async def db_counts(database_url: str) -> DbCounts:
                       (SELECT count(*) FROM applied WHERE applies > 1) AS twice,
                       (SELECT coalesce(max(n), 0) FROM counters WHERE name = 'side_effects') AS effects,
                       (SELECT count(*) FROM quark_outbox WHERE published_at IS NULL) AS pending,
-                      (SELECT count(*) FROM quark_inbox) AS inbox""")
+                      (SELECT count(*) FROM quark_inbox) AS inbox"""
+        )
         assert row is not None
-        return DbCounts(int(row["produced"]), int(row["applied"]), int(row["twice"]), int(row["effects"]),
-                        int(row["pending"]), int(row["inbox"]))
+        return DbCounts(
+            int(row["produced"]),
+            int(row["applied"]),
+            int(row["twice"]),
+            int(row["effects"]),
+            int(row["pending"]),
+            int(row["inbox"]),
+        )
     finally:
         await conn.close()
 
@@ -164,8 +171,9 @@ async def republish(nats_url: str, namespace: str, event_id: str, body: bytes) -
     """Publish a copy with the same Nats-Msg-Id; returns the PubAck's `duplicate` flag."""
     nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=5, reconnect_time_wait=0.2)
     try:
-        ack = await nc.jetstream().publish(subject_for(EVENT_TYPE, namespace), body,
-                                           headers={"Nats-Msg-Id": event_id}, timeout=5)
+        ack = await nc.jetstream().publish(
+            subject_for(EVENT_TYPE, namespace), body, headers={"Nats-Msg-Id": event_id}, timeout=5
+        )
         return bool(ack.duplicate)
     finally:
         await nc.close()

@@ -13,11 +13,13 @@ import asyncio
 import random
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 from fault_testkit import (
     RestartableNats,
+    StreamCounts,
     db_counts,
     missing_keys,
     report,
@@ -36,7 +38,7 @@ KILLS = 20
 NATS_RESTARTS = 3
 
 
-async def test_ten_thousand_events_survive_kills_and_nats_restarts(quark: QuarkTestEnv, scratch) -> None:
+async def test_ten_thousand_events_survive_kills_and_nats_restarts(quark: QuarkTestEnv, scratch: Path) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     bus = RestartableNats(scratch / "nats").start()
@@ -46,10 +48,14 @@ async def test_ten_thousand_events_survive_kills_and_nats_restarts(quark: QuarkT
         first = await spawn_chaos(quark, nats_url=bus.url)
         db_url = first.settings.database_url if first.settings else None
         assert db_url
-        procs = [first, *await asyncio.gather(*(spawn_chaos(quark, nats_url=bus.url, database_url=db_url)
-                                               for _ in range(PROCESSES - 1)))]
+        procs = [
+            first,
+            *await asyncio.gather(
+                *(spawn_chaos(quark, nats_url=bus.url, database_url=db_url) for _ in range(PROCESSES - 1))
+            ),
+        ]
         keys = [f"e{i:05d}-{uuid.uuid4().hex[:12]}" for i in range(EVENTS)]
-        batches = [keys[i:i + BATCH] for i in range(0, EVENTS, BATCH)]
+        batches = [keys[i : i + BATCH] for i in range(0, EVENTS, BATCH)]
         state = {"kills": 0, "produce_retries": 0, "nats_restarts": 0}
         down: set[int] = set()
 
@@ -111,23 +117,41 @@ async def test_ten_thousand_events_survive_kills_and_nats_restarts(quark: QuarkT
             await eventually(all_applied, timeout=120, interval=0.2, what="every produced event applied")
         except AssertionError:
             lost = await missing_keys(db_url)
-            report("outbox-chaos (FAILED)", seed=seed, db=await db_counts(db_url),
-                   nats=await stream_counts(bus.url, quark.namespace), missing=len(lost), sample=lost[:5],
-                   **state)
+            report(
+                "outbox-chaos (FAILED)",
+                seed=seed,
+                db=await db_counts(db_url),
+                nats=await stream_counts(bus.url, quark.namespace),
+                missing=len(lost),
+                sample=lost[:5],
+                **state,
+            )
             for p in procs:
                 print(p.log_tail(20))
             raise
         drained = time.monotonic()
         counts = await db_counts(db_url)
-        stream = await eventually(lambda: _settled(bus.url, quark.namespace), timeout=30,
-                                  what="no delivery left unacknowledged")
-        report("outbox-chaos", seed=seed, sent=EVENTS, applied=counts.applied,
-               duplicated_effects=counts.applied_more_than_once, lost=EVENTS - counts.applied,
-               side_effects=counts.side_effects, stored_in_stream=stream.stream_messages,
-               deliveries=stream.deliveries, duplicate_deliveries=stream.deliveries - EVENTS,
-               dead_lettered=stream.dead_lettered, processes=PROCESSES, **state,
-               chaos_seconds=round(chaos_done - t0, 1),
-               mean_restart_seconds=round(sum(start_seconds) / max(1, len(start_seconds)), 2), drain_seconds=round(drained - chaos_done, 1))
+        stream = await eventually(
+            lambda: _settled(bus.url, quark.namespace), timeout=30, what="no delivery left unacknowledged"
+        )
+        report(
+            "outbox-chaos",
+            seed=seed,
+            sent=EVENTS,
+            applied=counts.applied,
+            duplicated_effects=counts.applied_more_than_once,
+            lost=EVENTS - counts.applied,
+            side_effects=counts.side_effects,
+            stored_in_stream=stream.stream_messages,
+            deliveries=stream.deliveries,
+            duplicate_deliveries=stream.deliveries - EVENTS,
+            dead_lettered=stream.dead_lettered,
+            processes=PROCESSES,
+            **state,
+            chaos_seconds=round(chaos_done - t0, 1),
+            mean_restart_seconds=round(sum(start_seconds) / max(1, len(start_seconds)), 2),
+            drain_seconds=round(drained - chaos_done, 1),
+        )
         assert state["kills"] >= KILLS and state["nats_restarts"] >= NATS_RESTARTS
         assert counts.applied == EVENTS  # 0 lost
         assert counts.applied_more_than_once == 0  # 0 duplicate side effects
@@ -140,6 +164,6 @@ async def test_ten_thousand_events_survive_kills_and_nats_restarts(quark: QuarkT
         bus.stop()
 
 
-async def _settled(url: str, namespace: str):  # type: ignore[no-untyped-def]
+async def _settled(url: str, namespace: str) -> StreamCounts | None:
     counts = await stream_counts(url, namespace)
     return counts if counts.ack_pending == 0 else None

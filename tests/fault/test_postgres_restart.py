@@ -11,12 +11,13 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+from chaosmod.module import module as chaos_module
 from fault_testkit import RestartablePostgres, db_counts, report, spawn_chaos
 
-from chaosmod.module import module as chaos_module
 from quark_sdk.config import to_async_url
 from quark_sdk.db import upgrade_database
 from quark_sdk.testing import QuarkTestEnv, eventually
@@ -36,7 +37,7 @@ class Outcome:
     error: str = ""
 
 
-async def test_postgres_restart_under_load_gives_only_503s(quark: QuarkTestEnv, scratch) -> None:
+async def test_postgres_restart_under_load_gives_only_503s(quark: QuarkTestEnv, scratch: Path) -> None:
     pg = await asyncio.to_thread(RestartablePostgres(scratch / "pg" / "data").start)
     try:
         await asyncio.to_thread(pg.server.ensure_database, "chaos")
@@ -55,8 +56,9 @@ async def test_postgres_restart_under_load_gives_only_503s(quark: QuarkTestEnv, 
                     write = i % 2 == 0
                     try:
                         if write:
-                            resp = await client.post("/api/v1/chaos/produce",
-                                                     json={"keys": [f"c{n}-{i}-{uuid.uuid4().hex[:6]}"]})
+                            resp = await client.post(
+                                "/api/v1/chaos/produce", json={"keys": [f"c{n}-{i}-{uuid.uuid4().hex[:6]}"]}
+                            )
                         else:
                             resp = await client.get("/api/v1/chaos/stats")
                         problem = resp.headers.get("content-type", "").startswith("application/problem+json")
@@ -74,18 +76,26 @@ async def test_postgres_restart_under_load_gives_only_503s(quark: QuarkTestEnv, 
         tasks = [asyncio.create_task(client_loop(n)) for n in range(CLIENTS)]
         tasks.append(asyncio.create_task(readiness_loop()))
         try:
-            await eventually(lambda: sum(o.status in (200, 201) for o in outcomes) >= 100, timeout=30,
-                             what="load running")
+            await eventually(
+                lambda: sum(o.status in (200, 201) for o in outcomes) >= 100, timeout=30, what="load running"
+            )
             down_at = time.monotonic()
             await asyncio.to_thread(pg.stop)
-            await eventually(lambda: any(s == 503 for t, s in readiness if t > down_at), timeout=15,
-                             what="readiness red")
-            await eventually(lambda: sum(o.status == 503 for o in outcomes if o.at > down_at) >= 20, timeout=15,
-                             what="503s during the outage")
+            await eventually(
+                lambda: any(s == 503 for t, s in readiness if t > down_at), timeout=15, what="readiness red"
+            )
+            await eventually(
+                lambda: sum(o.status == 503 for o in outcomes if o.at > down_at) >= 20,
+                timeout=15,
+                what="503s during the outage",
+            )
             await asyncio.to_thread(pg.start)
             up_at = time.monotonic()
-            await eventually(lambda: any(s == 200 for t, s in readiness if t > up_at), timeout=RECOVERY_LIMIT,
-                             what="readiness green again")
+            await eventually(
+                lambda: any(s == 200 for t, s in readiness if t > up_at),
+                timeout=RECOVERY_LIMIT,
+                what="readiness green again",
+            )
 
             def clean_run() -> bool:
                 # Recovered: the last 50 responses, all sent after the restart, are all successes.
@@ -102,15 +112,22 @@ async def test_postgres_restart_under_load_gives_only_503s(quark: QuarkTestEnv, 
         ready_red = [t for t, s in readiness if s == 503]
         ready_green_again = min(t for t, s in readiness if s == 200 and t > up_at)
         counts = await db_counts(db_url)
-        report("postgres-restart", requests=len(outcomes), ok=len(outcomes) - len(failures),
-               status_503=sum(o.status == 503 for o in failures), other_failures=len(
-                   [o for o in failures if o.status != 503]),
-               outage_seconds=round(up_at - down_at, 2),
-               errors_after_restart_seconds=round(max(0.0, last_failure - up_at), 2),
-               readiness_red_seconds=round(ready_green_again - min(ready_red), 2),
-               committed_writes=counts.produced, events_applied=counts.applied)
+        report(
+            "postgres-restart",
+            requests=len(outcomes),
+            ok=len(outcomes) - len(failures),
+            status_503=sum(o.status == 503 for o in failures),
+            other_failures=len([o for o in failures if o.status != 503]),
+            outage_seconds=round(up_at - down_at, 2),
+            errors_after_restart_seconds=round(max(0.0, last_failure - up_at), 2),
+            readiness_red_seconds=round(ready_green_again - min(ready_red), 2),
+            committed_writes=counts.produced,
+            events_applied=counts.applied,
+        )
         assert ready_red, "readiness never went red"
-        bad = [(o.status, o.problem, o.error, round(o.at - up_at, 2)) for o in failures if o.status != 503 or not o.problem]
+        bad = [
+            (o.status, o.problem, o.error, round(o.at - up_at, 2)) for o in failures if o.status != 503 or not o.problem
+        ]
         assert bad == [], f"failures other than 503 problem responses: {bad[:10]}"
         assert last_failure - up_at < RECOVERY_LIMIT
         assert ready_green_again > min(ready_red)

@@ -13,10 +13,21 @@ import contextlib
 import json
 import signal
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
-from fault_testkit import RestartableNats, db_counts, outbox_rows, report, republish, spawn_chaos, stream_counts
+from fault_testkit import (
+    DbCounts,
+    RestartableNats,
+    StreamCounts,
+    db_counts,
+    outbox_rows,
+    report,
+    republish,
+    spawn_chaos,
+    stream_counts,
+)
 
 from quark_sdk.testing import QuarkTestEnv, eventually
 
@@ -25,7 +36,7 @@ pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 EVENTS = 50
 
 
-async def test_relay_killed_between_publish_and_mark_sent(quark: QuarkTestEnv, scratch) -> None:
+async def test_relay_killed_between_publish_and_mark_sent(quark: QuarkTestEnv, scratch: Path) -> None:
     bus = RestartableNats(scratch / "nats").start()
     try:
         proc = await spawn_chaos(quark, nats_url=bus.url, crash_after_publish=True)
@@ -71,16 +82,24 @@ async def test_relay_killed_between_publish_and_mark_sent(quark: QuarkTestEnv, s
         envelope["id"], envelope["data"]["key"] = str(uuid.uuid4()), "fresh-" + uuid.uuid4().hex[:8]
         fresh = await republish(bus.url, quark.namespace, envelope["id"], json.dumps(envelope).encode())
 
-        async def quiet():  # type: ignore[no-untyped-def]
+        async def quiet() -> StreamCounts | None:
             counts = await stream_counts(bus.url, quark.namespace)
             return counts if counts.ack_pending == 0 and counts.deliveries >= EVENTS + 1 else None
 
         stream = await eventually(quiet, timeout=30, what="the consumer caught up after the NATS restarts")
         counts = await eventually(lambda: _applied(db_url, EVENTS + 1), timeout=30, what="fresh event applied")
-        report("relay-crash", sent=EVENTS, stored_in_stream_after_restart=after_restart.stream_messages,
-               deliveries=stream.deliveries, applied=counts.applied,
-               duplicated_effects=counts.applied_more_than_once, side_effects=counts.side_effects,
-               republished_duplicate_flags=duplicates, fresh_duplicate_flag=fresh, nats_restarts=bus.restarts)
+        report(
+            "relay-crash",
+            sent=EVENTS,
+            stored_in_stream_after_restart=after_restart.stream_messages,
+            deliveries=stream.deliveries,
+            applied=counts.applied,
+            duplicated_effects=counts.applied_more_than_once,
+            side_effects=counts.side_effects,
+            republished_duplicate_flags=duplicates,
+            fresh_duplicate_flag=fresh,
+            nats_restarts=bus.restarts,
+        )
         assert duplicates == [True, True, True]
         assert fresh is False
         assert stream.stream_messages == EVENTS + 1
@@ -91,6 +110,6 @@ async def test_relay_killed_between_publish_and_mark_sent(quark: QuarkTestEnv, s
         bus.stop()
 
 
-async def _applied(db_url: str, n: int):  # type: ignore[no-untyped-def]
+async def _applied(db_url: str, n: int) -> DbCounts | None:
     counts = await db_counts(db_url)
     return counts if counts.applied >= n else None

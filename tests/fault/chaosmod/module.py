@@ -48,13 +48,15 @@ class Produced(EventPayload):
 metadata = service_metadata()
 produced = Table("produced", metadata, Column("key", String(64), primary_key=True))
 applied = Table(
-    "applied", metadata,
+    "applied",
+    metadata,
     Column("key", String(64), nullable=False),
     Column("applies", Integer, nullable=False),
     UniqueConstraint("key", name="uq_applied_key"),
 )
-counters = Table("counters", metadata, Column("name", String(32), primary_key=True),
-                 Column("n", BigInteger, nullable=False))
+counters = Table(
+    "counters", metadata, Column("name", String(32), primary_key=True), Column("n", BigInteger, nullable=False)
+)
 
 # A short ack_wait so messages held by a SIGKILLed process come back quickly.
 consumer = Consumer("effects", backoff=(0.05, 0.2, 0.5), batch_size=100, ack_wait=3.0)
@@ -65,11 +67,13 @@ async def apply_produced(session: AsyncSession, event: CloudEvent) -> None:
     """The side effect: record the key (a second application shows up as applies > 1) and count it."""
     key = event.payload(Produced).key
     await session.execute(
-        pg_insert(applied).values(key=key, applies=1)
+        pg_insert(applied)
+        .values(key=key, applies=1)
         .on_conflict_do_update(constraint="uq_applied_key", set_={"applies": applied.c.applies + 1})
     )
     await session.execute(
-        pg_insert(counters).values(name="side_effects", n=1)
+        pg_insert(counters)
+        .values(name="side_effects", n=1)
         .on_conflict_do_update(index_elements=["name"], set_={"n": counters.c.n + 1})
     )
 
@@ -85,8 +89,10 @@ async def produce_keys(session: AsyncSession, keys: Sequence[str]) -> int:
     """Idempotent production: a key already produced (a retried request) adds no second event."""
     async with session.begin():
         rows = await session.execute(
-            pg_insert(produced).values([{"key": k} for k in dict.fromkeys(keys)])
-            .on_conflict_do_nothing().returning(produced.c.key)
+            pg_insert(produced)
+            .values([{"key": k} for k in dict.fromkeys(keys)])
+            .on_conflict_do_nothing()
+            .returning(produced.c.key)
         )
         new = list(rows.scalars().all())
         for key in new:
@@ -108,8 +114,12 @@ async def stats(session: DbSession) -> dict[str, int]:
     applied_n = await session.scalar(select(func.count()).select_from(applied))
     twice = await session.scalar(select(func.count()).select_from(applied).where(applied.c.applies > 1))
     effects = await session.scalar(select(counters.c.n).where(counters.c.name == "side_effects"))
-    return {"produced": produced_n or 0, "applied": applied_n or 0, "applied_more_than_once": twice or 0,
-            "side_effects": effects or 0}
+    return {
+        "produced": produced_n or 0,
+        "applied": applied_n or 0,
+        "applied_more_than_once": twice or 0,
+        "side_effects": effects or 0,
+    }
 
 
 class _CrashAfterPublish:
@@ -121,8 +131,9 @@ class _CrashAfterPublish:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._bus, name)
 
-    async def publish_many(self, items: Sequence[tuple[str, str, bytes, dict[str, str]]],
-                           timeout: float = 10) -> list[bool]:
+    async def publish_many(
+        self, items: Sequence[tuple[str, str, bytes, dict[str, str]]], timeout: float = 10
+    ) -> list[bool]:
         results = await self._bus.publish_many(items, timeout)
         if any(results):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -131,7 +142,7 @@ class _CrashAfterPublish:
 
 async def arm_fault_injection(ctx: ServiceContext) -> None:
     if isinstance(ctx.settings, ChaosSettings) and ctx.settings.crash_after_publish and ctx.relay is not None:
-        ctx.relay.bus = _CrashAfterPublish(ctx.relay.bus)  # type: ignore[assignment]
+        ctx.relay.bus = _CrashAfterPublish(ctx.relay.bus)  # type: ignore[assignment,unused-ignore]
 
 
 module = QuarkModule(

@@ -1,0 +1,25 @@
+"""Journey tests run against a whole station started like a user starts it: `quark dev` (embedded) and
+`quark dev --fleet` (one process per module). One station per mode for the whole module of tests."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# stationkit (helpers) lives beside the tests.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from stationkit import Station
+
+
+@pytest.fixture(scope="module", params=["embedded", "fleet"])
+def station(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
+    s = Station(request.param, tmp_path_factory.mktemp(f"station-{request.param}"))
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -1,0 +1,127 @@
+"""The station's main journey, end to end over HTTP, in embedded mode and in fleet mode.
+
+register → verify email → login with 2FA → edit profile → follow → publish → the follower sees the post in
+the home timeline → comment and react → a moderator hides and restores → account deletion propagates.
+Every hop between services is an event on NATS (auth → user → blog), so the journey only passes when the
+outbox, the relays and the durable consumers of every module work together.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pyotp
+import pytest
+from stationkit import PASSWORD, Client, Person, Station, client
+
+from quark_sdk.testing import eventually
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def verified_user(c: Client, station: Station, name: str) -> Person:
+    person = await c.register(name)
+    token = await station.emailed_token(person.id)
+    await c.post("/api/v1/auth/verify-email/confirm", json={"token": token}, expect=204)
+    await c.login(person)
+    me = (await c.get("/api/v1/auth/me", person, expect=200)).json()
+    assert me["email_verified"] is True
+    return person
+
+
+async def profile_of(c: Client, person: Person) -> dict[str, Any]:
+    """The user service builds the profile from quark.auth.user_registered: wait for it."""
+
+    async def probe() -> dict[str, Any] | None:
+        resp = await c.get("/api/v1/users/me", person)
+        return resp.json() if resp.status_code == 200 else None
+
+    return dict(await eventually(probe, what=f"profile of {person.username}", timeout=20))
+
+
+async def test_register_verify_2fa_profile_follow_publish_timeline_interact_delete(station: Station) -> None:
+    async with client(station) as c:
+        # -- identity: register, verify the email (the test is the mailer), enable 2FA, log in with it
+        alice = await verified_user(c, station, "alice")
+        setup = (await c.post("/api/v1/auth/2fa/setup", alice, expect=200)).json()
+        totp = pyotp.TOTP(setup["secret"])
+        codes = (await c.post("/api/v1/auth/2fa/confirm", alice, json={"code": totp.now()}, expect=200)).json()
+        assert len(codes["recovery_codes"]) == 10
+        await c.post("/api/v1/auth/logout", alice, json={"refresh_token": alice.refresh_token}, expect=204)
+        challenge = (await c.post("/api/v1/auth/login", json={"login": alice.email, "password": PASSWORD},
+                                  expect=200)).json()
+        assert challenge["mfa_required"] is True and "access_token" not in challenge
+        # The confirm step spent this time step's code (codes work once): the next step's code is accepted.
+        tokens = (await c.post("/api/v1/auth/login/mfa", json={
+            "mfa_token": challenge["mfa_token"], "code": totp.at(time.time() + 30)}, expect=200)).json()
+        alice.access_token, alice.refresh_token = tokens["access_token"], tokens["refresh_token"]
+
+        # -- profile (user service, created from auth's event)
+        assert (await profile_of(c, alice))["username"] == alice.username
+        edited = (await c.patch("/api/v1/users/me", alice, json={
+            "display_name": "Alice Liddell", "bio": "Down the rabbit hole."}, expect=200)).json()
+        assert edited["display_name"] == "Alice Liddell"
+        public = (await c.get(f"/api/v1/users/{alice.username}", expect=200)).json()
+        assert public["display_name"] == "Alice Liddell" and "email" not in public
+
+        # -- follow (user service → quark.user.followed → blog's replica)
+        bob = await verified_user(c, station, "bob")
+        await profile_of(c, bob)
+        assert (await c.post(f"/api/v1/users/{alice.username}/follow", bob, expect=201)).json()["status"] == "following"
+        following = (await c.get(f"/api/v1/users/{bob.username}/following", bob, expect=200)).json()
+        assert [edge["user"]["username"] for edge in following["items"]] == [alice.username]
+
+        # -- publish; the follower's home timeline shows it (fan-out on write, through NATS)
+        post = (await c.post("/api/v1/posts", alice, json={
+            "title": "Through the looking glass", "body": "It's a *poor* sort of memory that only works backwards.",
+            "tags": ["wonderland"], "publish": True}, expect=201)).json()
+
+        async def in_home() -> bool:
+            items = (await c.get("/api/v1/feed/home", bob, expect=200)).json()["items"]
+            return post["id"] in [i["id"] for i in items]
+
+        await eventually(in_home, what="post in the follower's home timeline", timeout=20)
+        by_url = (await c.get(f"/api/v1/posts/by/{alice.username}/{post['slug']}", expect=200)).json()
+        assert by_url["id"] == post["id"] and "<em>poor</em>" in by_url["body_html"]
+
+        # -- comment and react
+        comment = (await c.post(f"/api/v1/posts/{post['id']}/comments", bob,
+                                json={"body": "Curiouser and curiouser!"}, expect=201)).json()
+        await c.post(f"/api/v1/posts/{post['id']}/reactions", bob, json={"kind": "like"}, expect=201)
+        await c.post(f"/api/v1/posts/{post['id']}/reactions", bob, json={"kind": "like"}, expect=409)
+        shown = (await c.get(f"/api/v1/posts/{post['id']}", expect=200)).json()
+        assert shown["comment_count"] == 1 and shown["reactions"].get("like") == 1
+
+        # -- moderation: an admin (made with `quark create-admin`) hides the comment, then restores it
+        admin = Person(username=f"root{int(time.time() * 1000) % 10**6}", email=f"root-{time.time_ns()}@example.com")
+        station.create_admin(admin)
+        await c.login(admin)
+        await c.post(f"/api/v1/comments/{comment['id']}/hide", admin, json={"reason": "review"}, expect=200)
+        def state_of(items: list[dict[str, Any]]) -> tuple[str, str]:
+            (mine,) = [i for i in items if i["id"] == comment["id"]]
+            return mine["state"], mine["body_html"]
+
+        thread = (await c.get(f"/api/v1/posts/{post['id']}/comments", expect=200)).json()["items"]
+        assert state_of(thread) == ("hidden", "")
+        await c.post(f"/api/v1/comments/{comment['id']}/restore", admin, json={}, expect=200)
+        thread = (await c.get(f"/api/v1/posts/{post['id']}/comments", expect=200)).json()["items"]
+        state, html = state_of(thread)
+        assert state == "visible" and "Curiouser and curiouser!" in html
+
+        # -- account deletion propagates: auth → user (profile gone) → blog (reaction and comment gone)
+        await c.delete("/api/v1/auth/me", bob, json={"password": PASSWORD}, expect=204)
+        await c.post("/api/v1/auth/login", json={"login": bob.username, "password": PASSWORD}, expect=401)
+
+        async def profile_gone() -> bool:
+            return (await c.get(f"/api/v1/users/{bob.username}")).status_code == 404
+
+        await eventually(profile_gone, what="bob's profile removed by the user service", timeout=20)
+
+        async def blog_forgot_bob() -> bool:
+            p = (await c.get(f"/api/v1/posts/{post['id']}", expect=200)).json()
+            return p["comment_count"] == 0 and not p["reactions"].get("like")
+
+        await eventually(blog_forgot_bob, what="bob's comment and reaction removed by the blog", timeout=20)
+        followers = (await c.get(f"/api/v1/users/{alice.username}/followers", alice, expect=200)).json()
+        assert followers["items"] == []

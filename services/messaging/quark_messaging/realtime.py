@@ -62,6 +62,8 @@ class Connection:
     resuming: bool = False
     held: list[tuple[str, str | None, int | None]] = field(default_factory=list)
     replayed: set[tuple[str, int]] = field(default_factory=set)
+    # Until the first resume, live frames delivered are remembered (bounded), so the replay skips them.
+    early: set[tuple[str, int]] | None = field(default_factory=set)
     last_frame_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -86,6 +88,12 @@ class Connection:
                 return
             self.held.append((text, conversation, seq))
             return
+        early = self.early
+        if early is not None and conversation is not None and seq is not None:
+            if len(early) < 4 * self.queue_size:
+                early.add((conversation, seq))
+            else:
+                self.early = None  # too much before any resume: this client does not resume
         self.put(text)
 
     def put(self, text: str) -> None:
@@ -108,6 +116,10 @@ class Connection:
                 continue
             self.put(text)
         self.replayed.clear()
+        self.early = None
+
+    def already_sent(self, conversation: str, seq: int) -> bool:
+        return self.early is not None and (conversation, seq) in self.early
 
     async def send_replay(self, text: str, conversation: str, seq: int) -> None:
         """Replay frames may wait for room in the queue (the replay runs on this connection's own task)."""

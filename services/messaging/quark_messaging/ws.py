@@ -363,6 +363,8 @@ async def _resume(rt: MessagingRuntime, conn: Connection, frame: dict[str, Any])
         for batch in batches:
             conv_key = str(batch.conversation_id)
             for m in batch.messages:
+                if conn.already_sent(conv_key, m.seq):
+                    continue
                 await conn.send_replay(
                     dumps({"type": "message", "message": m.model_dump(mode="json"), "replay": True}), conv_key, m.seq
                 )

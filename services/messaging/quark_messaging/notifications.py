@@ -49,9 +49,7 @@ async def create_notification(
         )
     # xmax = 0 only for a freshly inserted row: a bumped one was already announced.
     row = (
-        await session.execute(
-            stmt.returning(Notification.id, Notification.created_at, literal_column("(xmax = 0)"))
-        )
+        await session.execute(stmt.returning(Notification.id, Notification.created_at, literal_column("(xmax = 0)")))
     ).one()
     nid, created_at, inserted = row
     if inserted:

@@ -373,7 +373,12 @@ async def _resume(rt: MessagingRuntime, conn: Connection, frame: dict[str, Any])
                 last = batch.messages[-1].seq if batch.messages else 0
                 await conn.send_replay(
                     dumps(
-                        {"type": "resume.truncated", "conversation_id": conv_key, "after": last, "last_seq": batch.last_seq}
+                        {
+                            "type": "resume.truncated",
+                            "conversation_id": conv_key,
+                            "after": last,
+                            "last_seq": batch.last_seq,
+                        }
                     ),
                     conv_key,
                     -1,

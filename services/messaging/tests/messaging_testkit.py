@@ -77,8 +77,12 @@ class Client:
         """Send a frame with a fresh `ref` and wait for the ack or error answering it."""
         ref = uuid.uuid4().hex[:12]
         await self.send({**frame, "ref": ref})
-        got = await eventually(lambda: [f for f in self.frames if f.get("ref") == ref and f["type"] in
-                                        ("ack", "error", "resume.done", "pong")], what=f"answer to {frame['type']}")
+        got = await eventually(
+            lambda: [
+                f for f in self.frames if f.get("ref") == ref and f["type"] in ("ack", "error", "resume.done", "pong")
+            ],
+            what=f"answer to {frame['type']}",
+        )
         return dict(got[0])
 
     async def closed(self) -> int | None:
@@ -113,8 +117,9 @@ class Instance:
     async def serve(self) -> Instance:
         """The same app (lifespan already running) on 127.0.0.1:<free port>."""
         self.port = free_port()
-        config = uvicorn.Config(self.svc.app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning",
-                                ws_ping_interval=None)
+        config = uvicorn.Config(
+            self.svc.app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", ws_ping_interval=None
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         await eventually(lambda: self._server is not None and self._server.started, what="uvicorn started")
@@ -124,14 +129,27 @@ class Instance:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/v1/messages/ws"
 
-    async def connect(self, who: Person | None, *, via: str = "protocol", origin: str | None = None,
-                      token: str | None = None, ready: bool = True, **kw: Any) -> Client:
+    async def connect(
+        self,
+        who: Person | None,
+        *,
+        via: str = "protocol",
+        origin: str | None = None,
+        token: str | None = None,
+        ready: bool = True,
+        **kw: Any,
+    ) -> Client:
         """Open a WebSocket as `who`, authenticated by subprotocol or first frame; waits for `ready`."""
         tok = token if token is not None else (who.token if who else "")
         protocols = ["quark.v1", f"bearer.{tok}"] if via == "protocol" else ["quark.v1"]
         headers = {"Origin": origin} if origin else None
-        ws = await websockets.connect(self.ws_url, subprotocols=protocols, additional_headers=headers,  # type: ignore[list-item]
-                                      open_timeout=10, **kw)
+        ws = await websockets.connect(
+            self.ws_url,
+            subprotocols=protocols,
+            additional_headers=headers,  # type: ignore[list-item]
+            open_timeout=10,
+            **kw,
+        )
         client = Client(ws)
         if via == "frame":
             await ws.send(json.dumps({"type": "auth", "token": tok}))
@@ -191,8 +209,7 @@ class Cluster:
 
     async def emit(self, type_name: str, data: dict[str, Any]) -> str:
         """Publish a raw CloudEvent (as another service would) into this test's namespace."""
-        event = CloudEvent(id=str(uuid.uuid4()), source="quark/test", type=type_name, time=datetime.now(UTC),
-                           data=data)
+        event = CloudEvent(id=str(uuid.uuid4()), source="quark/test", type=type_name, time=datetime.now(UTC), data=data)
         bus = self.a.svc.ctx.bus
         assert bus is not None
         await bus.publish(event)
@@ -212,8 +229,11 @@ class Cluster:
 
     async def published(self, type_name: str) -> list[dict[str, Any]]:
         async with self.a.svc.ctx.database().session() as session:
-            rows = (await session.execute(select(outbox_table.c.body).where(outbox_table.c.type == type_name)
-                                          .order_by(outbox_table.c.seq))).all()
+            rows = (
+                await session.execute(
+                    select(outbox_table.c.body).where(outbox_table.c.type == type_name).order_by(outbox_table.c.seq)
+                )
+            ).all()
         return [json.loads(r.body)["data"] for r in rows]
 
     async def close(self) -> None:
@@ -231,16 +251,17 @@ async def direct(inst: Instance, a: Person, b: Person) -> str:
 
 
 async def group(inst: Instance, owner: Person, *members: Person, kind: str = "group", title: str = "Team") -> str:
-    resp = await inst.client.post("/api/v1/chats", json={"kind": kind, "title": title,
-                                                         "member_ids": [m.id for m in members]},
-                                  headers=owner.headers)
+    resp = await inst.client.post(
+        "/api/v1/chats",
+        json={"kind": kind, "title": title, "member_ids": [m.id for m in members]},
+        headers=owner.headers,
+    )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])
 
 
 async def send(inst: Instance, who: Person, chat: str, body: str = "hi", **extra: Any) -> dict[str, Any]:
-    resp = await inst.client.post(f"/api/v1/chats/{chat}/messages", json={"body": body, **extra},
-                                  headers=who.headers)
+    resp = await inst.client.post(f"/api/v1/chats/{chat}/messages", json={"body": body, **extra}, headers=who.headers)
     assert resp.status_code in (200, 201), resp.text
     return dict(resp.json())
 

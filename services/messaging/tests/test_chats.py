@@ -14,8 +14,9 @@ async def test_direct_chat_is_one_per_pair(cluster: Cluster) -> None:
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     assert again.json()["peer_id"] == alice.id
-    assert_problem(await inst.client.post("/api/v1/chats/direct", json={"user_id": alice.id},
-                                          headers=alice.headers), 422)
+    assert_problem(
+        await inst.client.post("/api/v1/chats/direct", json={"user_id": alice.id}, headers=alice.headers), 422
+    )
     created = await cluster.published("quark.chat.created")
     assert len(created) == 1 and sorted(created[0]["member_ids"]) == sorted([alice.id, bob.id])
 
@@ -30,10 +31,11 @@ async def test_non_members_cannot_read_or_post(cluster: Cluster) -> None:
     for chat in (dm, team):
         assert_problem(await inst.client.get(f"/api/v1/chats/{chat}/messages", headers=eve.headers), 404)
         assert_problem(await inst.client.get(f"/api/v1/chats/{chat}", headers=eve.headers), 404)
-        assert_problem(await inst.client.post(f"/api/v1/chats/{chat}/messages", json={"body": "let me in"},
-                                              headers=eve.headers), 404)
-        assert_problem(await inst.client.post(f"/api/v1/chats/{chat}/read", json={"seq": 1}, headers=eve.headers),
-                       404)
+        assert_problem(
+            await inst.client.post(f"/api/v1/chats/{chat}/messages", json={"body": "let me in"}, headers=eve.headers),
+            404,
+        )
+        assert_problem(await inst.client.post(f"/api/v1/chats/{chat}/read", json={"seq": 1}, headers=eve.headers), 404)
     mid = (await inst.client.get(f"/api/v1/chats/{dm}/messages", headers=bob.headers)).json()["items"][0]["id"]
     assert_problem(await inst.client.get(f"/api/v1/messages/{mid}", headers=eve.headers), 404)
     assert_problem(await inst.client.patch(f"/api/v1/messages/{mid}", json={"body": "x"}, headers=eve.headers), 404)
@@ -48,10 +50,10 @@ async def test_group_roles_invite_kick_leave_rename(cluster: Cluster) -> None:
     chat = await group(inst, owner, adm, mem)
     c = inst.client
     # Only the owner changes roles; members cannot invite, kick or rename.
-    assert (await c.put(f"/api/v1/chats/{chat}/members/{adm.id}/role", json={"role": "admin"},
-                        headers=owner.headers)).status_code == 204
-    assert_problem(await c.post(f"/api/v1/chats/{chat}/members", json={"user_ids": [new.id]}, headers=mem.headers),
-                   403)
+    assert (
+        await c.put(f"/api/v1/chats/{chat}/members/{adm.id}/role", json={"role": "admin"}, headers=owner.headers)
+    ).status_code == 204
+    assert_problem(await c.post(f"/api/v1/chats/{chat}/members", json={"user_ids": [new.id]}, headers=mem.headers), 403)
     assert_problem(await c.patch(f"/api/v1/chats/{chat}", json={"title": "Mine"}, headers=mem.headers), 403)
     assert_problem(await c.delete(f"/api/v1/chats/{chat}/members/{adm.id}", headers=mem.headers), 403)
     added = await c.post(f"/api/v1/chats/{chat}/members", json={"user_ids": [new.id, mem.id]}, headers=adm.headers)
@@ -82,14 +84,13 @@ async def test_public_channel_only_admins_post(cluster: Cluster) -> None:
     # Anybody may read a public channel, and subscribe; subscribers do not post.
     page = await c.get(f"/api/v1/chats/{chan}/messages", headers=reader.headers)
     assert [m["body"] for m in page.json()["items"]] == ["welcome"]
-    assert_problem(await c.post(f"/api/v1/chats/{chan}/messages", json={"body": "me too"}, headers=reader.headers),
-                   403)
+    assert_problem(await c.post(f"/api/v1/chats/{chan}/messages", json={"body": "me too"}, headers=reader.headers), 403)
     sub = await c.post(f"/api/v1/chats/{chan}/subscribe", headers=reader.headers)
     assert sub.status_code == 200 and sub.json()["role"] == "subscriber"
-    assert_problem(await c.post(f"/api/v1/chats/{chan}/messages", json={"body": "me too"}, headers=reader.headers),
-                   403)
-    assert (await c.put(f"/api/v1/chats/{chan}/members/{reader.id}/role", json={"role": "admin"},
-                        headers=owner.headers)).status_code == 204
+    assert_problem(await c.post(f"/api/v1/chats/{chan}/messages", json={"body": "me too"}, headers=reader.headers), 403)
+    assert (
+        await c.put(f"/api/v1/chats/{chan}/members/{reader.id}/role", json={"role": "admin"}, headers=owner.headers)
+    ).status_code == 204
     await send(inst, reader, chan, "now I can")
     mine = (await c.get("/api/v1/chats", headers=reader.headers)).json()["items"]
     assert [i["id"] for i in mine] == [chan]
@@ -100,20 +101,27 @@ async def test_blocked_users_cannot_message(cluster: Cluster) -> None:
     alice, bob, carol = await cluster.people("alice", "bob", "carol")
     dm = await direct(inst, alice, bob)
     await send(inst, bob, dm, "before the block")
-    await cluster.apply("quark.user.blocked", {"blocker_id": alice.id, "blocked_id": bob.id,
-                                               "at": "2026-01-01T00:00:00Z"})
+    await cluster.apply(
+        "quark.user.blocked", {"blocker_id": alice.id, "blocked_id": bob.id, "at": "2026-01-01T00:00:00Z"}
+    )
     c = inst.client
     # Either direction is refused, and no new direct chat or group invitation can go around it.
     assert_problem(await c.post(f"/api/v1/chats/{dm}/messages", json={"body": "hey"}, headers=bob.headers), 403)
     assert_problem(await c.post(f"/api/v1/chats/{dm}/messages", json={"body": "hey"}, headers=alice.headers), 403)
     assert_problem(await c.post("/api/v1/chats/direct", json={"user_id": alice.id}, headers=bob.headers), 403)
-    assert_problem(await c.post("/api/v1/chats", json={"kind": "group", "title": "t", "member_ids": [alice.id]},
-                                headers=bob.headers), 403)
+    assert_problem(
+        await c.post(
+            "/api/v1/chats", json={"kind": "group", "title": "t", "member_ids": [alice.id]}, headers=bob.headers
+        ),
+        403,
+    )
     team = await group(inst, carol, bob)
-    assert_problem(await c.post(f"/api/v1/chats/{team}/members", json={"user_ids": [alice.id]},
-                                headers=bob.headers), 403)
+    assert_problem(
+        await c.post(f"/api/v1/chats/{team}/members", json={"user_ids": [alice.id]}, headers=bob.headers), 403
+    )
     history = (await c.get(f"/api/v1/chats/{dm}/messages", headers=alice.headers)).json()["items"]
     assert [m["body"] for m in history] == ["before the block"]
-    await cluster.apply("quark.user.unblocked", {"blocker_id": alice.id, "blocked_id": bob.id,
-                                                 "at": "2026-01-01T00:00:01Z"})
+    await cluster.apply(
+        "quark.user.unblocked", {"blocker_id": alice.id, "blocked_id": bob.id, "at": "2026-01-01T00:00:01Z"}
+    )
     await send(inst, bob, dm, "after the block")

@@ -40,9 +40,16 @@ async def test_cross_instance_delivery(cluster: Cluster) -> None:
     assert not [f for f in carol_ws.of("message") if f["message"]["conversation_id"] == dm]
     assert not [f for f in carol_ws.of("typing") if f["conversation_id"] == dm]
     # A notification is pushed to alice's connection on A whichever instance consumed the event.
-    await cluster.emit("quark.user.followed", {"follower_id": carol.id, "follower_username": "carol",
-                                               "followee_id": alice.id, "followee_username": "alice",
-                                               "at": "2026-01-01T00:00:00Z"})
+    await cluster.emit(
+        "quark.user.followed",
+        {
+            "follower_id": carol.id,
+            "follower_username": "carol",
+            "followee_id": alice.id,
+            "followee_username": "alice",
+            "at": "2026-01-01T00:00:00Z",
+        },
+    )
     note = await alice_ws.wait_for("notification")
     assert note[0]["notification"]["kind"] == "follow" and note[0]["notification"]["actor_id"] == carol.id
 
@@ -73,9 +80,11 @@ async def test_reconnect_resume_without_gaps_or_duplicates(cluster: Cluster) -> 
                 half.set()
 
     # Three senders on two instances, two of them into the same group (their live frames may interleave).
-    senders = [asyncio.create_task(sender(a, alice, dm, total // 3)),
-               asyncio.create_task(sender(b, alice, team, total // 3)),
-               asyncio.create_task(sender(a, carol, team, total // 3))]
+    senders = [
+        asyncio.create_task(sender(a, alice, dm, total // 3)),
+        asyncio.create_task(sender(b, alice, team, total // 3)),
+        asyncio.create_task(sender(a, carol, team, total // 3)),
+    ]
     first = await b.connect(bob)
     await half.wait()
     await first.close()
@@ -92,8 +101,10 @@ async def test_reconnect_resume_without_gaps_or_duplicates(cluster: Cluster) -> 
     counts = {dm: sent[dm], team: sent[team]}
 
     def complete() -> bool:
-        got = {chat: {f["message"]["seq"] for f in second.of("message") if f["message"]["conversation_id"] == chat}
-               for chat in counts}
+        got = {
+            chat: {f["message"]["seq"] for f in second.of("message") if f["message"]["conversation_id"] == chat}
+            for chat in counts
+        }
         return all(got[chat] >= set(range(after[chat] + 1, counts[chat] + 1)) for chat in counts)
 
     from quark_sdk.testing import eventually

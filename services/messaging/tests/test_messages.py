@@ -18,19 +18,21 @@ async def test_edit_delete_reply_attachments(cluster: Cluster) -> None:
     assert reply["reply_to"] == first["id"]
     elsewhere = await send(inst, alice, other, "elsewhere")
     c = inst.client
-    assert_problem(await c.post(f"/api/v1/chats/{chat}/messages", json={"body": "x", "reply_to": elsewhere["id"]},
-                                headers=alice.headers), 422)
+    assert_problem(
+        await c.post(
+            f"/api/v1/chats/{chat}/messages", json={"body": "x", "reply_to": elsewhere["id"]}, headers=alice.headers
+        ),
+        422,
+    )
     # Only the author edits or deletes.
-    assert_problem(await c.patch(f"/api/v1/messages/{first['id']}", json={"body": "hacked"}, headers=bob.headers),
-                   403)
+    assert_problem(await c.patch(f"/api/v1/messages/{first['id']}", json={"body": "hacked"}, headers=bob.headers), 403)
     assert_problem(await c.delete(f"/api/v1/messages/{first['id']}", headers=bob.headers), 403)
     edited = await c.patch(f"/api/v1/messages/{first['id']}", json={"body": "first, edited"}, headers=alice.headers)
     assert edited.status_code == 200 and edited.json()["edited_at"] is not None
     assert (await c.delete(f"/api/v1/messages/{first['id']}", headers=alice.headers)).status_code == 204
     tomb = (await c.get(f"/api/v1/messages/{first['id']}", headers=bob.headers)).json()
     assert tomb["deleted"] and tomb["body"] == "" and tomb["attachments"] == []
-    assert_problem(await c.patch(f"/api/v1/messages/{first['id']}", json={"body": "again"}, headers=alice.headers),
-                   404)
+    assert_problem(await c.patch(f"/api/v1/messages/{first['id']}", json={"body": "again"}, headers=alice.headers), 404)
     sent = await cluster.published("quark.message.sent")
     assert [e["seq"] for e in sent if e["conversation_id"] == chat] == [1, 2]
     assert "body" not in sent[0]
@@ -73,18 +75,22 @@ async def test_history_pages_both_ways_and_unread(cluster: Cluster) -> None:
     assert [m["seq"] for m in rest["items"]] == [6, 7] and rest["newer"] is None
     assert_problem(await c.get(url, params={"before": 3, "after": 1}, headers=bob.headers), 422)
 
-    assert (await c.get("/api/v1/messages/unread", headers=bob.headers)).json() == {"total": 7,
-                                                                                     "conversations": {chat: 7}}
+    assert (await c.get("/api/v1/messages/unread", headers=bob.headers)).json() == {
+        "total": 7,
+        "conversations": {chat: 7},
+    }
     assert (await c.get("/api/v1/messages/unread", headers=alice.headers)).json()["total"] == 0
     read = await c.post(f"/api/v1/chats/{chat}/read", json={"seq": 5}, headers=bob.headers)
     assert read.json() == {"last_read_seq": 5}
     # The marker never moves back, and never past the end.
     assert (await c.post(f"/api/v1/chats/{chat}/read", json={"seq": 2}, headers=bob.headers)).json() == {
-        "last_read_seq": 5}
+        "last_read_seq": 5
+    }
     listing = (await c.get("/api/v1/chats", headers=bob.headers)).json()["items"]
     assert listing[0]["unread"] == 2 and listing[0]["last_message"]["body"] == "m7"
     assert (await c.post(f"/api/v1/chats/{chat}/read", json={"seq": 10**9}, headers=bob.headers)).json() == {
-        "last_read_seq": 7}
+        "last_read_seq": 7
+    }
     detail = (await c.get(f"/api/v1/chats/{chat}", headers=alice.headers)).json()
     receipts = {m["user_id"]: m["last_read_seq"] for m in detail["members"]}
     assert receipts == {alice.id: 7, bob.id: 7}
@@ -113,8 +119,9 @@ async def test_rate_limit_is_429_problem(cluster: Cluster) -> None:
     chat = await direct(inst, alice, bob)
     for i in range(3):
         await send(inst, alice, chat, f"m{i}")
-    over = await inst.client.post(f"/api/v1/chats/{chat}/messages", json={"body": "one too many"},
-                                  headers=alice.headers)
+    over = await inst.client.post(
+        f"/api/v1/chats/{chat}/messages", json={"body": "one too many"}, headers=alice.headers
+    )
     problem = assert_problem(over, 429)
     assert int(over.headers["Retry-After"]) >= 1 and problem["retry_after"] >= 1
     # Other users are not affected.
@@ -150,10 +157,18 @@ async def test_bad_input_is_4xx_and_changes_nothing(cluster: Cluster) -> None:
         (c.post(f"/api/v1/chats/{chat}/read", json={"seq": -1}, headers=h), 422),
         (c.patch(f"/api/v1/chats/{chat}", json={"title": "dm"}, headers=h), 422),
         (c.post(f"/api/v1/chats/{chat}/leave", headers=h), 422),
-        (c.post(f"/api/v1/chats/{chat}/messages", json={"body": "x"},
-                headers={"Authorization": "Bearer nonsense"}), 401),
-        (c.post(f"/api/v1/chats/{chat}/messages", json={"body": "x"},
-                headers=cluster.quark.bearer(cluster.quark.service_token("blog", ("x",)))), 403),
+        (
+            c.post(f"/api/v1/chats/{chat}/messages", json={"body": "x"}, headers={"Authorization": "Bearer nonsense"}),
+            401,
+        ),
+        (
+            c.post(
+                f"/api/v1/chats/{chat}/messages",
+                json={"body": "x"},
+                headers=cluster.quark.bearer(cluster.quark.service_token("blog", ("x",))),
+            ),
+            403,
+        ),
     ]
     for call, status in cases:
         assert_problem(await call, status)

@@ -10,7 +10,6 @@ import socket
 
 import pytest
 import websockets
-
 from messaging_testkit import Cluster, direct, group, send
 
 
@@ -133,8 +132,13 @@ async def test_slow_client_is_dropped_without_stalling_others(cluster: Cluster) 
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", inst.port))
-    slow = await websockets.connect(inst.ws_url, sock=sock, subprotocols=["quark.v1", f"bearer.{slow_p.token}"],  # type: ignore[list-item]
-                                    max_queue=1, compression=None)
+    slow = await websockets.connect(
+        inst.ws_url,
+        sock=sock,
+        subprotocols=["quark.v1", f"bearer.{slow_p.token}"],  # type: ignore[list-item]
+        max_queue=1,
+        compression=None,
+    )
     json.loads(await slow.recv())  # ready; then it stops reading
     fast = await inst.connect(fast_p)
     pad = base64.b64encode(os.urandom(45_000)).decode()  # 60 kB that compression cannot shrink

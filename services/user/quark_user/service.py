@@ -9,8 +9,10 @@ suspension, duplicates) and the change, its counters and its event form one unit
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import random
 import re
 import unicodedata
 import uuid
@@ -108,7 +110,7 @@ RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serial
 
 
 def retry_transaction(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Run a transactional service function again (up to 3 times) if PostgreSQL aborted it as a deadlock victim.
+    """Run a transactional service function again (up to 5 times) if PostgreSQL aborted it as a deadlock victim.
 
     Graph changes lock profiles in user-id order, so deadlocks need unusual overlaps (a privacy switch
     approving requests while a requester acts); when one happens the caller still gets an answer, not a 500.
@@ -116,12 +118,14 @@ def retry_transaction(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
 
     @wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(3):
+        for attempt in range(5):
             try:
                 return await fn(*args, **kwargs)
             except DBAPIError as exc:
-                if attempt == 2 or getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
+                if attempt == 4 or getattr(exc.orig, "sqlstate", None) not in RETRYABLE_SQLSTATES:
                     raise
+                # Jittered backoff: the transactions that collided must not collide again in lockstep.
+                await asyncio.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
         raise AssertionError("unreachable")
 
     return wrapper
@@ -413,6 +417,15 @@ async def update_profile(session: AsyncSession, *, actor: Viewer, changes: dict[
     """Owner edit (`username` None → the actor's own profile) or admin edit of `username`."""
     clean = validate_update(changes, limits)
     async with session.begin():
+        if username is None and clean.get("privacy") == "public" and actor.user_id is not None:
+            # Going public approves pending requests: lock the owner and every requester in one statement,
+            # in user-id order like every other graph change, so a requester acting meanwhile cannot deadlock us.
+            requester_ids = list((await session.scalars(
+                select(FollowRequest.requester_id).where(FollowRequest.target_id == actor.user_id))).all())
+            if requester_ids:
+                await session.execute(
+                    select(Profile.user_id).where(Profile.user_id.in_([actor.user_id, *requester_ids]))
+                    .order_by(Profile.user_id).with_for_update())
         if username is None:
             profile = await _me(session, actor.user_id, lock=True)
             if profile.suspended:

@@ -236,7 +236,7 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
                    "--host", args.host, "--no-migrate"]
             with open(logs / f"{module.name}.log", "ab") as out:
                 procs[module.name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _wait_healthy(urls, procs, timeout=60)
+        _wait_healthy(urls, procs, timeout=float(os.environ.get("QUARK_START_TIMEOUT", "180")))
         state = {"modules": urls, "pids": {n: p.pid for n, p in procs.items()}, "infra": infra.env()}
         (Path(args.data_dir).resolve() / "fleet.json").write_text(json.dumps(state, indent=2))
         print(f"Quark fleet is up (started in {time.monotonic() - t0:.1f}s; Ctrl-C stops it)", flush=True)

@@ -16,7 +16,7 @@ help:
 	@echo "make fleet    start one process per module (quark dev --fleet)"
 	@echo "make test     run the whole test suite (starts its own PostgreSQL, Valkey and NATS)"
 	@echo "make lint     ruff + mypy"
-	@echo "make bench    run the benchmarks in bench/"
+	@echo "make bench    run the benchmarks in bench/ (BENCH=blog for one, BENCH_ARGS=--quick)"
 	@echo "make clean    remove .venv and .quark"
 
 install: $(STAMP)
@@ -45,8 +45,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark in bench/ (BENCH=blog for one, BENCH_ARGS=--quick for a smoke run); each prints ratios
+# against a baseline it measures in the same run.
+BENCH ?= $(basename $(notdir $(filter-out bench/__init__.py,$(wildcard bench/*.py))))
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python bench/events.py
+	@set -e; for b in $(BENCH); do echo "== bench/$$b.py $(BENCH_ARGS)"; $(BIN)/python bench/$$b.py $(BENCH_ARGS); done
 
 clean:
 	rm -rf $(VENV) .quark

@@ -122,9 +122,8 @@ async def get_media(rt: Runtime, session: DbSession, media_id: MediaId, principa
     return await service.get_media(rt, session, media_id, viewer=viewer, admin=admin)
 
 
-@router.api_route(
+@router.get(
     "/{media_id}/variants/{name}",
-    methods=["GET", "HEAD"],
     response_class=Response,
     responses={
         200: {"content": {"image/webp": {}}},
@@ -156,6 +155,17 @@ async def variant(
     if d.chunks is None:
         return Response(status_code=200, headers=headers, media_type=d.content_type)
     return StreamingResponse(d.chunks, headers=headers, media_type=d.content_type)
+
+
+# HEAD answers like GET without reading the object (its own operation, kept out of the schema).
+router.add_api_route(
+    "/{media_id}/variants/{name}",
+    variant,
+    methods=["HEAD"],
+    response_class=Response,
+    include_in_schema=False,
+    name="variant_head",
+)
 
 
 @router.post("/{media_id}/attach", response_model=MediaOut)

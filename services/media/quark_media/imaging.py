@@ -34,9 +34,12 @@ class ImageRejected(Exception):
     """The upload is not an acceptable image; `kind` picks the HTTP status (type → 415, else 422)."""
 
     def __init__(self, detail: str, kind: str = "invalid") -> None:
-        super().__init__(detail)
+        super().__init__(detail, kind)  # both in args: the exception crosses a process boundary by pickling
         self.detail = detail
         self.kind = kind
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 def sniff_magic(head: bytes) -> str | None:
@@ -180,14 +183,22 @@ class VariantSpec:
     method: int
 
 
-def process(path: Path, limits: Limits, spec: VariantSpec) -> Processed:
-    """Decode (first frame), apply EXIF orientation, drop all metadata, and encode the three WebP variants."""
-    inspect(path, limits)  # cheap to repeat relative to encoding; the source may come back from storage
-    with Image.open(path, formats=list(ALLOWED_FORMATS)) as src:
-        src.seek(0)
-        icc = src.info.get("icc_profile")
-        oriented = ImageOps.exif_transpose(src)
-        pixels = _normalise_mode(oriented)
+def process(path: Path, limits: Limits, spec: VariantSpec, *, verified: bool = False) -> Processed:
+    """Decode (first frame), apply EXIF orientation, drop all metadata, and encode the three WebP variants.
+
+    ``verified``: :func:`inspect` already accepted this very file (the upload path), so it is not
+    decoded a second time just to be checked; a source read back from storage is checked again.
+    """
+    if not verified:
+        inspect(path, limits)
+    try:
+        with Image.open(path, formats=list(ALLOWED_FORMATS)) as src:
+            src.seek(0)
+            icc = src.info.get("icc_profile")
+            oriented = ImageOps.exif_transpose(src)
+            pixels = _normalise_mode(oriented)
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        raise ImageRejected(f"the image could not be decoded: {_short(exc)}") from None
     pixels.info = {}  # nothing from the source's metadata travels on
     width, height = pixels.size
     original = _encode(pixels, "original", spec, icc)

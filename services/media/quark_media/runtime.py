@@ -8,11 +8,15 @@ station) never share a storage root or a pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
 import os
+import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -30,11 +34,51 @@ log = logging.getLogger("quark.media")
 T = TypeVar("T")
 
 
+def _lower_priority() -> None:
+    """Image work yields the CPU to request handling: the API stays responsive while a batch is processed."""
+    with contextlib.suppress(OSError, AttributeError):
+        # On Linux a thread id set here lowers only this worker thread (or process).
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+_POOLS: dict[tuple[str, int], Executor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def shared_pool(mode: str, workers: int) -> Executor:
+    """One pool per (mode, size) per process, shared by every media runtime in it (tests, the embedded station).
+
+    Processes are the default: decoding and encoding then never compete with the event loop for the GIL.
+    Workers are started by a fork server (no threads of the parent are inherited) at low CPU priority.
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get((mode, workers))
+        if pool is None:
+            if mode == "process":
+                ctx = multiprocessing.get_context("forkserver")
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_lower_priority)
+            else:
+                pool = ThreadPoolExecutor(
+                    max_workers=workers, thread_name_prefix="quark-media-img", initializer=_lower_priority
+                )
+            _POOLS[(mode, workers)] = pool
+        return pool
+
+
+def _discard_pool(pool: Executor) -> None:
+    with _POOLS_LOCK:
+        for key, value in list(_POOLS.items()):
+            if value is pool:
+                del _POOLS[key]
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 @dataclass
 class MediaRuntime:
     ctx: ServiceContext
     storage: ObjectStorage
-    pool: ThreadPoolExecutor
+    mode: str
+    workers: int
     # At most this many images are decoded at once: each can hold up to 4 bytes per pixel up to max_pixels.
     slots: asyncio.Semaphore
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -61,7 +105,13 @@ class MediaRuntime:
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-bound image work in the pool, bounded by the decode slots; the event loop stays free."""
         async with self.slots:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            pool = shared_pool(self.mode, self.workers)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory): start a fresh pool for the next job, fail this one.
+                _discard_pool(pool)
+                raise
 
     def spawn(self, coro: Awaitable[Any], name: str) -> None:
         """Keep a strong reference to a fire-and-forget task until it ends (cancelled at shutdown)."""
@@ -72,7 +122,6 @@ class MediaRuntime:
 
     async def close(self) -> None:
         await cancel_and_wait(list(self.tasks))
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 _BY_DB: weakref.WeakKeyDictionary[Database, MediaRuntime] = weakref.WeakKeyDictionary()
@@ -91,7 +140,8 @@ async def install(ctx: ServiceContext) -> MediaRuntime:
     rt = MediaRuntime(
         ctx=ctx,
         storage=storage,
-        pool=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quark-media-img"),
+        mode=settings.processing_mode,
+        workers=workers,
         slots=asyncio.Semaphore(workers),
     )
     ctx.extras["media"] = rt

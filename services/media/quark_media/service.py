@@ -356,7 +356,7 @@ async def _process(rt: MediaRuntime, media_id: uuid.UUID, local: Path | None) ->
             if source is None:
                 raise imaging.ImageRejected("the upload is missing")
             path, downloaded = await _download(rt, source), True
-        result = await rt.run_blocking(imaging.process, path, rt.limits, rt.spec)
+        result = await rt.run_blocking(_process_file, path, rt.limits, rt.spec, local is not None)
         variants: dict[str, Any] = {}
         for v in result.variants:
             key = object_prefix(owner, media_id) + f"{v.name}.webp"
@@ -420,6 +420,11 @@ async def _process(rt: MediaRuntime, media_id: uuid.UUID, local: Path | None) ->
     if source is not None:
         await _quietly_delete(rt, [source])  # the raw upload still carries the client's metadata
     return "ready"
+
+
+def _process_file(path: Path, limits: imaging.Limits, spec: imaging.VariantSpec, verified: bool) -> imaging.Processed:
+    """Module-level (picklable) so it can run in a worker process."""
+    return imaging.process(path, limits, spec, verified=verified)
 
 
 async def _download(rt: MediaRuntime, key: str) -> Path:

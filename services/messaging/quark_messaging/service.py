@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -673,57 +673,74 @@ async def _store_message(
     attachments: list[str],
     client_msg_id: str | None,
 ) -> tuple[Message, list[uuid.UUID], str]:
-    """Runs inside the caller's transaction."""
-    conv, member = await _load(session, conversation_id, user_id)
-    m = _require_member(member)
-    if conv.kind == "channel" and m.role not in ADMIN_ROLES:
+    """Runs inside the caller's transaction; kept to a few round trips (it is the hot path).
+
+    The conversation's row lock (the seq update comes first) numbers its messages in commit order.
+    """
+    row = (
+        await session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id)
+            .values(last_seq=Conversation.last_seq + 1, last_activity_at=func.now())
+            .returning(Conversation.last_seq, Conversation.kind, Conversation.direct_key)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("conversation not found")
+    seq, kind, key = row
+    roles: dict[uuid.UUID, str] = dict(
+        (await session.execute(select(Member.user_id, Member.role).where(Member.conversation_id == conversation_id)))
+        .tuples()
+        .all()
+    )
+    role = roles.get(user_id)
+    if role is None:
+        if kind != "channel":
+            raise NotFound("conversation not found")
+        raise PermissionDenied("you are not a member of this conversation")
+    if kind == "channel" and role not in ADMIN_ROLES:
         raise PermissionDenied("only the channel's owner and admins post here")
-    if conv.kind == "direct":
-        peer = next(uuid.UUID(x) for x in (conv.direct_key or "").split(":") if uuid.UUID(x) != user_id)
+    if kind == "direct":
+        peer = next(uuid.UUID(x) for x in (key or "").split(":") if uuid.UUID(x) != user_id)
         if await blocked_between(session, user_id, peer):
             raise PermissionDenied("you cannot message this user")
     if reply_to is not None:
         target = await session.scalar(select(Message.conversation_id).where(Message.id == reply_to))
         if target != conversation_id:
             raise InvalidInput("reply_to is not a message of this conversation", field="reply_to")
-    # The conversation's row lock numbers its messages in commit order.
-    seq = (
-        await session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
-            .values(last_seq=Conversation.last_seq + 1, last_activity_at=func.now())
-            .returning(Conversation.last_seq)
-        )
-    ).scalar_one()
-    recipients = await member_ids(session, conversation_id)
+    recipients = list(roles)
     mentioned = await _mentions(session, body, set(recipients) - {user_id})
-    msg = Message(
-        conversation_id=conversation_id,
-        seq=seq,
-        sender_id=user_id,
-        body=body,
-        reply_to_id=reply_to,
-        attachments=attachments,
-        mentions=[str(u) for u in mentioned],
-        client_msg_id=client_msg_id,
+    created_at = now()
+    values: dict[str, Any] = {
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "sender_id": user_id,
+        "body": body,
+        "reply_to_id": reply_to,
+        "attachments": attachments,
+        "mentions": [str(u) for u in mentioned],
+        "client_msg_id": client_msg_id,
+        "created_at": created_at,
+    }
+    msg_id = (await session.execute(insert(Message).values(**values).returning(Message.id))).scalar_one()
+    msg = Message(id=msg_id, **values)
+    await session.execute(
+        update(Member)
+        .where(Member.conversation_id == conversation_id, Member.user_id == user_id, Member.last_read_seq < seq)
+        .values(last_read_seq=seq)
     )
-    session.add(msg)
-    await session.flush()
-    await session.refresh(msg)
-    m.last_read_seq = max(m.last_read_seq, seq)
-    await remember_user(session, user_id, username)
     await add_event(
         session,
         MessageSent(
-            message_id=msg.id,
+            message_id=msg_id,
             conversation_id=str(conversation_id),
-            conversation_kind=conv.kind,
+            conversation_kind=kind,
             seq=seq,
             sender_id=str(user_id),
             reply_to=reply_to,
             attachments=attachments,
             mention_ids=[str(u) for u in mentioned],
-            created_at=msg.created_at,
+            created_at=created_at,
         ),
     )
     for uid in mentioned:
@@ -734,7 +751,7 @@ async def _store_message(
             user_id,
             {"conversation_id": str(conversation_id), "message_id": msg.id, "seq": seq, "excerpt": body[:140]},
         )
-    return msg, recipients, conv.kind
+    return msg, recipients, kind
 
 
 async def _mentions(session: AsyncSession, body: str, candidates: set[uuid.UUID]) -> list[uuid.UUID]:

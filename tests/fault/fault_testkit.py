@@ -144,6 +144,7 @@ class StreamCounts:
     deliveries: int  # every delivery to the durable consumer, redeliveries included
     ack_pending: int
     dead_lettered: int
+    undelivered: int = 0  # messages the consumer has not been handed yet
 
 
 async def stream_counts(nats_url: str, namespace: str) -> StreamCounts:
@@ -161,6 +162,7 @@ async def stream_counts(nats_url: str, namespace: str) -> StreamCounts:
             stream_messages=int(stream.state.messages),
             deliveries=int(consumer.delivered.consumer_seq if consumer and consumer.delivered else 0),
             ack_pending=int(consumer.num_ack_pending or 0) if consumer else 0,
+            undelivered=int(consumer.num_pending or 0) if consumer else 0,
             dead_lettered=dlq,
         )
     finally:

@@ -66,6 +66,9 @@ consumer = Consumer("effects", backoff=(0.05, 0.2, 0.5), batch_size=100, ack_wai
 async def apply_produced(session: AsyncSession, event: CloudEvent) -> None:
     """The side effect: record the key (a second application shows up as applies > 1) and count it."""
     key = event.payload(Produced).key
+    if key.startswith("crash-"):
+        # A poison pill that takes the whole process down (think OOM kill or a native crash).
+        os.kill(os.getpid(), signal.SIGKILL)
     await session.execute(
         pg_insert(applied)
         .values(key=key, applies=1)

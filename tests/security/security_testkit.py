@@ -67,8 +67,8 @@ SERVICES: list[ServiceSpec] = [
     ServiceSpec("user", "quark_user.app:module", "/api/v1/users/me"),
     ServiceSpec("blog", "quark_blog.app:module", "/api/v1/posts/mine", {"write_rate_limit": 100_000}),
     ServiceSpec("media", "quark_media.app:module", "/api/v1/media", needs_data_dir=True),
-    ServiceSpec("messaging", "quark_messaging.app:module", "/api/v1/conversations"),
-    ServiceSpec("ai", "quark_ai.app:module", "/api/v1/ai/jobs"),
+    ServiceSpec("messaging", "quark_messaging.app:module", "/api/v1/chats"),
+    ServiceSpec("ai", "quark_ai.app:module", "/api/v1/ai/drafts"),
 ]
 
 

@@ -34,8 +34,9 @@ def vectors() -> list[str]:
 
 TAG = re.compile(r"<[a-zA-Z][^>]*>")
 EVENT_ATTR = re.compile(r"""[\s"'/]on[a-z]+\s*=""", re.IGNORECASE)
-URL_ATTR = re.compile(r"""\b(?:href|src|cite|action|formaction|background|poster|data)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""",
-                      re.IGNORECASE)
+URL_ATTR = re.compile(
+    r"""\b(?:href|src|cite|action|formaction|background|poster|data)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)""",
+    re.IGNORECASE)
 SAFE_SCHEMES = ("http", "https", "mailto")
 
 

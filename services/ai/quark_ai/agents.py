@@ -209,7 +209,8 @@ async def relate(rt: AIRuntime, session: AsyncSession, doc: Document, *, event_i
     if not doc.active or doc.hidden or doc.visibility != "public":
         return
     fitted = await corpus(rt, session)
-    related = rt.recommender.related(fitted, doc.post_id, limit=RELATED_LIMIT)
+    text = f"{doc.title} {doc.title} {' '.join(doc.tags)} {doc.text}"
+    related = await asyncio.to_thread(rt.recommender.related, fitted, doc.post_id, text, limit=RELATED_LIMIT)
     run = record_run(
         session,
         agent="recommendations",
@@ -240,20 +241,31 @@ async def relate(rt: AIRuntime, session: AsyncSession, doc: Document, *, event_i
 
 
 async def corpus(rt: AIRuntime, session: AsyncSession) -> Fitted:
-    """The fitted TF-IDF model of the newest active posts; refitted only when the corpus changed."""
+    """The TF-IDF model of the newest active posts.
+
+    Unchanged corpus: the cached model. Changed, but the model is younger than `corpus_refresh`: new
+    posts are added with the fitted vocabulary (cheap). Otherwise: a full refit in a worker thread.
+    Posts hidden or deleted since are filtered by the callers against the live table.
+    """
     live = (Document.active.is_(True), Document.hidden.is_(False))
     count, newest = (await session.execute(select(func.count(), func.max(Document.updated_at)).where(*live))).one()
     version = (min(int(count), rt.settings.corpus_size), newest)
     cached = rt.recommender._fitted
     if cached is not None and cached.version == version:
         return cached
-    rows = (
-        await session.scalars(
-            select(Document).where(*live).order_by(Document.published_at.desc()).limit(rt.settings.corpus_size)
-        )
-    ).all()
-    docs = [Doc(r.post_id, r.author_id, r.title, r.text, tuple(r.tags), r.visibility, r.published_at) for r in rows]
+    fresh = rt.recommender.current(rt.settings.corpus_refresh)
+    since = fresh.version[1] if fresh is not None else None
+    stmt = select(Document).where(*live).order_by(Document.published_at.desc()).limit(rt.settings.corpus_size)
+    if fresh is not None and since is not None:
+        stmt = stmt.where(Document.updated_at > since)
+    docs = [_doc(r) for r in (await session.scalars(stmt)).all()]
+    if fresh is not None and since is not None:
+        return await asyncio.to_thread(rt.recommender.extend, version, docs)
     return await asyncio.to_thread(rt.recommender.fitted, version, docs)
+
+
+def _doc(r: Document) -> Doc:
+    return Doc(r.post_id, r.author_id, r.title, r.text, tuple(r.tags), r.visibility, r.published_at)
 
 
 async def set_post_state(

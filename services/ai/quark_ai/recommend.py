@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
@@ -36,6 +38,8 @@ class Fitted:
     docs: list[Doc]
     index: dict[str, int]
     matrix: Any  # scipy sparse, rows L2-normalised
+    vectorizer: TfidfVectorizer | None = None
+    fitted_at: float = 0.0  # time.monotonic() of the fit
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class Scored:
     score: float
     similarity: float
     reasons: tuple[str, ...]
+
+
+def _text(d: Doc) -> str:
+    return f"{d.title} {d.title} {' '.join(d.tags)} {d.text}"
 
 
 class Recommender:
@@ -57,7 +65,7 @@ class Recommender:
         with self._lock:
             if self._fitted is not None and self._fitted.version == version:
                 return self._fitted
-            corpus = [f"{d.title} {d.title} {' '.join(d.tags)} {d.text}" for d in docs]
+            corpus = [_text(d) for d in docs]
             vec = TfidfVectorizer(
                 stop_words="english",
                 sublinear_tf=True,
@@ -70,7 +78,42 @@ class Recommender:
                 matrix = normalize(vec.fit_transform(corpus)) if docs else None
             except ValueError:  # only stop words
                 matrix = None
-            self._fitted = Fitted(version, docs, {d.post_id: i for i, d in enumerate(docs)}, matrix)
+            self._fitted = Fitted(
+                version,
+                docs,
+                {d.post_id: i for i, d in enumerate(docs)},
+                matrix,
+                vec if matrix is not None else None,
+                time.monotonic(),
+            )
+            return self._fitted
+
+    def current(self, max_age: float) -> Fitted | None:
+        """The fitted model while it is younger than `max_age` seconds (a refit costs ~2 s for 5000 posts)."""
+        f = self._fitted
+        if f is not None and f.vectorizer is not None and time.monotonic() - f.fitted_at < max_age:
+            return f
+        return None
+
+    def extend(self, version: tuple[Any, ...], new_docs: list[Doc]) -> Fitted:
+        """Between refits, place new posts with the fitted vocabulary (a transform, no refit)."""
+        with self._lock:
+            f = self._fitted
+            assert f is not None and f.vectorizer is not None
+            fresh = [d for d in new_docs if d.post_id not in f.index]
+            if not fresh:
+                f.version = version
+                return f
+            rows = normalize(f.vectorizer.transform([_text(d) for d in fresh]))
+            docs = f.docs + fresh
+            self._fitted = Fitted(
+                version,
+                docs,
+                {d.post_id: i for i, d in enumerate(docs)},
+                sparse.vstack([f.matrix, rows], format="csr"),
+                f.vectorizer,
+                f.fitted_at,
+            )
             return self._fitted
 
     @staticmethod
@@ -120,17 +163,17 @@ class Recommender:
         return out[:limit]
 
     @staticmethod
-    def related(fitted: Fitted, post_id: str, *, limit: int) -> list[tuple[str, float]]:
-        """Posts most similar to one post (public ones only)."""
-        if fitted.matrix is None or post_id not in fitted.index:
+    def related(fitted: Fitted, post_id: str, text: str, *, limit: int) -> list[tuple[str, float]]:
+        """Posts most similar to one post (public ones only); the post need not be in the fitted corpus."""
+        if fitted.matrix is None or fitted.vectorizer is None:
             return []
-        i = fitted.index[post_id]
-        sims = np.asarray(fitted.matrix @ fitted.matrix[i].T.toarray()).ravel()
+        vec = normalize(fitted.vectorizer.transform([text]))
+        sims = np.asarray((fitted.matrix @ vec.T).toarray()).ravel()
         order = np.argsort(-sims)
         out = []
         for j in order:
             doc = fitted.docs[int(j)]
-            if int(j) == i or doc.visibility != "public" or sims[j] <= 0.05:
+            if doc.post_id == post_id or doc.visibility != "public" or sims[j] <= 0.05:
                 continue
             out.append((doc.post_id, round(float(sims[j]), 6)))
             if len(out) >= limit:

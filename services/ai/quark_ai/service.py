@@ -46,6 +46,7 @@ from quark_sdk.errors import (
 from quark_sdk.outbox import add_event
 
 WORDS = {"short": 300, "medium": 700, "long": 1200}
+RANK_SLACK = 50  # extra candidates ranked, in case some were hidden or deleted since the last fit
 INJECTION_IN_TOPIC = (
     "the topic contains text addressed to an AI; it was treated as the subject only, never as an instruction"
 )
@@ -409,8 +410,21 @@ async def recommendations(
             now=rt.now(),
             follow_boost=s.follow_boost,
             half_life_days=s.recency_half_life_days,
-            limit=offset + limit + 1,
+            limit=offset + limit + 1 + RANK_SLACK,
         )
+        # The model may be up to `corpus_refresh` old: drop what was hidden, unpublished or deleted since.
+        live = set(
+            (
+                await session.scalars(
+                    select(Document.post_id).where(
+                        Document.post_id.in_([x.doc.post_id for x in ranked]),
+                        Document.active.is_(True),
+                        Document.hidden.is_(False),
+                    )
+                )
+            ).all()
+        )
+        ranked = [x for x in ranked if x.doc.post_id in live]
         page = ranked[offset : offset + limit]
         next_cursor = encode_cursor(offset + limit) if len(ranked) > offset + limit else None
         run = agents.record_run(

@@ -96,6 +96,7 @@ class AISettings(ServiceSettings):
 
     # -- recommendations
     corpus_size: int = Field(default=5000, ge=10, le=200_000)  # newest posts the TF-IDF model is fitted on
+    corpus_refresh: float = Field(default=60.0, ge=0, le=86_400)  # refit the model at most this often (s)
     follow_boost: float = Field(default=0.25, ge=0, le=10)
     recency_half_life_days: float = Field(default=14.0, gt=0)
 

@@ -247,6 +247,7 @@ class AI:
 
 async def start_ai(quark: QuarkTestEnv, **settings: Any) -> AI:
     settings.setdefault("provider_retry_backoff", 0.01)
+    settings.setdefault("corpus_refresh", 0.0)  # tests read recommendations right after each post
     svc = await quark.start(__import__("quark_ai.app", fromlist=["module"]).module, **settings)
     for runner in svc.ctx.consumers:
         await eventually(lambda r=runner: r.ready.is_set(), what="consumer subscribed")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ai_testkit import AI, assert_problem
+from ai_testkit import AI, assert_problem, start_ai
+
+from quark_sdk.testing import QuarkTestEnv
 
 TOMATO = (
     "Growing tomatoes in raised garden beds",
@@ -122,3 +124,23 @@ async def test_tagging_and_related_posts_suggestions(ai: AI) -> None:
     assert tags[first]["user_id"] == writer.id
     related = [e for e in events if e["kind"] == "related_posts"]
     assert related and related[-1]["target_id"] == second and related[-1]["items"] == [first]
+
+
+async def test_between_refits_hidden_posts_drop_out_and_new_posts_are_related(quark: QuarkTestEnv) -> None:
+    ai = await start_ai(quark, corpus_refresh=3600)  # the model is fitted once and kept
+    writer, reader = ai.person("writer"), ai.person("reader")
+    tomato = await ai.publish_post(writer, *TOMATO)
+    kube = await ai.publish_post(writer, *KUBE)
+    items = (await ai.client.get("/api/v1/ai/recommendations", headers=reader.headers)).json()["items"]
+    assert {i["post_id"] for i in items} == {tomato, kube}
+    await ai.apply("quark.post.hidden", {"post_id": tomato, "author_id": writer.id, "actor_id": None, "reason": "x"})
+    items = (await ai.client.get("/api/v1/ai/recommendations", headers=reader.headers)).json()["items"]
+    assert [i["post_id"] for i in items] == [kube]
+    await ai.apply("quark.post.restored", {"post_id": tomato, "author_id": writer.id, "actor_id": "m", "reason": None})
+    newer = await ai.publish_post(writer, *TOMATO_2)  # not in the fitted corpus: related through its vocabulary
+    related = [
+        e["data"]
+        for e in await ai.outbox("quark.ai.suggestion_generated")
+        if e["data"]["kind"] == "related_posts" and e["data"]["target_id"] == newer
+    ]
+    assert related and related[0]["items"][0] == tomato

@@ -7,13 +7,17 @@ user token and passes the per-user rate limit; every request body is capped
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
+import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DBAPIError
 
 from quark_blog import comments, feeds, moderation, service
 from quark_blog.common import require_user
@@ -46,14 +50,24 @@ from quark_sdk.app import DbSession
 from quark_sdk.auth import Principal, current_user, optional_user, require_role
 from quark_sdk.errors import InvalidInput, PayloadTooLarge
 
+log = logging.getLogger("quark.blog")
+
 
 class LimitedBodyRoute(APIRoute):
-    """Reads the request body with a cap before FastAPI parses it: 413 for anything larger."""
+    """Reads the request body with a cap before FastAPI parses it: 413 for anything larger.
+
+    Also refuses NUL characters in the path and query (PostgreSQL text cannot hold them), and turns
+    a data error PostgreSQL raises about a value that passed validation into a 422: input never
+    causes a 5xx.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def limited(request: Request) -> Response:
+            if "\x00" in request.scope.get("path", "") or "\x00" in unquote(request.scope.get("query_string", b"")
+                                                                            .decode("latin-1")):
+                raise InvalidInput("the path or query contains a NUL character")
             if request.method in ("POST", "PUT", "PATCH"):
                 limit: int = request.app.state.quark.settings.max_request_bytes
                 declared = request.headers.get("content-length")
@@ -68,9 +82,30 @@ class LimitedBodyRoute(APIRoute):
                     if len(body) > limit:
                         raise PayloadTooLarge(f"request body larger than {limit} bytes", extra={"limit": limit})
                 request._body = bytes(body)
-            return await handler(request)
+            try:
+                return await handler(request)
+            except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if not _is_data_error(exc):
+                    raise
+                log.warning("data error from input on %s %s: %s", request.method, request.url.path, exc)
+                raise InvalidInput("a value is out of range or cannot be stored") from None
 
         return limited
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """A value PostgreSQL refused (SQLSTATE class 22) or asyncpg could not encode: the input's fault."""
+    seen: BaseException | None = exc
+    for _ in range(3):
+        if seen is None:
+            break
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state.startswith("22"):
+            return True
+        if isinstance(seen, asyncpg.InterfaceError) and isinstance(seen, ValueError):  # client-side DataError
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 async def get_runtime(request: Request) -> BlogRuntime:
@@ -92,6 +127,25 @@ async def writer(rt: Runtime, user: User) -> Principal:
 
 
 Writer = Annotated[Principal, Depends(writer)]
+
+
+async def reader(request: Request, rt: Runtime) -> Principal:
+    """`current_user` for hot reads: a token verified in the last `token_cache_ttl` seconds is not verified again."""
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if rt.settings.token_cache_ttl > 0 and scheme.lower() == "bearer" and token:
+        cached = rt.tokens.get(token)
+        if cached is not None:
+            request.state.principal = cached
+            return cached
+        principal = await current_user(request)
+        rt.tokens.put(token, principal)
+        return principal
+    return await current_user(request)
+
+
+Reader = Annotated[Principal, Depends(reader)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=4000)]
 PostId = Annotated[uuid.UUID, Path()]
@@ -351,7 +405,7 @@ async def report_comment(comment_id: CommentId, body: ReportCreate, user: Writer
 
 
 @feed.get("/home", response_model=PostPage)
-async def home(user: User, rt: Runtime, limit: Limit = 20, cursor: Cursor = None) -> Response:
+async def home(user: Reader, rt: Runtime, limit: Limit = 20, cursor: Cursor = None) -> Response:
     """Posts of the authors the caller follows, and the caller's own, newest first.
 
     The hot path of the platform: Redis for the page's ids, one asyncpg query to hydrate and
@@ -385,11 +439,16 @@ async def search_posts(session: DbSession, user: MaybeUser,
                        q: Annotated[str, Query(min_length=1, max_length=200)],
                        tag: Annotated[str | None, Query(max_length=60)] = None,
                        author: Annotated[str | None, Query(max_length=64)] = None,
+                       category: Annotated[str | None, Query(max_length=64)] = None,
                        since: datetime | None = None, until: datetime | None = None,
                        limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
-    """Full-text search over title (weight A), tags (B) and body (C); ranked, with highlighted snippets."""
+    """Full-text search over title (weight A), tags (B) and body (C); ranked, with highlighted snippets.
+
+    Filters: `tag`, `category`, `author` (username), `since`/`until` (published time)."""
     return _page(*await feeds.search_posts(session, user, q=q, tag=tag, author=author, since=since, until=until,
-                                           limit=limit, cursor=cursor))
+                                           limit=limit, cursor=cursor, category=category))
 
 
-routers = [posts, feed, comment_routes, search]
+# The feed router first: routing (and the tracing middleware's route lookup) tries routes in order,
+# and the home timeline is the hottest path.
+routers = [feed, posts, comment_routes, search]

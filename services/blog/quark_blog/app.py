@@ -25,6 +25,10 @@ async def install_runtime(ctx: ServiceContext) -> None:
     install(ctx)
 
 
+async def close_runtime(ctx: ServiceContext) -> None:
+    await runtime_of(ctx).close()
+
+
 async def scheduler(ctx: ServiceContext) -> None:
     """Publish scheduled posts when due. Several instances may run it: rows are claimed with SKIP LOCKED.
 
@@ -54,6 +58,7 @@ module = QuarkModule(
     metadata=Base.metadata,
     consumers=[replica_consumer, fanout_consumer],
     on_startup=[install_runtime],
+    on_shutdown=[close_runtime],
     background=[scheduler],
     title="Quark blog",
 )

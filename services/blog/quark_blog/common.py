@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import uuid
 from collections import Counter
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +25,7 @@ TAG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
 MEDIA_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CATEGORY_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MODERATOR = "moderator"
+MAX_CURSOR_INT = 2**53  # exact in a double; as µs since the epoch: years 1685 to 2255
 
 # -- SQL fragments over `posts p JOIN authors a` ------------------------------------------------
 
@@ -66,6 +69,26 @@ def require_user(principal: Principal) -> str:
     return principal.subject
 
 
+# -- text PostgreSQL can store -----------------------------------------------------------------------
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str) -> bool:
+    """PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded at all."""
+    return _UNSTORABLE.search(value) is None
+
+
+def all_storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(all_storable(k) and all_storable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(all_storable(v) for v in value)
+    return True
+
+
 # -- cursors -------------------------------------------------------------------------------------
 
 
@@ -86,21 +109,22 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
             if kind is uuid.UUID:
                 out.append(uuid.UUID(value))
             elif kind is int:
-                if not isinstance(value, int) or isinstance(value, bool):
+                # Bounded so that every use (a bigint, a time in µs, a Redis score) stays exact and in range.
+                if not isinstance(value, int) or isinstance(value, bool) or abs(value) > MAX_CURSOR_INT:
                     raise ValueError("int")
                 out.append(value)
             elif kind is float:
-                if not isinstance(value, int | float) or isinstance(value, bool):
+                if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
                     raise ValueError("float")
                 out.append(float(value))
             elif kind is str:
-                if not isinstance(value, str) or len(value) > 4000:
+                if not isinstance(value, str) or len(value) > 4000 or not storable(value):
                     raise ValueError("str")
                 out.append(value)
             else:
                 raise ValueError("kind")
         return out
-    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error, json.JSONDecodeError) as exc:
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInput("cursor is not valid", field="cursor") from exc
 
 
@@ -187,7 +211,7 @@ async def ensure_tags(session: AsyncSession, tags: Iterable[str]) -> None:
 def summary_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     reactions = row["reactions"]
     if isinstance(reactions, str):
-        reactions = json.loads(reactions)
+        reactions = orjson.loads(reactions)
     return {
         "id": row["id"],
         "author": {"user_id": row["author_id"], "username": row["username"], "display_name": row["display_name"]},

@@ -5,11 +5,11 @@ search. All keyset-paginated (`limit`, `cursor` → items, next_cursor), newest 
 from __future__ import annotations
 
 import html
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -139,6 +139,8 @@ async def list_categories(session: AsyncSession, limit: int, cursor: str | None)
 
 # --------------------------------------------------------------------------- home timeline
 
+_MAX_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"  # above every post id at a score: "all of that score"
+
 HOME_VISIBLE = f"""{LISTED} AND (p.author_id = :viewer OR (p.visibility <> 'private'
     AND {FOLLOWS_AUTHOR} AND {NOT_BLOCKED}))"""
 
@@ -195,9 +197,8 @@ _HYDRATE_RAW = (f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = ANY($1::u
 
 async def _hydrate(rt: BlogRuntime, ids: list[uuid.UUID], viewer: str) -> list[dict[str, Any]]:
     """One asyncpg round trip, no transaction: the page's posts that the viewer may still see."""
-    async with rt.ctx.database().engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        rows = await raw.driver_connection.fetch(_HYDRATE_RAW, ids, viewer)
+    pool = await rt.read_pool()
+    rows = await pool.fetch(_HYDRATE_RAW, ids, viewer)
     return [summary_from_row(r) for r in rows]
 
 
@@ -223,45 +224,48 @@ async def home_timeline(rt: BlogRuntime, viewer: str, limit: int, cursor: str | 
             async with rt.ctx.database().session() as session:
                 return page_of(await _home_from_db(session, viewer, want, pos), limit, _time_cursor)
     floor, batch = state
-    exhausted = False
+    # Whether the page must continue from the database: the set ends at a floor (it was trimmed),
+    # it vanished meanwhile, or a long run of stale entries outlasted the read budget.
+    from_db = True
     for _ in range(20):
         fetched = len(batch)
+        at_floor = floor > 0 and any(sc <= floor for sc, _ in batch)
+        if at_floor:  # entries at or below the floor may be incomplete (a trim can split equal scores)
+            batch = [(sc, m) for sc, m in batch if sc > floor]
         if pos is not None:
-            batch = [(s, m) for s, m in batch if (s, m) < pos]
+            batch = [(sc, m) for sc, m in batch if (sc, m) < pos]
         if batch:
             found = {str(r["id"]): r for r in await _hydrate(rt, [uuid.UUID(m) for _, m in batch], viewer)}
             items.extend(found[m] for _, m in batch if m in found)
             pos = batch[-1]
-        if fetched < window:
-            exhausted = True
+        if at_floor or fetched < window:
+            from_db = floor > 0
             break
         if len(items) >= want:
+            from_db = False
             break
         if not batch:  # a run of equal scores longer than the window: step below it
             assert pos is not None
-            pos = (pos[0] - 1, "~")
+            pos = (pos[0] - 1, _MAX_ID)
         nxt = await tl.read(viewer, max_score=pos[0] if pos else None, count=window)
         if nxt is None:
-            exhausted = True
             break
         floor, batch = nxt
-    if len(items) < want and exhausted and floor > 0:
+    if len(items) < want and from_db:
         async with rt.ctx.database().session() as session:
             items.extend(await _home_from_db(session, viewer, want - len(items), pos))
     return page_of(items[:want], limit, _time_cursor)
 
 
+def page_json(items: list[dict[str, Any]], next_cursor: str | None) -> bytes:
+    """The page as JSON bytes (orjson: datetimes and UUIDs natively, ~10x faster than json.dumps)."""
+    return orjson.dumps({"items": items, "next_cursor": next_cursor}, default=_json_default)
+
+
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
+    if isinstance(value, uuid.UUID):  # asyncpg's own UUID subclass
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def page_json(items: list[dict[str, Any]], next_cursor: str | None) -> bytes:
-    return json.dumps({"items": items, "next_cursor": next_cursor}, default=_json_default,
-                      separators=(",", ":"), ensure_ascii=False).encode()
 
 
 # --------------------------------------------------------------------------- search
@@ -274,9 +278,21 @@ def _snippet(raw: str | None) -> str:
     return escaped.replace("\x02", "<mark>").replace("\x03", "</mark>").replace("\x04", " … ")
 
 
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """A filter time in UTC (naive means UTC); one with no UTC equivalent (beyond year 1..9999) is a 422."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput(f"{name} is out of range", field=name) from None
+
+
 async def search_posts(session: AsyncSession, principal: Principal | None, *, q: str, tag: str | None,
                        author: str | None, since: datetime | None, until: datetime | None, limit: int,
-                       cursor: str | None) -> Page:
+                       cursor: str | None, category: str | None = None) -> Page:
     query = " ".join(q.split())
     if not query:
         raise InvalidInput("q is empty", field="q")
@@ -286,11 +302,14 @@ async def search_posts(session: AsyncSession, principal: Principal | None, *, q:
     if tag:
         params["tag"] = normalize_tag_param(tag)
         where.append("p.tags @> ARRAY[CAST(:tag AS varchar)]")
+    if category:
+        params["category"] = category
+        where.append("p.category = :category")
     if author:
         params["author"] = author.lower()
         where.append("lower(a.username) = :author")
-    since = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
-    until = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
+    since = _utc(since, "since")
+    until = _utc(until, "until")
     if since:
         params["since"] = since
         where.append("p.published_at >= :since")

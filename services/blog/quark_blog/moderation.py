@@ -69,6 +69,12 @@ async def apply_flag(rt: BlogRuntime, session: AsyncSession, flag: ModerationFla
     target = await session.get(model, target_id)
     if target is None or target.deleted_at is not None:
         return
+    if flag.run_id is not None:
+        seen = await session.scalar(select(Report.id).where(
+            Report.source == "ai", Report.target_type == flag.target_type, Report.target_id == target_id,
+            Report.run_id == flag.run_id).limit(1))
+        if seen is not None:
+            return  # the same verdict delivered again (a retried or re-sent event): one report, one hide
     reason = render.clean_plain(flag.reason or "") or ("automatic flag: " + ", ".join(flag.labels))[:500]
     session.add(Report(id=uuid.uuid4(), target_type=flag.target_type, target_id=target_id, reporter_id=None,
                        source="ai", reason=reason[:500], score=flag.score, labels=[x[:64] for x in flag.labels[:20]],

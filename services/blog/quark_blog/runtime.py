@@ -8,17 +8,22 @@ session's database (`session.info["quark_db"]`), so several instances in one pro
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
+import asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog.settings import BlogSettings
 from quark_blog.timeline import Timelines
 from quark_sdk.app import ServiceContext
+from quark_sdk.auth import Principal
 from quark_sdk.db import Database
 from quark_sdk.ratelimit import RateLimiter
 
@@ -37,12 +42,79 @@ class BlogRuntime:
     clock: Clock = system_clock
     wake_scheduler: asyncio.Event = field(default_factory=asyncio.Event)
 
+    tokens: TokenCache = field(default_factory=lambda: TokenCache())
+    _read_pool: asyncpg.Pool | None = None
+    _read_pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
     @property
     def settings(self) -> BlogSettings:
         return cast(BlogSettings, self.ctx.settings)
 
     def now(self) -> datetime:
         return self.clock()
+
+    async def read_pool(self) -> asyncpg.Pool:
+        """A plain asyncpg pool of fixed size for the hot reads (home timeline hydration).
+
+        SQLAlchemy's pool grows past its size under bursts and closes the extra connections
+        when they come back: each new one costs a TLS probe, type introspection and a cold
+        statement cache. This pool keeps its connections (and their prepared statements).
+        """
+        if self._read_pool is None:
+            async with self._read_pool_lock:
+                if self._read_pool is None:
+                    url = make_url(self.ctx.database().url).set(drivername="postgresql")
+                    size = self.settings.read_pool_size
+                    self._read_pool = await asyncpg.create_pool(
+                        url.render_as_string(hide_password=False), min_size=1, max_size=size,
+                        max_inactive_connection_lifetime=300, connection_class=_ReadConnection)
+        return self._read_pool
+
+    async def close(self) -> None:
+        pool, self._read_pool = self._read_pool, None
+        if pool is not None:
+            await pool.close()
+
+
+class _ReadConnection(asyncpg.Connection):
+    """Read-only single statements set no session state, so returning one to the pool needs no
+    `RESET ALL; UNLISTEN *; ...` round trip (an open transaction is still rolled back)."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
+class TokenCache:
+    """Verified bearer tokens → principal, for a short while (bounded LRU).
+
+    Token verification (three JWT decodes and an Ed25519 check) is the largest cost of a home
+    timeline read after the database. A token is immutable and its signature does not change,
+    so a positive result can be reused until `min(exp, now + ttl)`; only successes are cached.
+    """
+
+    def __init__(self, size: int = 10_000, ttl: float = 60.0) -> None:
+        self.size, self.ttl = size, ttl
+        self._items: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+
+    def get(self, token: str) -> Principal | None:
+        hit = self._items.get(token)
+        if hit is None:
+            return None
+        if hit[0] <= time.time():
+            del self._items[token]
+            return None
+        self._items.move_to_end(token)
+        return hit[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        until = time.time() + self.ttl
+        exp = principal.claims.get("exp")
+        if isinstance(exp, int | float):
+            until = min(until, float(exp))
+        self._items[token] = (until, principal)
+        self._items.move_to_end(token)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 _BY_DB: weakref.WeakKeyDictionary[Database, BlogRuntime] = weakref.WeakKeyDictionary()
@@ -54,6 +126,7 @@ def install(ctx: ServiceContext) -> BlogRuntime:
         ctx=ctx,
         timelines=Timelines(ctx, cap=settings.timeline_cap, ttl_ms=settings.timeline_ttl * 1000),
         limiter=RateLimiter(ctx.cache(), prefix=ctx.key()),
+        tokens=TokenCache(ttl=settings.token_cache_ttl),
     )
     ctx.extras["blog"] = rt
     _BY_DB[ctx.database()] = rt

@@ -8,11 +8,12 @@ module shares one catalogue.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from quark_blog.common import all_storable
 from quark_sdk.events import EventPayload, event_type
 
 Visibility = Literal["public", "followers", "private"]
@@ -27,8 +28,27 @@ SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 MEDIA_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
+def in_utc(value: datetime) -> datetime:
+    """The time in UTC; a time that has no UTC equivalent (past year 9999 or before year 1) is invalid."""
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("time out of range") from None
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(in_utc)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unstorable_text(cls, data: Any) -> Any:
+        """PostgreSQL text cannot hold NUL and lone surrogates cannot be encoded: refuse them anywhere (422)."""
+        if not all_storable(data):
+            raise ValueError("text contains NUL characters or lone surrogates")
+        return data
 
 
 # --------------------------------------------------------------------------- requests
@@ -46,7 +66,7 @@ class PostCreate(_Body):
     media_ids: list[str] = Field(default_factory=list, max_length=20)
     visibility: Visibility = "public"
     publish: bool = False
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: UtcTime | None = None
 
 
 class PostUpdate(_Body):
@@ -64,7 +84,7 @@ class PostUpdate(_Body):
 
 
 class ScheduleRequest(_Body):
-    at: AwareDatetime
+    at: UtcTime
 
 
 class ModerationRequest(_Body):
@@ -375,6 +395,14 @@ class CommentRestored(EventPayload):
 
 class _Consumed(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unstorable_text(cls, data: Any) -> Any:
+        """A payload PostgreSQL cannot store is invalid: dead-lettered at once instead of failing on every retry."""
+        if not all_storable(data):
+            raise ValueError("text contains NUL characters or lone surrogates")
+        return data
 
 
 class UserRegistered(_Consumed):

@@ -53,7 +53,12 @@ async def test_same_event_twice_applies_once(blog: Blog) -> None:
             "run_id": "run-1"}
     fid = await blog.apply("quark.ai.moderation_flagged", flag)
     await blog.apply("quark.ai.moderation_flagged", flag, event_id=fid)
+    await blog.apply("quark.ai.moderation_flagged", flag)  # same verdict (run_id), new event id
     assert await _count(blog, "SELECT count(*) FROM reports") == 1
+    await blog.apply("quark.ai.moderation_flagged", {**flag, "run_id": "run-2"})  # a new verdict: a new report
+    assert await _count(blog, "SELECT count(*) FROM reports") == 2
+    # A payload PostgreSQL cannot store is dead-lettered at once (it could never apply).
+    await blog.emit("quark.ai.moderation_flagged", {**flag, "labels": ["a\u0000b"], "run_id": "run-3"})
     # Deleting a user twice is harmless.
     for _ in range(2):
         await blog.apply("quark.user.deleted", {"user_id": alice.id})

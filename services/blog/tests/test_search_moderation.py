@@ -28,6 +28,14 @@ async def test_ranking_title_beats_tags_beats_body(blog: Blog) -> None:
     assert [h["id"] for h in await _search(blog, q="database", author="alice")] == [tagged["id"], body_only["id"]]
     assert [h["id"] for h in await _search(blog, q="database", tag="databases")] == [tagged["id"]]
     assert await _search(blog, q="database", since="2999-01-01T00:00:00Z") == []
+    assert await _search(blog, q="database", category="cooking") == []
+    mod = blog.person("mod", roles=("moderator",))
+    made = await blog.client.post("/api/v1/posts/categories", json={"slug": "tech", "name": "Tech"},
+                                  headers=mod.headers)
+    assert made.status_code == 201, made.text
+    in_cat = await blog.post(bob, "More about databases", "Indexes.", category="tech")
+    assert [h["id"] for h in await _search(blog, q="database", category="tech")] == [in_cat["id"]]
+    await blog.client.delete(f"/api/v1/posts/{in_cat['id']}", headers=bob.headers)
     assert len(await _search(blog, q="database", until="2999-01-01T00:00:00Z")) == 3
     # Pagination by rank.
     first = (await blog.client.get("/api/v1/search", params={"q": "database", "limit": 2})).json()

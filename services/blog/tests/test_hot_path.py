@@ -1,0 +1,109 @@
+"""The home timeline's hot path: equal timestamps across a trimmed timeline, stale entries, the token cache."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from blog_testkit import Blog, Person, assert_problem
+
+from quark_blog.runtime import TokenCache
+from quark_sdk.auth import Principal
+from quark_sdk.testing import QuarkTestEnv, eventually
+
+
+async def _capped_blog(quark: QuarkTestEnv) -> Blog:
+    from quark_blog.app import module
+
+    svc = await quark.start(module, timeline_cap=10, write_rate_limit=100_000)
+    for runner in svc.ctx.consumers:
+        await eventually(lambda r=runner: r.ready.is_set(), what="consumer subscribed")
+    return Blog(quark, svc)
+
+
+async def _all_pages(blog: Blog, who: Person, limit: int) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    for _ in range(100):
+        params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        resp = await blog.client.get("/api/v1/feed/home", params=params, headers=who.headers)
+        assert resp.status_code == 200, resp.text
+        seen += [p["id"] for p in resp.json()["items"]]
+        cursor = resp.json()["next_cursor"]
+        if not cursor:
+            return seen
+    raise AssertionError("pagination does not end")
+
+
+async def test_equal_timestamps_across_a_trimmed_timeline(quark: QuarkTestEnv) -> None:
+    """14 posts published in the same microsecond, a timeline capped at 10: the trim splits the run of
+    equal scores, and paging must still return each post exactly once, in (time, id) order."""
+    blog = await _capped_blog(quark)
+    alice, bob = blog.person("alice"), blog.person("bob")
+    await blog.register(alice)
+    await blog.register(bob)
+    await blog.follow(bob, alice)
+    assert await blog.home(bob) == []  # warm
+    instant = datetime.now(UTC)
+    blog.rt.clock = lambda: instant
+    ids = [(await blog.post(alice, f"same {i}"))["id"] for i in range(14)]
+    for pid in ids:
+        await blog.fanned_out(pid)
+    state = await blog.rt.timelines.read(bob.id, max_score=None, count=100)
+    assert state is not None and len(state[1]) == 10 and state[0] > 0  # trimmed: the floor is that instant
+    expected = sorted(ids, key=uuid.UUID, reverse=True)  # same time: id descending
+    for limit in (1, 3, 7, 20):
+        assert await _all_pages(blog, bob, limit) == expected, limit
+
+
+async def test_a_long_run_of_stale_entries_still_reaches_older_posts(quark: QuarkTestEnv) -> None:
+    """Entries the reader may no longer see (a suspended author) are filtered page by page; when they
+    outlast the read budget the page continues from the database instead of ending early."""
+    blog = await _capped_blog(quark)
+    alice, carol, bob = blog.person("alice"), blog.person("carol"), blog.person("bob")
+    for p in (alice, carol, bob):
+        await blog.register(p)
+    await blog.follow(bob, alice)
+    await blog.follow(bob, carol)
+    assert await blog.home(bob) == []
+    old = (await blog.post(alice, "older"))["id"]
+    spam = [(await blog.post(carol, f"spam {i}"))["id"] for i in range(9)]
+    for pid in [old, *spam]:
+        await blog.fanned_out(pid)
+    await blog.apply("quark.user.suspended", {"user_id": carol.id, "suspended": True, "reason": "spam",
+                                              "actor_id": str(uuid.uuid4())})
+    assert await _all_pages(blog, bob, 2) == [old]
+
+
+def _principal(exp: float) -> Principal:
+    return Principal(subject="u1", kind="user", username="u", roles=frozenset({"user"}), claims={"exp": exp})
+
+
+def test_token_cache_honours_expiry_and_size() -> None:
+    cache = TokenCache(size=2, ttl=60)
+    cache.put("expired", _principal(time.time() - 1))
+    assert cache.get("expired") is None
+    cache.put("a", _principal(time.time() + 3600))
+    cache.put("b", _principal(time.time() + 3600))
+    assert cache.get("a") is not None
+    cache.put("c", _principal(time.time() + 3600))  # evicts the least recently used ("b")
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    off = TokenCache(ttl=0)
+    off.put("x", _principal(time.time() + 3600))
+    assert off.get("x") is None
+
+
+async def test_cached_tokens_never_let_a_bad_token_through(blog: Blog) -> None:
+    alice = blog.person("alice")
+    await blog.register(alice)
+    assert await blog.home(alice) == []
+    assert await blog.home(alice) == []  # served with the cached verification
+    token = alice.headers["Authorization"].split()[1]
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    for headers in ({"Authorization": f"Bearer {tampered}"}, {"Authorization": f"Basic {token}"},
+                    {"Authorization": "Bearer"}, {}):
+        assert_problem(await blog.client.get("/api/v1/feed/home", headers=headers), 401)
+    service = blog.quark.bearer(blog.quark.service_token("hub", ()))
+    assert_problem(await blog.client.get("/api/v1/feed/home", headers=service), 403)

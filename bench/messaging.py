@@ -188,16 +188,23 @@ async def connect_all(urls: list[Url], stats: Stats, quark: bool) -> tuple[list[
 
     async def one(url: str, protocols: list[str] | None, me: str | None) -> Peer:
         async with sem:
-            ws = await websockets.connect(url, subprotocols=protocols, compression=None,  # type: ignore[arg-type]
-                                          open_timeout=60, ping_interval=None, max_queue=None)
+            ws = await websockets.connect(
+                url,
+                subprotocols=protocols,
+                compression=None,  # type: ignore[arg-type]
+                open_timeout=60,
+                ping_interval=None,
+                max_queue=None,
+            )
             return Peer(ws, stats, quark, me)
 
     peers = await asyncio.gather(*(one(u, p, me) for u, p, me in urls))
     return list(peers), time.perf_counter() - t0
 
 
-async def run_clients(name: str, *, quark: bool, urls: list[Url],
-                      dm_send: Any, group_send: Any, args: argparse.Namespace) -> Result:
+async def run_clients(
+    name: str, *, quark: bool, urls: list[Url], dm_send: Any, group_send: Any, args: argparse.Namespace
+) -> Result:
     stats = Stats()
     peers, connect_s = await connect_all(urls, stats, quark)
     await asyncio.sleep(1.0)  # let the server finish per-connection setup (presence, ready frames)
@@ -210,8 +217,18 @@ async def run_clients(name: str, *, quark: bool, urls: list[Url],
     for p in peers:
         with contextlib.suppress(Exception):
             await p.ws.close()
-    return Result(name, len(peers), connect_s, achieved, stats.dm, dm_count, stats.group, group_expected,
-                  list(stats.group_last.values()), stats.errors)
+    return Result(
+        name,
+        len(peers),
+        connect_s,
+        achieved,
+        stats.dm,
+        dm_count,
+        stats.group,
+        group_expected,
+        list(stats.group_last.values()),
+        stats.errors,
+    )
 
 
 # ----------------------------------------------------------------------------- quark
@@ -228,8 +245,9 @@ async def quark_run(args: argparse.Namespace, infra: EmbeddedInfra, tmp: Path) -
         return keys.jwks()
 
     jwks_port = free_port()
-    jwks_server = uvicorn.Server(uvicorn.Config(jwks_app, host="127.0.0.1", port=jwks_port, log_level="warning",
-                                                lifespan="off"))
+    jwks_server = uvicorn.Server(
+        uvicorn.Config(jwks_app, host="127.0.0.1", port=jwks_port, log_level="warning", lifespan="off")
+    )
     jwks_task = asyncio.create_task(jwks_server.serve())
 
     pg = infra.postgres.url
@@ -243,11 +261,26 @@ async def quark_run(args: argparse.Namespace, infra: EmbeddedInfra, tmp: Path) -
     await asyncio.to_thread(upgrade_database, module.migrations_dir, db_url)
     port = free_port()
     settings = module.settings_cls.load(
-        env="prod", port=port, host="127.0.0.1", postgres_url=pg, database_url=db_url, redis_url=infra.redis.url,
-        nats_url=infra.nats.url, event_namespace="bench", hub_url=None, register_with_hub=False,
-        auth_jwks_url=f"http://127.0.0.1:{jwks_port}/jwks.json", hub_jwks_url=f"http://127.0.0.1:{jwks_port}/jwks.json",
-        log_level="WARNING", json_logs=False, message_rate_limit=10_000_000, write_rate_limit=10_000_000,
-        max_invite_batch=10_000, max_group_members=10_000, ws_send_queue=4096, data_dir=str(tmp),
+        env="prod",
+        port=port,
+        host="127.0.0.1",
+        postgres_url=pg,
+        database_url=db_url,
+        redis_url=infra.redis.url,
+        nats_url=infra.nats.url,
+        event_namespace="bench",
+        hub_url=None,
+        register_with_hub=False,
+        auth_jwks_url=f"http://127.0.0.1:{jwks_port}/jwks.json",
+        hub_jwks_url=f"http://127.0.0.1:{jwks_port}/jwks.json",
+        log_level="WARNING",
+        json_logs=False,
+        message_rate_limit=10_000_000,
+        write_rate_limit=10_000_000,
+        max_invite_batch=10_000,
+        max_group_members=10_000,
+        ws_send_queue=4096,
+        data_dir=str(tmp),
         db_pool_size=args.pool,
     )
     proc = ModuleProcess("quark_messaging.app:module", env={**os.environ, **settings_env(settings)}, port=port)
@@ -255,8 +288,20 @@ async def quark_run(args: argparse.Namespace, infra: EmbeddedInfra, tmp: Path) -
     try:
         now = int(time.time())
         users = [str(uuid.uuid4()) for _ in range(args.clients)]
-        tokens = [keys.sign({"sub": u, "username": f"u{i}", "roles": ["user"], "iss": "quark-auth", "aud": "quark",
-                             "iat": now, "exp": now + 3600}) for i, u in enumerate(users)]
+        tokens = [
+            keys.sign(
+                {
+                    "sub": u,
+                    "username": f"u{i}",
+                    "roles": ["user"],
+                    "iss": "quark-auth",
+                    "aud": "quark",
+                    "iat": now,
+                    "exp": now + 3600,
+                }
+            )
+            for i, u in enumerate(users)
+        ]
         base = f"http://127.0.0.1:{port}"
         pairs = args.clients // 2
         dm_chats: list[str] = []
@@ -265,15 +310,20 @@ async def quark_run(args: argparse.Namespace, infra: EmbeddedInfra, tmp: Path) -
 
             async def open_dm(i: int) -> str:
                 async with sem:
-                    r = await client.post("/api/v1/chats/direct", json={"user_id": users[pairs + i]},
-                                          headers={"Authorization": f"Bearer {tokens[i]}"})
+                    r = await client.post(
+                        "/api/v1/chats/direct",
+                        json={"user_id": users[pairs + i]},
+                        headers={"Authorization": f"Bearer {tokens[i]}"},
+                    )
                     r.raise_for_status()
                     return str(r.json()["id"])
 
             dm_chats = list(await asyncio.gather(*(open_dm(i) for i in range(pairs))))
-            r = await client.post("/api/v1/chats", json={"kind": "group", "title": "bench",
-                                                         "member_ids": users[1:args.group]},
-                                  headers={"Authorization": f"Bearer {tokens[0]}"})
+            r = await client.post(
+                "/api/v1/chats",
+                json={"kind": "group", "title": "bench", "member_ids": users[1 : args.group]},
+                headers={"Authorization": f"Bearer {tokens[0]}"},
+            )
             r.raise_for_status()
             group_id = r.json()["id"]
         ws_url = f"ws://127.0.0.1:{port}/api/v1/messages/ws"
@@ -281,15 +331,18 @@ async def quark_run(args: argparse.Namespace, infra: EmbeddedInfra, tmp: Path) -
 
         async def dm_send(peers: list[Peer], k: int) -> None:
             i = k % pairs
-            await peers[i].ws.send(json.dumps({"type": "send", "conversation_id": dm_chats[i],
-                                               "body": f"dm|{time.perf_counter()}|{k}"}))
+            await peers[i].ws.send(
+                json.dumps({"type": "send", "conversation_id": dm_chats[i], "body": f"dm|{time.perf_counter()}|{k}"})
+            )
 
         async def group_send(peers: list[Peer], k: int) -> None:
-            await peers[0].ws.send(json.dumps({"type": "send", "conversation_id": group_id,
-                                               "body": f"group|{time.perf_counter()}|{k}"}))
+            await peers[0].ws.send(
+                json.dumps({"type": "send", "conversation_id": group_id, "body": f"group|{time.perf_counter()}|{k}"})
+            )
 
-        return await run_clients("quark messaging", quark=True, urls=urls, dm_send=dm_send, group_send=group_send,
-                                 args=args)
+        return await run_clients(
+            "quark messaging", quark=True, urls=urls, dm_send=dm_send, group_send=group_send, args=args
+        )
     finally:
         proc.stop()
         jwks_server.should_exit = True
@@ -325,14 +378,15 @@ async def baseline_run(args: argparse.Namespace) -> Result:
         async def group_send(peers: list[Peer], k: int) -> None:
             nonlocal joined
             if not joined:
-                for p in peers[1:args.group]:
+                for p in peers[1 : args.group]:
                     await p.ws.send(json.dumps({"join": True}))
                 await asyncio.sleep(0.5)
                 joined = True
             await peers[0].ws.send(json.dumps({"group": True, "body": f"group|{time.perf_counter()}|{k}"}))
 
-        return await run_clients("bare websockets", quark=False, urls=urls, dm_send=dm_send, group_send=group_send,
-                                 args=args)
+        return await run_clients(
+            "bare websockets", quark=False, urls=urls, dm_send=dm_send, group_send=group_send, args=args
+        )
     finally:
         proc.terminate()
         proc.join(5)
@@ -346,15 +400,21 @@ def ms(v: float) -> str:
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
-    print(f"\n{args.clients} clients, DMs offered at {args.rate:g}/s for {args.duration:g}s over {args.clients // 2} "
-          f"pairs, {args.group}-member group x {args.group_messages} messages at {args.group_rate:g}/s")
-    print(f"{'':18}{'connected':>10}{'connect':>9}{'DM/s':>8}{'DM got':>12}{'DM p50':>10}{'DM p99':>10}"
-          f"{'fan p50':>10}{'fan p99':>10}{'last p50':>10}{'last max':>10}")
+    print(
+        f"\n{args.clients} clients, DMs offered at {args.rate:g}/s for {args.duration:g}s over {args.clients // 2} "
+        f"pairs, {args.group}-member group x {args.group_messages} messages at {args.group_rate:g}/s"
+    )
+    print(
+        f"{'':18}{'connected':>10}{'connect':>9}{'DM/s':>8}{'DM got':>12}{'DM p50':>10}{'DM p99':>10}"
+        f"{'fan p50':>10}{'fan p99':>10}{'last p50':>10}{'last max':>10}"
+    )
     for r in results:
-        print(f"{r.name:18}{r.connected:>10}{r.connect_s:>8.1f}s{r.dm_rate:>8.0f}{len(r.dm):>6}/{r.dm_expected:<5}"
-              f"{ms(percentile(r.dm, 50)):>10}{ms(percentile(r.dm, 99)):>10}{ms(percentile(r.group, 50)):>10}"
-              f"{ms(percentile(r.group, 99)):>10}{ms(percentile(r.group_last, 50)):>10}"
-              f"{ms(max(r.group_last) if r.group_last else float('nan')):>10}")
+        print(
+            f"{r.name:18}{r.connected:>10}{r.connect_s:>8.1f}s{r.dm_rate:>8.0f}{len(r.dm):>6}/{r.dm_expected:<5}"
+            f"{ms(percentile(r.dm, 50)):>10}{ms(percentile(r.dm, 99)):>10}{ms(percentile(r.group, 50)):>10}"
+            f"{ms(percentile(r.group, 99)):>10}{ms(percentile(r.group_last, 50)):>10}"
+            f"{ms(max(r.group_last) if r.group_last else float('nan')):>10}"
+        )
         if r.errors:
             print(f"  {r.name}: {r.errors} error frames")
         if len(r.group) < r.group_expected:
@@ -362,11 +422,13 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
     if len(results) == 2:
         q, b = results
         print()
-        for label, qv, bv in [("DM p50", percentile(q.dm, 50), percentile(b.dm, 50)),
-                              ("DM p99", percentile(q.dm, 99), percentile(b.dm, 99)),
-                              ("fan-out p50", percentile(q.group, 50), percentile(b.group, 50)),
-                              ("fan-out p99", percentile(q.group, 99), percentile(b.group, 99)),
-                              ("fan-out last p50", percentile(q.group_last, 50), percentile(b.group_last, 50))]:
+        for label, qv, bv in [
+            ("DM p50", percentile(q.dm, 50), percentile(b.dm, 50)),
+            ("DM p99", percentile(q.dm, 99), percentile(b.dm, 99)),
+            ("fan-out p50", percentile(q.group, 50), percentile(b.group, 50)),
+            ("fan-out p99", percentile(q.group, 99), percentile(b.group, 99)),
+            ("fan-out last p50", percentile(q.group_last, 50), percentile(b.group_last, 50)),
+        ]:
             print(f"{label:18} quark/bare = {qv / bv:6.1f}x")
         target = "met" if percentile(q.dm, 99) < 0.050 else "NOT met"
         print(f"target DM p99 < 50 ms at {args.rate:g}/s: {target} ({ms(percentile(q.dm, 99)).strip()})")

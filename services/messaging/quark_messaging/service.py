@@ -688,11 +688,8 @@ async def _store_message(
     if row is None:
         raise NotFound("conversation not found")
     seq, kind, key = row
-    roles: dict[uuid.UUID, str] = dict(
-        (await session.execute(select(Member.user_id, Member.role).where(Member.conversation_id == conversation_id)))
-        .tuples()
-        .all()
-    )
+    rows = await session.execute(select(Member.user_id, Member.role).where(Member.conversation_id == conversation_id))
+    roles: dict[uuid.UUID, str] = {uid: r for uid, r in rows}
     role = roles.get(user_id)
     if role is None:
         if kind != "channel":

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from quark_sdk.config import ServiceSettings
+from quark_sdk.config import ConfigError, ServiceSettings
+
+# What the gateway may reach of the hub (its own Traefik router): discovery, the dashboard and its stream,
+# recent events and the JWKS. A trailing "/" means "this prefix"; anything else is one exact path. Registry
+# writes, /traefik/config, /token and /clients are served on the internal network only.
+PUBLIC_PATHS = (
+    "/api/v1/hub/services",
+    "/api/v1/hub/services/",
+    "/api/v1/hub/events",
+    "/api/v1/hub/stream",
+    "/api/v1/hub/.well-known/jwks.json",
+    "/modules/discovery",
+    "/hub",
+    "/hub/static/",
+)
 
 
 class HubSettings(ServiceSettings):
@@ -51,6 +65,8 @@ class HubSettings(ServiceSettings):
     traefik_cors_origins: list[str] = Field(default_factory=list)
     traefik_health_interval: str = Field(default="10s", pattern=r"^\d+(ms|s|m)$")
     traefik_health_timeout: str = Field(default="3s", pattern=r"^\d+(ms|s|m)$")
+    # The paths of the hub's own public router (see PUBLIC_PATHS); everything else stays internal.
+    traefik_public_paths: list[str] = Field(default_factory=lambda: list(PUBLIC_PATHS), max_length=64)
 
     # -- dashboard / live stream
     recent_events: int = Field(default=100, ge=1, le=10_000)
@@ -65,6 +81,25 @@ class HubSettings(ServiceSettings):
         # through its own lifespan, so it always docks in-process instead (self_dock).
         self.register_with_hub = False
         return self
+
+    @model_validator(mode="after")
+    def _token_required_in_prod(self) -> HubSettings:
+        # Without a token anyone who reaches the hub can dock a module and so get routes on the gateway.
+        # ConfigError (not ValueError) passes through pydantic unchanged: `quark serve` prints it as one line.
+        if self.env == "prod" and (self.registration_token is None
+                                   or not self.registration_token.get_secret_value().strip()):
+            raise ConfigError("QUARK_HUB_REGISTRATION_TOKEN must be set when QUARK_ENV=prod (every module sends it "
+                              "to register); generate one: python3 -c 'import secrets; "
+                              "print(secrets.token_urlsafe(32))'")
+        return self
+
+    @field_validator("traefik_public_paths")
+    @classmethod
+    def _absolute_paths(cls, v: list[str]) -> list[str]:
+        for path in v:
+            if not path.startswith("/") or "`" in path or len(path) > 256:
+                raise ValueError(f"not an absolute URL path: {path[:60]!r}")
+        return v
 
     @property
     def heartbeat_every(self) -> float:

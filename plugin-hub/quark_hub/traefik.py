@@ -2,9 +2,11 @@
 
 One router and one load-balancer service per module that has at least one routable (healthy or
 degraded) instance; every such instance is a server. The router matches the module's route
-prefixes (DESIGN §3) and goes through three shared middlewares: a per-client rate limit, security
-headers and CORS. Traefik also health-checks the servers itself, so a crash between two of the hub's
-probes costs at most Traefik's own check interval.
+prefixes (DESIGN §3) — except the hub's own, which matches only its public read paths (registry
+writes, this configuration, /token and /clients stay on the internal network) — and goes through
+three shared middlewares: a per-client rate limit, security headers and CORS. Traefik also
+health-checks the servers itself, so a crash between two of the hub's probes costs at most
+Traefik's own check interval.
 """
 
 from __future__ import annotations
@@ -22,8 +24,21 @@ CORS = "quark-cors"
 MIDDLEWARES = (RATE_LIMIT, SECURITY_HEADERS, CORS)
 
 
+# The hub's own module name: its router is narrowed to settings.traefik_public_paths (reads only).
+HUB = "hub"
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 def rule_for(prefixes: Sequence[str]) -> str:
     return " || ".join(f"PathPrefix(`{p}`)" for p in prefixes)
+
+
+def public_rule(paths: Sequence[str]) -> str:
+    """Exact paths (or prefixes ending in "/"), read methods only: registry writes, /traefik/config, /token
+    and /clients never match, so the gateway answers them 404 and only the internal network reaches them."""
+    matchers = " || ".join(f"PathPrefix(`{p}`)" if p.endswith("/") else f"Path(`{p}`)" for p in paths)
+    methods = " || ".join(f"Method(`{m}`)" for m in READ_METHODS)
+    return f"({matchers}) && ({methods})"
 
 
 def _health_path(module: ModuleRecord) -> str:
@@ -67,10 +82,10 @@ def build_config(modules: Sequence[ModuleRecord], settings: HubSettings) -> dict
     for module in sorted(modules, key=lambda m: m.name):
         servers = sorted({i.instance_url for i in module.instances if i.routable})
         prefixes = list(module.manifest.exposes.api)
-        if not servers or not prefixes:
+        if not servers or not prefixes or (module.name == HUB and not settings.traefik_public_paths):
             continue
         routers[module.name] = {
-            "rule": rule_for(prefixes),
+            "rule": public_rule(settings.traefik_public_paths) if module.name == HUB else rule_for(prefixes),
             "service": module.name,
             "entryPoints": list(settings.traefik_entrypoints),
             "middlewares": list(MIDDLEWARES),

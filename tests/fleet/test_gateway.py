@@ -119,6 +119,10 @@ def test_hub_turns_the_manifests_into_traefik_routers() -> None:
     routers = config["http"]["routers"]
     for record in records:
         rule = routers[record.name]["rule"]
+        if record.name == "hub":  # narrowed to its public reads: plugin-hub/tests/test_gateway_exposure.py
+            assert "Path(`/modules/discovery`)" in rule and "Path(`/api/v1/hub/services`)" in rule
+            assert "PathPrefix(`/api/v1/hub`)" not in rule and "Method(`GET`)" in rule
+            continue
         for route in ROUTES.get(record.name, (0, ()))[1]:
             prefixes = re.findall(r"PathPrefix\(`([^`]+)`\)", rule)
             assert prefix_covers(prefixes, route), f"no router for {route}"
@@ -132,6 +136,8 @@ def test_kubernetes_ingress_covers_every_design_route() -> None:
     ingress = next(d for d in docs if d["kind"] == "Ingress")
     paths = {p["path"]: p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
     for service, (_, routes) in ROUTES.items():
+        if service == "hub":
+            continue  # only its public reads: test_kubernetes_ingress_keeps_hub_writes_internal
         for route in routes:
             owner = [p for p in paths if prefix_covers([p], route)]
             assert owner, f"the Ingress does not route {route}"
@@ -140,3 +146,37 @@ def test_kubernetes_ingress_covers_every_design_route() -> None:
     annotation = ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"]
     for ref in annotation.split(","):
         assert ref.endswith("@kubernetescrd") and ref.split("@")[0].removeprefix("quark-") in middlewares
+
+
+# The hub's public reads (quark_hub.settings.PUBLIC_PATHS) and what must never be on the gateway.
+HUB_PUBLIC = ("/api/v1/hub/services", "/api/v1/hub/services/x", "/api/v1/hub/events", "/api/v1/hub/stream",
+              "/api/v1/hub/.well-known/jwks.json", "/modules/discovery", "/hub", "/hub/static/dashboard.js")
+HUB_INTERNAL = ("/api/v1/hub/modules/register", "/api/v1/hub/modules/blog/instances/i/heartbeat",
+                "/api/v1/hub/traefik/config", "/api/v1/hub/token", "/api/v1/hub/clients", "/api/v1/hub/clients/c")
+
+
+def _ingress_routes(path: str, ingress: dict[str, Any]) -> str | None:
+    """The backend the Ingress sends `path` to (Kubernetes rules: longest match; Exact or Prefix by segment)."""
+    best: tuple[int, str] | None = None
+    for rule in ingress["spec"]["rules"]:
+        for p in rule["http"]["paths"]:
+            want, kind = p["path"], p["pathType"]
+            hit = path == want if kind == "Exact" else prefix_covers([want], path)
+            if hit and (best is None or len(want) > best[0]):
+                best = (len(want), p["backend"]["service"]["name"])
+    return best[1] if best else None
+
+
+def test_kubernetes_ingress_keeps_hub_writes_internal() -> None:
+    """Registry writes, Traefik's config, /token and /clients are for the cluster network only."""
+    ingress = next(d for d in yaml_documents(DEPLOY / "k8s" / "ingress.yaml") if d["kind"] == "Ingress")
+    for path in HUB_PUBLIC:
+        assert _ingress_routes(path, ingress) == "hub", f"the Ingress does not route {path} to the hub"
+    for path in HUB_INTERNAL:
+        assert _ingress_routes(path, ingress) is None, f"the Ingress exposes {path}"
+    try:
+        from quark_hub.settings import PUBLIC_PATHS
+    except ImportError:
+        return
+    for path in PUBLIC_PATHS:
+        assert _ingress_routes(path + ("x" if path.endswith("/") else ""), ingress) == "hub", path

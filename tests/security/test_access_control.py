@@ -122,6 +122,8 @@ PRIVILEGED: dict[str, list[str]] = {
             r"POST /api/v1/hub/clients/\{client_id\}/secret$"],
     "auth": [r"\w+ /api/v1/auth/admin/.*"],
     "user": [r"\w+ /api/v1/users/admin/.*", r"PATCH /api/v1/users/\{username\}$"],  # someone else's profile
+    "media": [], "messaging": [],  # no admin-only operations (yet)
+    "ai": [r"\w+ /api/v1/ai/moderation.*", r"GET /api/v1/ai/runs$"],
     "blog": [r"POST /api/v1/posts/categories$", r"\w+ /api/v1/posts/moderation/.*",
              r"POST /api/v1/(posts/\{post_id\}|comments/\{comment_id\})/(hide|restore)$"],
 }

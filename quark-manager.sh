@@ -196,6 +196,24 @@ require_docker() {
   if [ ! -f "$ROOT/.env" ]; then
     warn "no .env: using the dev-only passwords of .env.example (cp .env.example .env and change them)"
   fi
+  if [ -z "${QUARK_HUB_REGISTRATION_TOKEN:-}" ] && ! env_file_sets QUARK_HUB_REGISTRATION_TOKEN; then
+    die "QUARK_HUB_REGISTRATION_TOKEN is not set: put it in $ROOT/.env (the hub refuses to start in prod without it), e.g. QUARK_HUB_REGISTRATION_TOKEN=\$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" 2
+  fi
+}
+
+# True if $ROOT/.env gives the variable a non-empty value (as docker compose reads it).
+env_file_sets() {
+  [ -f "$ROOT/.env" ] && grep -Eq "^[[:space:]]*$1[[:space:]]*=[[:space:]]*[^[:space:]#]" "$ROOT/.env"
+}
+
+# Infrastructure without a container health check (their images have no shell or wget): readiness URL,
+# fetched from the otel-collector container, whose busybox has wget.
+ready_url() {
+  case "$1" in
+    tempo) echo "http://tempo:3200/ready" ;;
+    loki) echo "http://loki:3100/ready" ;;
+    *) echo "" ;;
+  esac
 }
 
 docker_start() {
@@ -246,6 +264,12 @@ docker_health() {
     state="$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$cid")"
     if contains "$svc" "${MODULES[@]}"; then
       ready="$(compose exec -T "$svc" python -c "$READY_PROBE" 2>&1 || true)"
+    elif [ -n "$(ready_url "$svc")" ] && [ "$state" = "running" ]; then
+      if compose exec -T otel-collector wget -q -O /dev/null "$(ready_url "$svc")" >/dev/null 2>&1; then
+        state="healthy" ready="ready (GET $(ready_url "$svc") from otel-collector)"
+      else
+        ready="not ready: GET $(ready_url "$svc") from otel-collector failed"
+      fi
     else
       ready=""
     fi

@@ -121,10 +121,36 @@ def load_compose_raw(path: Path = COMPOSE_FILE) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def load_compose(env: Mapping[str, str] | None = None, path: Path = COMPOSE_FILE) -> dict[str, Any]:
-    """The compose file after interpolation (with no variables set: every default applies)."""
+def load_compose(env: Mapping[str, str] | None = None, path: Path = COMPOSE_FILE, *,
+                 fill_required: bool = True) -> dict[str, Any]:
+    """The compose file after interpolation (with no variables set: every default applies).
+
+    Required variables (${VAR:?…}, no default) get a `test-only-…` value unless `env` sets them, as an
+    operator's .env must; with fill_required=False a missing one raises KeyError, as Compose refuses to run."""
     raw = load_compose_raw(path)
-    return {k: v for k, v in interpolate(raw, env or {}).items() if not k.startswith("x-")}
+    values = dict(env or {})
+    if fill_required:
+        for var in compose_required(path):
+            values[var] = values.get(var) or f"test-only-{var.lower().replace('_', '-')}"
+    return {k: v for k, v in interpolate(raw, values).items() if not k.startswith("x-")}
+
+
+def _walk_strings(v: Any) -> list[str]:
+    if isinstance(v, dict):
+        return [s for x in v.values() for s in _walk_strings(x)]
+    if isinstance(v, list):
+        return [s for x in v for s in _walk_strings(x)]
+    return [v] if isinstance(v, str) else []
+
+
+def compose_required(path: Path = COMPOSE_FILE) -> dict[str, str]:
+    """VAR -> error message of every ${VAR:?message} (a variable with no default that must be set)."""
+    out: dict[str, str] = {}
+    for s in _walk_strings(load_compose_raw(path)):
+        for m in _VAR.finditer(s):
+            if m.group(2) in (":?", "?"):
+                out.setdefault(m.group(1), m.group(3) or "")
+    return out
 
 
 def compose_defaults(path: Path = COMPOSE_FILE) -> dict[str, str]:

@@ -26,6 +26,7 @@ from fleetkit import (
     REPO,
     ROUTES,
     compose_defaults,
+    compose_required,
     depends_on,
     environment,
     folder_of,
@@ -40,6 +41,22 @@ from fleetkit import (
 INFRA = ("traefik", "postgres", "redis", "nats", "minio", "vault", "otel-collector", "tempo", "loki",
          "prometheus", "grafana")
 PUBLISHED_OK = {"traefik", "grafana"}  # the gateway, Grafana and Traefik's dashboard (127.0.0.1)
+# Images that cannot run any in-container probe (distroless: no shell, no wget/curl, no health subcommand at the
+# pinned version): no health check, and whoever depends on them waits for service_started (docs/operations.md).
+NO_PROBE = {"tempo", "loki"}
+# Tools each infrastructure health check runs, and why the image has them.
+PROBE_TOOLS = {
+    "traefik": "traefik",        # its own `traefik healthcheck`
+    "postgres": "pg_isready",
+    "redis": "redis-cli",
+    "nats": "wget",              # the -alpine tag: busybox
+    "minio": "mc",
+    "vault": "vault",
+    "otel-collector": "wget",    # deploy/otel/Dockerfile puts the collector on busybox for this
+    "prometheus": "wget",        # prom/prometheus is built on busybox
+    "grafana": "wget",           # grafana/grafana is alpine-based
+    "ollama": "ollama",
+}
 
 
 def compose_schema() -> dict[str, Any]:
@@ -99,6 +116,8 @@ def test_depends_on_targets_exist_and_wait_for_health(services: dict[str, dict[s
             assert dep in services, f"{name} depends on unknown service {dep}"
             cond = spec.get("condition")
             want = "service_completed_successfully" if is_job(services[dep]) else "service_healthy"
+            if dep in NO_PROBE:
+                want = "service_started"
             assert cond == want, f"{name} -> {dep}: condition {cond}, expected {want}"
 
 
@@ -137,7 +156,32 @@ def test_long_running_containers_have_healthchecks_and_restart(services: dict[st
             continue
         assert svc.get("restart") == "unless-stopped", f"{name}: restart policy"
         hc = svc.get("healthcheck")
+        if name in NO_PROBE:
+            assert hc == {"disable": True}, f"{name}: its image cannot run a probe; disable the health check"
+            continue
         assert hc and hc.get("test") and not hc.get("disable"), f"{name} has no healthcheck"
+
+
+def test_infrastructure_healthchecks_run_a_tool_the_image_has(services: dict[str, dict[str, Any]]) -> None:
+    """A probe whose program is missing never passes and blocks every service_healthy dependant for good."""
+    for name, tool in PROBE_TOOLS.items():
+        test = services[name]["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL"), f"{name}: {test[0]}"
+        program = test[1] if test[0] == "CMD" else test[1].split()[0]
+        assert program == tool, f"{name}: probe runs {program}, expected {tool}"
+        if test[0] == "CMD-SHELL":
+            assert name == "postgres", f"{name}: use the exec form; only postgres' Debian image surely has /bin/sh"
+    otel = (DEPLOY / "otel" / "Dockerfile").read_text()
+    assert re.search(r"^FROM busybox:", otel, re.M), "the collector's wget probe needs its busybox base"
+    for name in NO_PROBE:
+        assert "wget" not in json.dumps(services[name].get("healthcheck", {}))
+        for other, svc in services.items():
+            spec = depends_on(svc).get(name)
+            assert spec is None or spec["condition"] == "service_started", f"{other} waits on {name}'s health"
+    # The readiness of the unprobed ones is still checked, from the collector, by quark-manager.sh health.
+    manager = (REPO / "quark-manager.sh").read_text()
+    for name, port in (("tempo", 3200), ("loki", 3100)):
+        assert f"http://{name}:{port}/ready" in manager
 
 
 def test_module_healthchecks_use_python_on_the_manifest_port(services: dict[str, dict[str, Any]]) -> None:
@@ -229,11 +273,17 @@ def test_postgres_runs_init_databases_sql(services: dict[str, dict[str, Any]]) -
 
 def test_dev_defaults_are_documented_in_env_example() -> None:
     defaults = compose_defaults()
+    required = compose_required()
     example = parse_env_file()
     for var, default in defaults.items():
         assert var in example, f"{var} (compose default {default!r}) is missing from .env.example"
         assert example[var] == default, f"{var}: .env.example says {example[var]!r}, compose {default!r}"
+    for var in required:
+        assert var not in defaults, f"{var} is required somewhere and has a default elsewhere"
+        assert var in example and example[var] == "", f".env.example must list {var} empty (the operator sets it)"
     for var, value in example.items():
+        if var in required:
+            continue
         assert var in defaults, f".env.example sets {var}, which docker-compose.yml never reads"
         if re.search(r"PASSWORD|SECRET|TOKEN", var):
             assert value.startswith("dev-only-"), f"{var}: dev defaults must look like dev-only-…"
@@ -241,7 +291,7 @@ def test_dev_defaults_are_documented_in_env_example() -> None:
 
 def test_every_secret_in_compose_is_a_variable() -> None:
     """No password, secret or token is written into docker-compose.yml: each comes from ${VAR:-dev-only-…}."""
-    marked = {var: f"<{var}>" for var in compose_defaults()}
+    marked = {var: f"<{var}>" for var in [*compose_defaults(), *compose_required()]}
     checked = 0
     for name, svc in load_compose(marked)["services"].items():
         for key, value in environment(svc).items():
@@ -252,6 +302,64 @@ def test_every_secret_in_compose_is_a_variable() -> None:
                 assert re.fullmatch(r"<\w+>", m.group(1)), f"{name}: {key} has a literal password in a URL"
                 checked += 1
     assert checked > 20
+
+
+def test_the_registration_token_is_required_and_reaches_every_module() -> None:
+    """No dev default: Compose refuses to run without it (the hub would refuse to start in prod anyway)."""
+    assert "QUARK_HUB_REGISTRATION_TOKEN" in compose_required()
+    assert ".env" in compose_required()["QUARK_HUB_REGISTRATION_TOKEN"]
+    with pytest.raises(KeyError, match="QUARK_HUB_REGISTRATION_TOKEN"):
+        load_compose(fill_required=False)
+    with pytest.raises(KeyError, match="QUARK_HUB_REGISTRATION_TOKEN"):
+        load_compose(parse_env_file(), fill_required=False)  # .env.example copied as-is: still refused
+    services = load_compose({"QUARK_HUB_REGISTRATION_TOKEN": "s3cret-token"})["services"]
+    for name in ALL_MODULES:
+        for svc in (name, f"{name}-migrate"):
+            assert environment(services[svc])["QUARK_HUB_REGISTRATION_TOKEN"] == "s3cret-token", svc
+
+
+def test_rate_limits_see_real_client_addresses_behind_traefik(compose: dict[str, Any]) -> None:
+    """A fixed subnet and gateway address; the hub believes X-Forwarded-For from Traefik only, auth the header
+    Traefik appends (its web entrypoint drops forwarded headers from clients)."""
+    import ipaddress
+
+    (pool,) = compose["networks"]["default"]["ipam"]["config"]
+    subnet, dynamic = ipaddress.ip_network(pool["subnet"]), ipaddress.ip_network(pool["ip_range"])
+    services = compose["services"]
+    gateway = ipaddress.ip_address(services["traefik"]["networks"]["default"]["ipv4_address"])
+    assert gateway in subnet and dynamic.subnet_of(subnet)  # type: ignore[arg-type]
+    assert gateway not in dynamic, "the gateway's static address must be outside the dynamic range"
+    for name, svc in services.items():
+        assert set(svc.get("networks") or {"default": None}) == {"default"}, f"{name} is on another network"
+    trusted = json.loads(environment(services["hub"])["QUARK_HUB_TRUSTED_PROXIES"])
+    assert trusted == [str(gateway)]
+    assert environment(services["auth"])["QUARK_AUTH_TRUST_PROXY_HEADERS"] == "true"
+    static = yaml.safe_load((DEPLOY / "traefik" / "traefik.yml").read_text())
+    assert static["entryPoints"]["web"]["forwardedHeaders"]["insecure"] is False
+    assert "trustedIPs" not in static["entryPoints"]["web"]["forwardedHeaders"]
+    for name in services:  # nobody but the gateway can reach auth or the hub from outside
+        if name in ("auth", "hub"):
+            assert not services[name].get("ports")
+
+
+def test_hub_settings_trust_the_gateway_from_the_compose_environment(
+        services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("quark_hub")
+    import os
+
+    from quark_hub.ratelimit import client_address
+    from quark_hub.settings import HubSettings
+
+    for var in list(os.environ):
+        if var.startswith(("QUARK_", "OTEL_")):
+            monkeypatch.delenv(var)
+    for key, value in environment(services["hub"]).items():
+        monkeypatch.setenv(key, value)
+    settings = HubSettings.load()
+    gateway = services["traefik"]["networks"]["default"]["ipv4_address"]
+    assert client_address(gateway, "203.0.113.7", settings.trusted_proxies) == "203.0.113.7"
+    assert client_address("172.30.99.200", "203.0.113.7", settings.trusted_proxies) == "172.30.99.200"
+    assert settings.registration_token is not None
 
 
 def test_interpolation_with_a_real_env_file_changes_every_password() -> None:

@@ -95,3 +95,31 @@ def test_secret_references_are_all_in_the_example() -> None:
     for doc in example.values():
         for value in doc["stringData"].values():
             assert "CHANGE-ME" in value, "the example must hold no real secret"
+
+
+@pytest.mark.parametrize("module", ALL_MODULES)
+def test_every_module_gets_the_hub_registration_token_from_a_secret(module: str) -> None:
+    """The SDK sends QUARK_HUB_REGISTRATION_TOKEN on register/heartbeat/deregister; the hub requires it in prod."""
+    dep = next(d for d in yaml_documents(K8S / "modules" / f"{module}.yaml") if d["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    for container in pod["containers"] + pod["initContainers"]:
+        env = {e["name"]: e for e in container["env"]}
+        ref = env["QUARK_HUB_REGISTRATION_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "quark-hub-registration", "key": "token"}, f"{module}/{container['name']}"
+    example = {d["metadata"]["name"]: d for d in yaml_documents(K8S / "secrets.example.yaml")}
+    assert "token" in example["quark-hub-registration"]["stringData"]
+
+
+def test_hub_and_auth_take_client_addresses_from_the_gateway() -> None:
+    """Per-client rate limits behind the Ingress: the hub trusts the cluster's proxies, auth the proxy headers."""
+    hub = next(d for d in yaml_documents(K8S / "modules" / "hub.yaml") if d["kind"] == "Deployment")
+    (container,) = hub["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    key = env["QUARK_HUB_TRUSTED_PROXIES"]["valueFrom"]["configMapKeyRef"]["key"]
+    config = next(d for d in yaml_documents(K8S / "config.yaml") if d["kind"] == "ConfigMap")
+    import json
+
+    assert json.loads(config["data"][key])
+    auth = next(d for d in yaml_documents(K8S / "modules" / "auth.yaml") if d["kind"] == "Deployment")
+    (container,) = auth["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in container["env"]}["QUARK_AUTH_TRUST_PROXY_HEADERS"] == "true"

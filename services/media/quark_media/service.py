@@ -47,7 +47,7 @@ from quark_media.schemas import (
     VariantOut,
 )
 from quark_media.upload import MultipartUpload
-from quark_sdk.errors import InvalidInput, NotFound, PayloadTooLarge, PermissionDenied, QuarkError, UnsupportedMediaType
+from quark_sdk.errors import InvalidInput, NotFound, PayloadTooLarge, PermissionDenied, QuarkError
 from quark_sdk.outbox import add_event
 
 log = logging.getLogger("quark.media")
@@ -61,6 +61,13 @@ SNIFF_BYTES = 16
 
 class QuotaExceeded(QuarkError):
     status, code, title = 403, "quota-exceeded", "Storage quota exceeded"
+
+
+class NotAnImage(QuarkError):
+    """The file part is not an acceptable image (judged by its bytes). 422, not 415: the request itself
+    (multipart/form-data) is in a supported format; its content is what cannot be processed."""
+
+    status, code, title = 422, "unsupported-image", "Not an acceptable image"
 
 
 def now() -> datetime:
@@ -171,7 +178,7 @@ class _Gate:
             raise InvalidInput("the file is empty", field="file")
         mime = imaging.sniff_magic(head)
         if mime is None:
-            raise UnsupportedMediaType("the file is not a JPEG, PNG, WebP or GIF image (judged by its content)")
+            raise NotAnImage("the file is not a JPEG, PNG, WebP or GIF image (judged by its content)")
         self.mime_type = mime
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -188,7 +195,7 @@ class _Gate:
         window = self._tail + chunk
         marker = imaging.find_markup(window)
         if marker is not None:
-            raise UnsupportedMediaType(f"the file contains {marker.decode()!r}: scripts and markup are refused")
+            raise NotAnImage(f"the file contains {marker.decode()!r}: scripts and markup are refused")
         self._tail = window[-imaging.MARKER_OVERLAP :]
         self.size += len(chunk)
         await asyncio.to_thread(self._tmp.write, chunk)
@@ -196,7 +203,7 @@ class _Gate:
 
 def _rejection(exc: imaging.ImageRejected) -> QuarkError:
     if exc.kind == "type":
-        return UnsupportedMediaType(exc.detail)
+        return NotAnImage(exc.detail)
     return InvalidInput(exc.detail, field="file")
 
 

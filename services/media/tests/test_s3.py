@@ -74,8 +74,8 @@ async def test_s3_streaming_delivery_and_refusals_leave_nothing(
     assert streamed.headers["etag"].strip('"')
     keys_before = bucket_state(s3_endpoint, bucket)
 
-    assert_problem(await h.upload(alice, b"<?php echo 1; ?>", filename="x.jpg"), 415)
-    assert_problem(await h.upload(alice, jpeg(64, 64) + b"<script>alert(1)</script>"), 415)
+    assert_problem(await h.upload(alice, b"<?php echo 1; ?>", filename="x.jpg"), 422)
+    assert_problem(await h.upload(alice, jpeg(64, 64) + b"<script>alert(1)</script>"), 422)
     assert_problem(await h.upload(alice, jpeg(64, 64)[:-200]), 422)
     assert_problem(await h.upload(alice, jpeg(2500, 2500, quality=100)), 413)
     assert bucket_state(s3_endpoint, bucket) == keys_before

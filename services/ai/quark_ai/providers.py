@@ -4,10 +4,11 @@
   free text and says so; the draft flow turns it into an extractive outline.
 * `OllamaProvider` — Ollama's `/api/chat` or `/api/generate` (non-streaming).
 * `OpenAIProvider` — any OpenAI-compatible `/v1/chat/completions`.
-* `Resilient` — wraps a remote provider: per-attempt timeout, retries with backoff on timeouts,
-  connection errors and 5xx/429, and a circuit breaker (closed → open after N consecutive failed
-  requests → half-open after `reset` seconds, one trial request). Failures surface as
-  `ProviderUnavailable`, which the API turns into 503 problem+json.
+* `Resilient` — wraps a remote provider: per-attempt timeout, retries with backoff on connection
+  errors, connect timeouts and 5xx/429 (not on a read timeout: a slow model stays slow), and a
+  circuit breaker (closed → open after N consecutive failed requests → half-open after `reset`
+  seconds, one trial request). Failures surface as `ProviderUnavailable`, which the API turns
+  into 503 problem+json.
 """
 
 from __future__ import annotations
@@ -223,6 +224,10 @@ class Resilient:
             except ProviderUnavailable:
                 self.breaker.failure()
                 raise
+            except httpx.ReadTimeout:
+                # The model is too slow for `provider_timeout`: another attempt would only triple the wait.
+                last = "timed out waiting for the model"
+                break
             except (_Retryable, httpx.TransportError) as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if attempt < self.retries:

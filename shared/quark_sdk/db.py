@@ -93,7 +93,12 @@ async def _close_quietly(session: AsyncSession) -> None:
     Closing rolls back whatever is left open, which needs a live connection. Raising from here would
     replace the request's own outcome: after a response has started, FastAPI then aborts the
     connection and the client gets no response at all (found by tests/fault/test_postgres_restart.py).
+    Shielded like `AsyncSession.__aexit__`, so a cancelled request still returns its connection cleanly.
     """
+    await asyncio.shield(asyncio.ensure_future(_close_or_invalidate(session)))
+
+
+async def _close_or_invalidate(session: AsyncSession) -> None:
     try:
         await session.close()
     except Exception as exc:

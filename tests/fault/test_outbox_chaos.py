@@ -29,7 +29,7 @@ from fault_testkit import (
 
 from quark_sdk.testing import ModuleProcess, QuarkTestEnv, eventually
 
-pytestmark = [pytest.mark.fleet, pytest.mark.slow]
+pytestmark = [pytest.mark.fleet, pytest.mark.slow, pytest.mark.timeout(600)]
 
 EVENTS = 10_000
 BATCH = 250

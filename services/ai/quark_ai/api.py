@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 
 from quark_ai import service
@@ -123,8 +123,15 @@ async def post_assist(body: AssistRequest, rt: Runtime, principal: User, session
 
 
 @router.post("/drafts", status_code=201, response_model=DraftOut)
-async def create_draft(body: DraftCreate, rt: Runtime, principal: User, session: DbSession) -> dict[str, Any]:
-    return draft_out(await service.create_draft(rt, session, principal, body))
+async def create_draft(
+    body: DraftCreate,
+    rt: Runtime,
+    principal: User,
+    session: DbSession,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> dict[str, Any]:
+    """Ask the provider for a draft (pending until its author approves or rejects it)."""
+    return draft_out(await service.create_draft(rt, session, principal, body, idempotency_key))
 
 
 @router.get("/drafts", response_model=DraftPage)

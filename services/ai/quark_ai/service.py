@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -46,6 +47,7 @@ from quark_sdk.errors import (
 from quark_sdk.outbox import add_event
 
 WORDS = {"short": 300, "medium": 700, "long": 1200}
+IDEMPOTENCY_TTL = 86_400
 RANK_SLACK = 50  # extra candidates ranked, in case some were hidden or deleted since the last fit
 INJECTION_IN_TOPIC = (
     "the topic contains text addressed to an AI; it was treated as the subject only, never as an instruction"
@@ -94,8 +96,36 @@ def _tags(raw: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- drafts
 
 
-async def create_draft(rt: AIRuntime, session: AsyncSession, principal: Principal, body: DraftCreate) -> Draft:
-    """Ask the provider for a draft. 413 for an over-long topic, 429 over quota, 503 when the provider is down."""
+async def create_draft(
+    rt: AIRuntime, session: AsyncSession, principal: Principal, body: DraftCreate, idempotency_key: str | None = None
+) -> Draft:
+    """A new draft, once per `Idempotency-Key` (24 h): a retried request gets the same draft, not a second
+    generation (and quota). The same key with a different request is a 422; one still running, a 409."""
+    uid = user_id_of(principal)
+    if not idempotency_key:
+        return await _generate_draft(rt, session, principal, body)
+    redis = rt.ctx.cache()
+    digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()[:32]
+    key = rt.ctx.key("idem", "drafts", uid, hashlib.sha256(idempotency_key.encode()).hexdigest()[:32])
+    if not await redis.set(key, f"pending:{digest}", nx=True, ex=IDEMPOTENCY_TTL):
+        seen = (await redis.get(key) or b"").decode()
+        state, _, seen_digest = seen.partition(":")
+        if seen_digest != digest:
+            raise InvalidInput("Idempotency-Key was already used with a different request", field="Idempotency-Key")
+        if state == "pending" or not state:
+            raise Conflict("a request with this Idempotency-Key is still running", code="idempotency-in-progress")
+        return await get_draft(session, principal, state)
+    try:
+        draft = await _generate_draft(rt, session, principal, body)
+    except BaseException:
+        await redis.delete(key)
+        raise
+    await redis.set(key, f"{draft.id}:{digest}", ex=IDEMPOTENCY_TTL)
+    return draft
+
+
+async def _generate_draft(rt: AIRuntime, session: AsyncSession, principal: Principal, body: DraftCreate) -> Draft:
+    """Ask the provider for a draft. 422 for an over-long topic, 429 over quota, 503 when the provider is down."""
     uid = user_id_of(principal)
     s = rt.settings
     _check_len(body.topic, s.max_topic_chars, "topic", too_large=False)

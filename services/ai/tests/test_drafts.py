@@ -225,3 +225,19 @@ async def test_unknown_drafts_are_404(ai: AI) -> None:
         assert_problem(
             await ai.client.patch(f"/api/v1/ai/drafts/{ident}", headers=alice.headers, json={"title": "x"}), 404
         )
+
+
+async def test_idempotency_key_makes_one_draft(quark: QuarkTestEnv) -> None:
+    async with ollama_double() as double:
+        ai = await start_ai(quark, ollama_url=double.url)
+        alice, bob = ai.person("alice"), ai.person("bob")
+        key = {"Idempotency-Key": "abc-123"}
+        first = await ai.client.post("/api/v1/ai/drafts", headers={**alice.headers, **key}, json={"topic": "tomatoes"})
+        again = await ai.client.post("/api/v1/ai/drafts", headers={**alice.headers, **key}, json={"topic": "tomatoes"})
+        assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+        assert len(double.requests) == 1  # generated once
+        other = await ai.client.post("/api/v1/ai/drafts", headers={**alice.headers, **key}, json={"topic": "soil"})
+        assert_problem(other, 422)
+        # Keys are per user.
+        bobs = await ai.client.post("/api/v1/ai/drafts", headers={**bob.headers, **key}, json={"topic": "tomatoes"})
+        assert bobs.status_code == 201 and bobs.json()["id"] != first.json()["id"]

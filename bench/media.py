@@ -169,7 +169,7 @@ async def main_async(args: argparse.Namespace) -> int:
                "QUARK_AUTH_JWKS_URL": jwks_url, "QUARK_HUB_JWKS_URL": jwks_url, "QUARK_REGISTER_WITH_HUB": "false",
                "QUARK_LOG_LEVEL": "WARNING", "QUARK_ENV": "dev", "QUARK_MEDIA_STORAGE_URL": (tmp / "store").as_uri(),
                "QUARK_MEDIA_PROCESSING_WORKERS": str(workers), "QUARK_MEDIA_QUOTA_MAX_COUNT": "0",
-               "QUARK_MEDIA_QUOTA_MAX_BYTES": "0"}
+               "QUARK_MEDIA_QUOTA_MAX_BYTES": "0", "QUARK_MEDIA_UPLOAD_RATE_LIMIT": "0"}
         env.pop("QUARK_HUB_URL", None)
         proc = start_process([sys.executable, "-m", "quark_sdk.cli", "serve", "media", "--port", str(port),
                               "--host", "127.0.0.1"], env, port, tmp / "media.log")

@@ -27,6 +27,7 @@ from quark_media.imaging import Limits, VariantSpec
 from quark_media.settings import MediaSettings
 from quark_sdk.app import ServiceContext
 from quark_sdk.db import Database
+from quark_sdk.ratelimit import RateLimiter
 from quark_sdk.storage import ObjectStorage, storage_from_url
 from quark_sdk.tasks import cancel_and_wait
 
@@ -81,6 +82,7 @@ class MediaRuntime:
     workers: int
     # At most this many images are decoded at once: each can hold up to 4 bytes per pixel up to max_pixels.
     slots: asyncio.Semaphore
+    limiter: RateLimiter
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     wake_recovery: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -143,6 +145,7 @@ async def install(ctx: ServiceContext) -> MediaRuntime:
         mode=settings.processing_mode,
         workers=workers,
         slots=asyncio.Semaphore(workers),
+        limiter=RateLimiter(ctx.cache(), prefix=ctx.key()),
     )
     ctx.extras["media"] = rt
     _BY_DB[ctx.database()] = rt

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -231,6 +232,13 @@ async def upload(
 ) -> Media:
     """Accept one upload (see the module docstring); returns the new `uploaded` row."""
     s = rt.settings
+    if s.upload_rate_limit:
+        await rt.limiter.check(
+            f"upload:{owner}",
+            limit=s.upload_rate_limit,
+            window=s.upload_rate_window,
+            detail=f"at most {s.upload_rate_limit} uploads per {s.upload_rate_window:g}s",
+        )
     if declared_length is not None and declared_length > s.max_upload_bytes + MULTIPART_OVERHEAD:
         raise PayloadTooLarge(
             f"uploads are limited to {s.max_upload_bytes} bytes", extra={"max_size": s.max_upload_bytes}
@@ -363,7 +371,8 @@ async def _process(rt: MediaRuntime, media_id: uuid.UUID, local: Path | None) ->
             if source is None:
                 raise imaging.ImageRejected("the upload is missing")
             path, downloaded = await _download(rt, source), True
-        result = await rt.run_blocking(_process_file, path, rt.limits, rt.spec, local is not None)
+        work = functools.partial(imaging.process, verified=local is not None)  # picklable: runs in a worker
+        result = await rt.run_blocking(work, path, rt.limits, rt.spec)
         variants: dict[str, Any] = {}
         for v in result.variants:
             key = object_prefix(owner, media_id) + f"{v.name}.webp"
@@ -427,11 +436,6 @@ async def _process(rt: MediaRuntime, media_id: uuid.UUID, local: Path | None) ->
     if source is not None:
         await _quietly_delete(rt, [source])  # the raw upload still carries the client's metadata
     return "ready"
-
-
-def _process_file(path: Path, limits: imaging.Limits, spec: imaging.VariantSpec, verified: bool) -> imaging.Processed:
-    """Module-level (picklable) so it can run in a worker process."""
-    return imaging.process(path, limits, spec, verified=verified)
 
 
 async def _download(rt: MediaRuntime, key: str) -> Path:

@@ -26,6 +26,10 @@ class MediaSettings(ServiceSettings):
     max_pixels: int = Field(default=40_000_000, ge=10_000, le=500_000_000)  # decompression-bomb guard
     max_dimension: int = Field(default=16_384, ge=64, le=65_535)
 
+    # Uploads per user per window (sliding, in Redis); 0 disables.
+    upload_rate_limit: int = Field(default=120, ge=0, le=1_000_000)
+    upload_rate_window: float = Field(default=3600.0, gt=0, le=86_400)
+
     # Per-user quotas (0 = unlimited).
     quota_max_count: int = Field(default=1000, ge=0, le=10_000_000)
     quota_max_bytes: int = Field(default=500 * 1024 * 1024, ge=0, le=1 << 50)

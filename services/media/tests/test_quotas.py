@@ -50,3 +50,16 @@ async def test_concurrent_uploads_cannot_overshoot_the_count(quark: QuarkTestEnv
     for media_id in ids:
         await h.settled(media_id, alice)
     assert {k.split("/")[1] for k in await h.objects()} == ids  # refused uploads left no objects
+
+
+async def test_upload_rate_limit(quark: QuarkTestEnv, tmp_path: Path) -> None:
+    h = await start(quark, tmp_path, upload_rate_limit=2, upload_rate_window=3600)
+    alice, bob = h.account(), h.account()
+    await h.ready(alice, png(10, 10))
+    await h.ready(alice, png(11, 10))
+    before = await h.snapshot()
+    resp = await h.upload(alice, png(12, 10))
+    assert_problem(resp, 429)
+    assert int(resp.headers["retry-after"]) >= 1
+    assert await h.snapshot() == before
+    await h.upload_ok(bob, png(12, 10))  # per user

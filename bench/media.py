@@ -136,8 +136,7 @@ async def main_async(args: argparse.Namespace) -> int:
     n = 8 if args.quick else args.images
     workers = args.workers
     images = [make_jpeg(i) for i in range(n)]
-    print(f"{n} images of {len(images[0]) / 1e6:.2f} MB (1732x1155, 2.0 MP), {workers} processing workers",
-          flush=True)
+    print(f"{n} images of {len(images[0]) / 1e6:.2f} MB (1732x1155, 2.0 MP), {workers} processing workers", flush=True)
 
     # -- baseline: Pillow alone
     pillow_only(images[0])  # warm the codecs
@@ -160,19 +159,44 @@ async def main_async(args: argparse.Namespace) -> int:
         keys = SigningKeySet.generate()
         now = int(time.time())
         uid = str(uuid.uuid4())
-        token = keys.sign({"sub": uid, "username": "bench", "roles": ["user"], "permissions": [],
-                           "iss": "quark-auth", "aud": "quark", "iat": now, "exp": now + 7200, "jti": uuid.uuid4().hex})
+        token = keys.sign(
+            {
+                "sub": uid,
+                "username": "bench",
+                "roles": ["user"],
+                "permissions": [],
+                "iss": "quark-auth",
+                "aud": "quark",
+                "iat": now,
+                "exp": now + 7200,
+                "jti": uuid.uuid4().hex,
+            }
+        )
         headers = {"Authorization": f"Bearer {token}"}
         jwks_url = serve_jwks(keys.jwks())
         port = free_port()
-        env = {**os.environ, **infra.env(), "QUARK_MEDIA_DATABASE_URL": infra.postgres.dsn("media"),
-               "QUARK_AUTH_JWKS_URL": jwks_url, "QUARK_HUB_JWKS_URL": jwks_url, "QUARK_REGISTER_WITH_HUB": "false",
-               "QUARK_LOG_LEVEL": "WARNING", "QUARK_ENV": "dev", "QUARK_MEDIA_STORAGE_URL": (tmp / "store").as_uri(),
-               "QUARK_MEDIA_PROCESSING_WORKERS": str(workers), "QUARK_MEDIA_QUOTA_MAX_COUNT": "0",
-               "QUARK_MEDIA_QUOTA_MAX_BYTES": "0", "QUARK_MEDIA_UPLOAD_RATE_LIMIT": "0"}
+        env = {
+            **os.environ,
+            **infra.env(),
+            "QUARK_MEDIA_DATABASE_URL": infra.postgres.dsn("media"),
+            "QUARK_AUTH_JWKS_URL": jwks_url,
+            "QUARK_HUB_JWKS_URL": jwks_url,
+            "QUARK_REGISTER_WITH_HUB": "false",
+            "QUARK_LOG_LEVEL": "WARNING",
+            "QUARK_ENV": "dev",
+            "QUARK_MEDIA_STORAGE_URL": (tmp / "store").as_uri(),
+            "QUARK_MEDIA_PROCESSING_WORKERS": str(workers),
+            "QUARK_MEDIA_QUOTA_MAX_COUNT": "0",
+            "QUARK_MEDIA_QUOTA_MAX_BYTES": "0",
+            "QUARK_MEDIA_UPLOAD_RATE_LIMIT": "0",
+        }
         env.pop("QUARK_HUB_URL", None)
-        proc = start_process([sys.executable, "-m", "quark_sdk.cli", "serve", "media", "--port", str(port),
-                              "--host", "127.0.0.1"], env, port, tmp / "media.log")
+        proc = start_process(
+            [sys.executable, "-m", "quark_sdk.cli", "serve", "media", "--port", str(port), "--host", "127.0.0.1"],
+            env,
+            port,
+            tmp / "media.log",
+        )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             await upload_until_ready(client, images[0], headers)  # warm-up
             seq = [await upload_until_ready(client, data, headers) for data in images]
@@ -215,10 +239,14 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"{f'pillow alone, {workers} threads':28}{'':>10}{pil_par:10.2f}")
     print(f"{f'service, {args.concurrency} in flight':28}{'':>10}{svc_par:10.2f}")
     print()
-    print(f"service vs pillow: time per image {svc_seq / pil_seq:.2f}x (target <= 1.5x), "
-          f"throughput {svc_par / pil_par:.2f}x")
-    print(f"GET /health during the concurrent phase ({len(health)} probes): "
-          f"p50 {percentile(health, 50):.1f} ms, p99 {percentile(health, 99):.1f} ms (target p99 < 20 ms)")
+    print(
+        f"service vs pillow: time per image {svc_seq / pil_seq:.2f}x (target <= 1.5x), "
+        f"throughput {svc_par / pil_par:.2f}x"
+    )
+    print(
+        f"GET /health during the concurrent phase ({len(health)} probes): "
+        f"p50 {percentile(health, 50):.1f} ms, p99 {percentile(health, 99):.1f} ms (target p99 < 20 ms)"
+    )
     return 0
 
 

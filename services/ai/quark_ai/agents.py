@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import Counter, Histogram
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +26,18 @@ from quark_ai.recommend import Doc, Fitted
 from quark_ai.runtime import AIRuntime
 from quark_ai.schemas import CommentContent, ModerationFlagged, PostContent, SuggestionGenerated
 from quark_sdk.outbox import add_event
+
+AGENT_RUNS = Counter(
+    "quark_ai_agent_runs_total",
+    "Runs of the AI service's agents, by agent, provider and outcome.",
+    ["service", "agent", "provider", "outcome"],
+)
+AGENT_LATENCY = Histogram(
+    "quark_ai_agent_run_duration_seconds",
+    "Time an agent run took (moderation, tagging, recommendations, draft, assist).",
+    ["service", "agent", "provider"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
 
 DOC_TEXT_CHARS = 5000  # what the recommender keeps of a post's text
 RELATED_LIMIT = 5
@@ -45,6 +58,9 @@ def record_run(
     detail: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> AgentRun:
+    elapsed = time.perf_counter() - started
+    AGENT_RUNS.labels("ai", agent, provider, outcome).inc()
+    AGENT_LATENCY.labels("ai", agent, provider).observe(elapsed)
     run = AgentRun(
         id=uuid.uuid4(),
         agent=agent,
@@ -54,7 +70,7 @@ def record_run(
         user_id=user_id,
         provider=provider,
         model=model,
-        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        latency_ms=round(elapsed * 1000, 3),
         outcome=outcome,
         detail=detail or {},
         error=error[:500] if error else None,

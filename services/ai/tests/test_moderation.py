@@ -63,6 +63,9 @@ async def test_toxic_post_is_flagged_and_benign_post_passes(ai: AI) -> None:
     run = outcomes[bad]
     assert run["provider"] == "local" and run["model"].startswith("alt-profanity-check")
     assert run["latency_ms"] >= 0 and run["input_type"] == "post" and run["event_id"]
+    metrics = (await ai.client.get("/metrics")).text
+    assert 'agent="moderation"' in metrics and 'outcome="flagged"' in metrics
+    assert "quark_ai_agent_run_duration_seconds_bucket" in metrics
 
 
 async def test_toxic_comment_is_flagged(ai: AI) -> None:

@@ -37,6 +37,7 @@ async def recover_processing(ctx: ServiceContext) -> None:
     rt = runtime_of(ctx)
     settings = rt.settings
     while True:
+        await rt.ensure_storage()
         resumed = await service.recover(rt)
         if resumed:
             log.info("resumed processing of %d media", resumed)

@@ -85,6 +85,8 @@ class MediaRuntime:
     limiter: RateLimiter
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     wake_recovery: asyncio.Event = field(default_factory=asyncio.Event)
+    bucket_ready: bool = False
+    _bucket_failed_at: float = -1e9
 
     @property
     def settings(self) -> MediaSettings:
@@ -122,6 +124,21 @@ class MediaRuntime:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    async def ensure_storage(self) -> bool:
+        """Create the bucket once. Storage down at start must not crash-loop the service: metadata reads
+        still work, uploads answer 503, and the recovery job calls this again."""
+        loop = asyncio.get_running_loop()
+        # After a failure, answer at once for a few seconds instead of making every request wait out the
+        # driver's own retries.
+        if not self.bucket_ready and loop.time() - self._bucket_failed_at > 5:
+            try:
+                await asyncio.wait_for(self.storage.ensure_bucket(), 15)
+                self.bucket_ready = True
+            except Exception as exc:
+                self._bucket_failed_at = loop.time()
+                log.warning("object storage not ready (%s: %s); will retry", type(exc).__name__, exc)
+        return self.bucket_ready
+
     async def close(self) -> None:
         await cancel_and_wait(list(self.tasks))
 
@@ -138,7 +155,6 @@ async def install(ctx: ServiceContext) -> MediaRuntime:
     settings = cast(MediaSettings, ctx.settings)
     workers = settings.processing_workers or max(1, os.cpu_count() or 1)
     storage = storage_for(settings)
-    await storage.ensure_bucket()
     rt = MediaRuntime(
         ctx=ctx,
         storage=storage,
@@ -149,6 +165,7 @@ async def install(ctx: ServiceContext) -> MediaRuntime:
     )
     ctx.extras["media"] = rt
     _BY_DB[ctx.database()] = rt
+    await rt.ensure_storage()
     return rt
 
 

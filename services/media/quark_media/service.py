@@ -21,12 +21,14 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import urllib3
+from minio.error import S3Error
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,7 +50,14 @@ from quark_media.schemas import (
     VariantOut,
 )
 from quark_media.upload import MultipartUpload
-from quark_sdk.errors import InvalidInput, NotFound, PayloadTooLarge, PermissionDenied, QuarkError
+from quark_sdk.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    QuarkError,
+    ServiceUnavailable,
+)
 from quark_sdk.outbox import add_event
 
 log = logging.getLogger("quark.media")
@@ -58,6 +67,16 @@ VARIANT_NAMES = ("thumb", "medium", "original")
 PURPOSE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and small fields around the file
 SNIFF_BYTES = 16
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Object storage unreachable or failing: a 503 the client may retry, not a 500."""
+    try:
+        yield
+    except (S3Error, urllib3.exceptions.HTTPError) as exc:
+        log.warning("object storage error: %s", exc)
+        raise ServiceUnavailable("object storage is unavailable; retry shortly", retry_after=2) from None
 
 
 class QuotaExceeded(QuarkError):
@@ -243,6 +262,8 @@ async def upload(
         raise PayloadTooLarge(
             f"uploads are limited to {s.max_upload_bytes} bytes", extra={"max_size": s.max_upload_bytes}
         )
+    if not await rt.ensure_storage():
+        raise ServiceUnavailable("object storage is unavailable; retry shortly", retry_after=5)
     async with rt.db.session() as session:
         count, used = await _usage(session, owner)
     _check_quota(rt, count, used)
@@ -263,7 +284,8 @@ async def upload(
             gate = _Gate(body.file_chunks(), tmp)
             await gate.prime()
             try:
-                stored = await rt.storage.put(key, gate.stream(), content_type=gate.mime_type, max_size=limit)
+                with storage_errors():
+                    stored = await rt.storage.put(key, gate.stream(), content_type=gate.mime_type, max_size=limit)
             except PayloadTooLarge:
                 if limit < s.max_upload_bytes:
                     raise QuotaExceeded(
@@ -602,11 +624,12 @@ async def deliver_variant(
     etag = f'"{v["etag"]}"'
     if etag_matches(if_none_match, etag):
         return Delivery(etag=etag, size=v["size"], content_type=v["content_type"], not_modified=True)
-    if rt.settings.delivery == "auto":
-        url = await rt.storage.presigned_url(v["key"], timedelta(seconds=rt.settings.presign_ttl))
-        if url is not None:
-            return Delivery(etag=etag, size=v["size"], content_type=v["content_type"], redirect=url)
-    chunks = await rt.storage.open(v["key"]) if body else None  # NotFound before any byte: a clean 404
+    with storage_errors():
+        if rt.settings.delivery == "auto":
+            url = await rt.storage.presigned_url(v["key"], timedelta(seconds=rt.settings.presign_ttl))
+            if url is not None:
+                return Delivery(etag=etag, size=v["size"], content_type=v["content_type"], redirect=url)
+        chunks = await rt.storage.open(v["key"]) if body else None  # NotFound before any byte: a clean 404
     return Delivery(etag=etag, size=v["size"], content_type=v["content_type"], chunks=chunks)
 
 

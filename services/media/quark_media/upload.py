@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from quark_sdk.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
@@ -145,6 +146,8 @@ class MultipartUpload:
             chunk = await anext(self._body)
         except StopAsyncIteration:
             return False
+        except ClientDisconnect:
+            raise InvalidInput("the upload was interrupted before the end of the body", field=FILE_FIELD) from None
         self._received += len(chunk)
         if self._received > self._max_body:
             raise PayloadTooLarge(

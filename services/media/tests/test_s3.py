@@ -79,3 +79,16 @@ async def test_s3_streaming_delivery_and_refusals_leave_nothing(
     assert_problem(await h.upload(alice, jpeg(64, 64)[:-200]), 422)
     assert_problem(await h.upload(alice, jpeg(2500, 2500, quality=100)), 413)
     assert bucket_state(s3_endpoint, bucket) == keys_before
+
+
+async def test_storage_down_means_503_and_nothing_recorded(quark: QuarkTestEnv, tmp_path: Path) -> None:
+    """Nothing listens on the storage port: the service still starts, and uploads are 503, not 500."""
+    from quark_sdk.embedded import free_port
+
+    h = await start(quark, tmp_path, storage_url=s3_url(f"127.0.0.1:{free_port()}", "nowhere"))
+    alice = h.account()
+    resp = await h.upload(alice, jpeg(64, 64))
+    assert_problem(resp, 503)
+    assert "retry-after" in resp.headers
+    assert (await h.client.get(API, headers=alice.headers)).json()["items"] == []
+    assert (await h.client.get("/health")).status_code == 200

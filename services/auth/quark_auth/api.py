@@ -2,7 +2,8 @@
 
 The auth service verifies its own access tokens with the SDK's TokenVerifier fed from its key set in
 memory (no HTTP hop), and additionally refuses tokens whose session was revoked (logout, revoke-all,
-password change) — other services only see that once the 15-minute token expires.
+password change, role revocation, suspension) — other services only see that once the 15-minute token
+expires (it can no longer be refreshed).
 """
 
 from __future__ import annotations
@@ -278,7 +279,14 @@ async def grant_role(user_id: uuid.UUID, body: RoleIn, actor: Admin, rt: Runtime
     return service.user_out(await service.grant_role(session, rt, actor, user_id, body.role))
 
 
-@router.delete("/admin/users/{user_id}/roles/{role}", response_model=UserOut, summary="Revoke a role (admin)")
+@router.delete("/admin/users/{user_id}/roles/{role}", response_model=UserOut,
+               summary="Revoke a role (admin); the user's sessions are revoked too")
 async def revoke_role(user_id: uuid.UUID, role: Annotated[str, Path(max_length=32)], actor: Admin, rt: Runtime,
                       session: DbSession) -> UserOut:
     return service.user_out(await service.revoke_role(session, rt, actor, user_id, role))
+
+
+@router.post("/admin/users/{user_id}/sessions/revoke-all", response_model=RevokedOut,
+             summary="Revoke every session of a user (admin; audited by quark.auth.sessions_revoked)")
+async def admin_revoke_sessions(user_id: uuid.UUID, actor: Admin, rt: Runtime, session: DbSession) -> RevokedOut:
+    return RevokedOut(revoked=await service.admin_revoke_sessions(session, rt, actor, user_id))

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from quark_auth import service
 from quark_auth.api import router
 from quark_auth.commands import create_admin_command
+from quark_auth.events import suspensions
 from quark_auth.keys import KeyManager
 from quark_auth.models import Base
 from quark_auth.passwords import PasswordHasher
@@ -33,6 +34,9 @@ async def start_runtime(ctx: ServiceContext) -> None:
                       overlap=settings.key_overlap, rotate_after=settings.rotate_after, redis=redis,
                       lock_key=ctx.key("signing-keys", "lock"))
     await keys.load()
+    if settings.env == "dev":
+        log.warning("QUARK_ENV=dev: verification and password-reset links (live tokens) are logged on "
+                    "quark.auth.mail; never run a production station with QUARK_ENV=dev")
     hasher = await asyncio.to_thread(PasswordHasher, settings.bcrypt_rounds)
     ctx.extras[EXTRAS_KEY] = AuthRuntime(
         settings=settings, keys=keys, hasher=hasher, redis=redis, limiter=RateLimiter(redis, prefix=ctx.key()),
@@ -74,6 +78,7 @@ module = QuarkModule(
     root=Path(__file__).resolve().parent.parent,
     routers=[router],
     metadata=Base.metadata,
+    consumers=[suspensions],
     on_startup=[start_runtime],
     on_shutdown=[stop_runtime],
     background=[key_rotation, purge],

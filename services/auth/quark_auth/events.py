@@ -1,19 +1,28 @@
-"""Events of auth. It publishes through the outbox (service.py, same transaction as the change) and
-consumes nothing: identity is the source other services replicate from.
+"""Events of auth. It publishes through the outbox (service.py, same transaction as the change); identity
+is the source other services replicate from. It consumes one event: `quark.user.suspended`, because the
+user service decides suspension but only auth can refuse the login.
+
+Consumed payloads are parsed with auth's own (unregistered) models; one that does not fit can never
+succeed, so `event.payload(...)` dead-letters it at once instead of retrying.
 """
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_auth import service
 from quark_auth.schemas import (
     EmailRequested,
     PasswordChanged,
     RoleChanged,
+    SessionsRevoked,
     UserDeleted,
     UserLoggedIn,
     UserRegistered,
+    UserSuspendedIn,
     UserVerified,
 )
-from quark_sdk.events import EventPayload
+from quark_sdk.events import CloudEvent, Consumer, EventPayload
 
 PUBLISHED: tuple[type[EventPayload], ...] = (
     UserRegistered,
@@ -22,5 +31,13 @@ PUBLISHED: tuple[type[EventPayload], ...] = (
     PasswordChanged,
     RoleChanged,
     UserDeleted,
+    SessionsRevoked,
     EmailRequested,
 )
+
+suspensions = Consumer("suspensions")  # quark.user.suspended → users.suspended_at, sessions revoked
+
+
+@suspensions.on("quark.user.suspended")
+async def on_user_suspended(session: AsyncSession, event: CloudEvent) -> None:
+    await service.apply_user_suspended(session, event.payload(UserSuspendedIn), at=event.time)

@@ -35,6 +35,10 @@ class User(Base):
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Suspension is decided by the user service (`quark.user.suspended`); auth enforces it at login/refresh.
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Time of the last suspension event applied: an older event arriving late (redelivery) changes nothing.
+    suspension_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     roles: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
@@ -52,6 +56,10 @@ class User(Base):
     @property
     def mfa_enabled(self) -> bool:
         return self.totp_secret is not None
+
+    @property
+    def suspended(self) -> bool:
+        return self.suspended_at is not None
 
 
 # Unique case-insensitively: "Alice" and "alice" are the same account.

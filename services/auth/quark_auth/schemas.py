@@ -104,6 +104,7 @@ class UserOut(BaseModel):
     email_verified: bool
     mfa_enabled: bool
     created_at: datetime
+    suspended: bool = False
 
 
 class UserPage(BaseModel):
@@ -224,9 +225,24 @@ class UserDeleted(EventPayload):
     username: str
 
 
+@event_type("quark.auth.sessions_revoked")
+class SessionsRevoked(EventPayload):
+    """Every session of a user was ended by someone else (audit trail; services holding live connections of
+    the user, e.g. WebSockets, may close them). reason: `admin` (the admin endpoint, actor_id = the admin's
+    user id), `role_revoked` (after a role revocation), `suspended` (actor_id = the suspending admin, as
+    reported by the user service)."""
+
+    user_id: uuid.UUID
+    reason: Literal["admin", "role_revoked", "suspended"]
+    actor_id: str
+    revoked: int
+
+
 @event_type("quark.auth.email_requested")
 class EmailRequested(EventPayload):
-    """An email must be sent (the mailer's input). Carries the one-time token: treat the stream as secret."""
+    """An email must be sent (the mailer's input). Carries the live one-time token: whoever can read
+    `quark.auth.email_requested` can verify the address or reset the password (docs/auth.md, "Who may read
+    email_requested")."""
 
     user_id: uuid.UUID
     email: str
@@ -235,3 +251,22 @@ class EmailRequested(EventPayload):
     expires_at: datetime
     username: str | None = None
     link: str | None = None
+
+
+# -- events consumed (this service's own reading of other services' payloads; not registered) ----------
+
+
+class Consumed(BaseModel):
+    """Unknown fields are ignored (producers add fields); a payload that does not fit is dead-lettered."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class UserSuspendedIn(Consumed):
+    """`quark.user.suspended` of the user service: an admin suspended (`suspended: true`) or reinstated an
+    account."""
+
+    user_id: uuid.UUID
+    suspended: bool
+    reason: str | None = None
+    actor_id: str | None = None

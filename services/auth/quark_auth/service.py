@@ -19,7 +19,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pyotp
@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_auth import passwords, rbac
+from quark_auth import passwords, rbac, reserved
 from quark_auth.models import LoginSession, OneTimeToken, RecoveryCode, RefreshToken, User, UserRole
 from quark_auth.runtime import AuthRuntime, retry_after
 from quark_auth.schemas import (
@@ -39,11 +39,13 @@ from quark_auth.schemas import (
     PasswordChanged,
     RoleChanged,
     SessionOut,
+    SessionsRevoked,
     TokensOut,
     UserDeleted,
     UserLoggedIn,
     UserOut,
     UserRegistered,
+    UserSuspendedIn,
     UserVerified,
 )
 from quark_sdk.auth import Principal
@@ -72,7 +74,14 @@ class InvalidToken(QuarkError):
     status, code, title = 400, "invalid-token", "Invalid or expired token"
 
 
+class AccountSuspended(QuarkError):
+    """The account is suspended (by an admin, through the user service): no login, no refresh."""
+
+    status, code, title = 403, "account-suspended", "Account suspended"
+
+
 INVALID_CREDENTIALS = "invalid username/email or password"
+SUSPENDED = "this account is suspended; contact the station's administrators"
 
 
 # -- small helpers ----------------------------------------------------------------------------------
@@ -110,7 +119,7 @@ def user_out(user: User) -> UserOut:
     roles = user.role_names
     return UserOut(id=user.id, username=user.username, email=user.email, display_name=user.display_name,
                    roles=roles, permissions=rbac.permissions_for(roles), email_verified=user.email_verified,
-                   mfa_enabled=user.mfa_enabled, created_at=user.created_at)
+                   mfa_enabled=user.mfa_enabled, created_at=user.created_at, suspended=user.suspended)
 
 
 def _encode_cursor(created_at: datetime, ident: uuid.UUID) -> str:
@@ -187,6 +196,9 @@ async def _queue_email(session: AsyncSession, rt: AuthRuntime, user: User, kind:
 
 async def _validate_new_account(session: AsyncSession, *, username: str, email: str, password: str,
                                 display_name: str | None) -> tuple[str, str | None]:
+    if reserved.is_reserved(username):
+        raise InvalidInput(f"username {username!r} is reserved (it names a route or a system account); "
+                           "choose another", field="username", code="username-reserved")
     email = normalize_email(email)
     display = clean_display_name(display_name)
     passwords.check_policy(password, username=username, email=email)
@@ -359,6 +371,8 @@ async def login(session: AsyncSession, rt: AuthRuntime, *, login: str, password:
         await _record_failure(rt, account)
         raise Unauthenticated(INVALID_CREDENTIALS, code="invalid-credentials")
     await _clear_failures(rt, account)
+    if user.suspended:  # only told to whoever knows the password
+        raise AccountSuspended(SUSPENDED)
     new_hash = await rt.hasher.hash(password) if rt.hasher.needs_rehash(user.password_hash) else None
     if user.mfa_enabled:
         if new_hash is not None:
@@ -370,6 +384,10 @@ async def login(session: AsyncSession, rt: AuthRuntime, *, login: str, password:
                            ex=s.mfa_challenge_ttl)
         return MfaRequiredOut(mfa_token=token, expires_in=s.mfa_challenge_ttl)
     async with session.begin():
+        # Re-read (roles, suspension): a role revoked or a suspension applied while bcrypt ran counts.
+        await session.refresh(user)
+        if user.suspended:
+            raise AccountSuspended(SUSPENDED)
         if new_hash is not None:
             user.password_hash = new_hash
             session.add(user)
@@ -432,6 +450,9 @@ async def login_mfa(session: AsyncSession, rt: AuthRuntime, *, mfa_token: str, c
     if not await rt.redis.delete(key):  # a concurrent request consumed this challenge first
         raise Unauthenticated("MFA token invalid or expired; log in again", code="mfa-token-invalid")
     async with session.begin():
+        await session.refresh(user)
+        if user.suspended:
+            raise AccountSuspended(SUSPENDED)
         if counter is not None:
             # Conditional update: the same code can never complete two logins (replay protection).
             done = await session.execute(
@@ -467,6 +488,9 @@ async def refresh(session: AsyncSession, rt: AuthRuntime, *, refresh_token: str,
         if row is None:
             raise Unauthenticated("refresh token invalid", code="invalid-refresh-token")
         token, login_session = row
+        owner = await session.get(User, login_session.user_id)
+        if owner is not None and owner.suspended:  # its sessions were revoked too; say why
+            raise AccountSuspended(SUSPENDED)
         if login_session.revoked_at is not None:
             raise Unauthenticated("session revoked", code="session-revoked")
         if token.used_at is not None:
@@ -497,13 +521,18 @@ async def refresh(session: AsyncSession, rt: AuthRuntime, *, refresh_token: str,
 
 
 async def ensure_session_active(session: AsyncSession, principal: Principal) -> None:
-    """The auth service's own endpoints refuse access tokens of revoked sessions at once."""
+    """The auth service's own endpoints refuse access tokens of revoked sessions (and suspended accounts)
+    at once."""
     sid = _principal_session_id(principal)
     async with session.begin():
-        active = await session.scalar(select(LoginSession.id).where(
-            LoginSession.id == sid, LoginSession.user_id == _principal_user_id(principal),
-            LoginSession.revoked_at.is_(None)))
-    if active is None:
+        row = (await session.execute(
+            select(LoginSession.revoked_at, User.suspended_at).join(User, User.id == LoginSession.user_id).where(
+                LoginSession.id == sid, LoginSession.user_id == _principal_user_id(principal)))).first()
+    if row is None:
+        raise Unauthenticated("session revoked", code="session-revoked")
+    if row.suspended_at is not None:  # its sessions were revoked too; say why
+        raise AccountSuspended(SUSPENDED)
+    if row.revoked_at is not None:
         raise Unauthenticated("session revoked", code="session-revoked")
 
 
@@ -557,10 +586,16 @@ async def revoke_session(session: AsyncSession, rt: AuthRuntime, principal: Prin
 
 async def _revoke_all(session: AsyncSession, rt: AuthRuntime, user_id: uuid.UUID, *, reason: str,
                       keep: uuid.UUID | None = None) -> int:
+    return await _revoke_all_at(session, rt.now(), user_id, reason=reason, keep=keep)
+
+
+async def _revoke_all_at(session: AsyncSession, now: datetime, user_id: uuid.UUID, *, reason: str,
+                         keep: uuid.UUID | None = None) -> int:
+    """Inside the caller's transaction: end every active session of the user (but `keep`)."""
     query = update(LoginSession).where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
     if keep is not None:
         query = query.where(LoginSession.id != keep)
-    done = await session.execute(query.values(revoked_at=rt.now(), revoked_reason=reason))
+    done = await session.execute(query.values(revoked_at=now, revoked_reason=reason))
     return int(done.rowcount)  # type: ignore[attr-defined]
 
 
@@ -835,7 +870,51 @@ async def revoke_role(session: AsyncSession, rt: AuthRuntime, actor: Principal, 
             await session.flush()
             await add_event(session, RoleChanged(user_id=user.id, username=user.username, role=role, action="revoked",
                                                  actor_id=actor.subject), subject=str(user.id))
+            # A demoted user must not keep the role: their sessions end (auth's endpoints refuse the access
+            # token at once; elsewhere it works until it expires, and it can no longer be refreshed).
+            revoked = await _revoke_all(session, rt, user.id, reason="role_revoked")
+            await add_event(session, SessionsRevoked(user_id=user.id, reason="role_revoked", actor_id=actor.subject,
+                                                     revoked=revoked), subject=str(user.id))
     return user
+
+
+async def admin_revoke_sessions(session: AsyncSession, rt: AuthRuntime, actor: Principal,
+                                user_id: uuid.UUID) -> int:
+    """An admin ends every session of a user (stolen device, compromised account); audited by an event."""
+    async with session.begin():
+        user = await get_user(session, user_id)
+        revoked = await _revoke_all(session, rt, user.id, reason="admin")
+        await add_event(session, SessionsRevoked(user_id=user.id, reason="admin", actor_id=actor.subject,
+                                                 revoked=revoked), subject=str(user.id))
+    log.info("admin %s revoked %d session(s) of user %s", actor.subject, revoked, user.id)
+    return revoked
+
+
+# -- suspension (decided by the user service) ---------------------------------------------------------
+
+
+async def apply_user_suspended(session: AsyncSession, data: UserSuspendedIn, *, at: datetime) -> None:
+    """Consumer, inside its transaction: mark the account (un)suspended; on suspension end its sessions.
+
+    `at` is the event's time: an older event delivered late (redelivery after a newer one) changes
+    nothing. An unknown user (deleted meanwhile) is ignored."""
+    user = await session.get(User, data.user_id, with_for_update=True)
+    if user is None:
+        log.info("suspension event for unknown user %s ignored", data.user_id)
+        return
+    if user.suspension_changed_at is not None and at < user.suspension_changed_at:
+        log.info("stale suspension event for user %s ignored", data.user_id)
+        return
+    user.suspension_changed_at = at
+    if not data.suspended:
+        user.suspended_at = None
+        return
+    if user.suspended_at is None:
+        user.suspended_at = at
+    revoked = await _revoke_all_at(session, datetime.now(UTC), user.id, reason="suspended")
+    await add_event(session, SessionsRevoked(user_id=user.id, reason="suspended",
+                                             actor_id=(data.actor_id or "user-service")[:64], revoked=revoked),
+                    subject=str(user.id))
 
 
 # -- housekeeping -----------------------------------------------------------------------------------

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
+from quark_auth import service
 from quark_auth.runtime import AuthRuntime, get_runtime
-from quark_sdk.events import CloudEvent, stream_for
+from quark_sdk.events import CloudEvent, dead_letter_stream, stream_for, subject_for
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
 
 API = "/api/v1/auth"
@@ -69,6 +71,14 @@ class Auth:
         tokens = await self.login(username)
         return tokens, bearer(tokens["access_token"])
 
+    async def admin(self, username: str = "root") -> tuple[dict[str, Any], dict[str, str]]:
+        """An admin made as `quark create-admin --force` makes one, logged in."""
+        async with self.svc.ctx.database().session() as session:
+            await service.create_admin(session, self.rt, username=username, email=f"{username}@example.com",
+                                       password=PASSWORD, force=True)
+        tokens = await self.login(username)
+        return tokens, bearer(tokens["access_token"])
+
     async def sql(self, query: str, **params: Any) -> list[Any]:
         async with self.svc.ctx.database().session() as session:
             return list((await session.execute(text(query), params)).all())
@@ -99,6 +109,44 @@ class Auth:
 
         total = await eventually(enough, what=f"{count} events on {stream}")
         return [CloudEvent.from_bytes((await bus.js.get_msg(stream, seq)).data or b"") for seq in range(1, total + 1)]
+
+
+    async def publish(self, type_name: str, data: dict[str, Any], *, at: datetime | None = None) -> CloudEvent:
+        """Publish a CloudEvent on NATS as another service's relay would (e.g. the user service)."""
+        bus = self.svc.ctx.bus
+        assert bus is not None
+        domain = type_name.split(".")[1]
+        event = CloudEvent(id=str(uuid.uuid4()), source=f"quark/{domain}", type=type_name,
+                           time=at or datetime.now(UTC), data=data)
+        await bus.ensure_stream(domain)
+        await bus.js.publish(subject_for(type_name, bus.namespace), event.to_bytes(),
+                             headers={"Nats-Msg-Id": event.id})
+        return event
+
+    async def consumed(self, domain: str = "user", durable: str = "auth-suspensions") -> None:
+        """Wait until auth's consumer has acknowledged (or dead-lettered) everything in the domain's stream."""
+        bus = self.svc.ctx.bus
+        assert bus is not None
+        stream = stream_for(domain, bus.namespace)
+
+        async def done() -> bool:
+            info = await bus.js.stream_info(stream)
+            try:
+                consumer = await bus.js.consumer_info(stream, durable)
+            except Exception:
+                return False
+            return (consumer.ack_floor.stream_seq >= info.state.last_seq and consumer.num_ack_pending == 0
+                    and consumer.num_pending == 0)
+
+        await eventually(done, what=f"{domain} events consumed")
+
+    async def dead_letters(self) -> int:
+        bus = self.svc.ctx.bus
+        assert bus is not None
+        try:
+            return int((await bus.js.stream_info(dead_letter_stream(bus.namespace))).state.messages)
+        except Exception:
+            return 0
 
 
 def bearer(token: str) -> dict[str, str]:

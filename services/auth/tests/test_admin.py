@@ -99,7 +99,10 @@ async def test_grant_and_revoke_roles(auth: Auth, monkeypatch: pytest.MonkeyPatc
         {"user_id": uid, "username": "alice", "role": "moderator", "action": "granted", "actor_id": root_id},
         {"user_id": uid, "username": "alice", "role": "moderator", "action": "revoked", "actor_id": root_id},
     ]
-    assert (await auth.client.get(f"{API}/me", headers=alice_headers)).status_code == 200
+    # Revoking a role ends the user's sessions: no more access here, no refresh to a new token anywhere.
+    assert_problem(await auth.client.get(f"{API}/me", headers=alice_headers), 401)
+    assert_problem(await auth.client.post(f"{API}/refresh", json={"refresh_token": refreshed["refresh_token"]}), 401)
+    assert (await auth.login("alice"))["user"]["roles"] == ["user"]
 
 
 async def test_role_change_bad_input(auth: Auth, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -102,8 +102,75 @@ async def auth_matrix(svc: Running, a: User, b: User) -> None:
     assert (await c.get("/api/v1/auth/me", headers=a.headers)).status_code == 200  # A's session lives
 
 
+async def messaging_matrix(svc: Running, a: User, b: User) -> None:
+    c = svc.client
+    friend = await svc.user()
+    group = (await c.post("/api/v1/chats", json={"kind": "group", "title": "ours", "member_ids": [friend.id]},
+                          headers=a.headers)).json()
+    direct = (await c.post("/api/v1/chats/direct", json={"user_id": friend.id}, headers=a.headers)).json()
+    sent = {}
+    for chat in (group, direct):
+        resp = await c.post(f"/api/v1/chats/{chat['id']}/messages", json={"body": "secret zebra"}, headers=a.headers)
+        assert resp.status_code == 201, resp.text
+        sent[chat["id"]] = resp.json()
+    before = {cid: (await c.get(f"/api/v1/chats/{cid}/messages", headers=a.headers)).json() for cid in sent}
+
+    for cid, msg in sent.items():
+        assert_problem(await c.get(f"/api/v1/chats/{cid}", headers=b.headers), DENIED)
+        assert_problem(await c.get(f"/api/v1/chats/{cid}/messages", headers=b.headers), DENIED)
+        assert_problem(await c.post(f"/api/v1/chats/{cid}/messages", json={"body": "hi"}, headers=b.headers), DENIED)
+        assert_problem(await c.post(f"/api/v1/chats/{cid}/members", json={"user_ids": [b.id]}, headers=b.headers),
+                       DENIED)
+        assert_problem(await c.patch(f"/api/v1/chats/{cid}", json={"title": "pwned"}, headers=b.headers),
+                       (*DENIED, 409, 422))
+        assert_problem(await c.post(f"/api/v1/chats/{cid}/subscribe", headers=b.headers), (*DENIED, 422))
+        assert_problem(await c.get(f"/api/v1/messages/{msg['id']}", headers=b.headers), DENIED)
+        assert_problem(await c.patch(f"/api/v1/messages/{msg['id']}", json={"body": "pwned"}, headers=b.headers),
+                       DENIED)
+        assert_problem(await c.delete(f"/api/v1/messages/{msg['id']}", headers=b.headers), DENIED)
+        # Even a member may not edit or delete someone else's message.
+        assert_problem(await c.patch(f"/api/v1/messages/{msg['id']}", json={"body": "pwned"},
+                                     headers=friend.headers), (403, 404))
+    listed = (await c.get("/api/v1/chats", headers=b.headers)).json()["items"]
+    assert not {ch["id"] for ch in listed} & set(sent)
+    assert "zebra" not in (await c.get("/api/v1/messages/unread", headers=b.headers)).text
+    assert "zebra" not in (await c.get("/api/v1/notifications", headers=b.headers)).text
+    after = {cid: (await c.get(f"/api/v1/chats/{cid}/messages", headers=a.headers)).json() for cid in sent}
+    assert after == before
+
+
+def png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def media_matrix(svc: Running, a: User, b: User) -> None:
+    c = svc.client
+    resp = await c.post("/api/v1/media", files={"file": ("secret-holiday.png", png(), "image/png")},
+                        headers=a.headers)
+    assert resp.status_code == 201, resp.text
+    media = resp.json()
+    mid = media["id"]
+    seen = await c.get(f"/api/v1/media/{mid}", headers=b.headers)
+    if seen.status_code == 200:  # ready media are public by design (random ids); never the owner's filename
+        assert "secret-holiday" not in seen.text
+    else:
+        assert_problem(seen, DENIED)
+    assert_problem(await c.delete(f"/api/v1/media/{mid}", headers=b.headers), DENIED)
+    assert_problem(await c.post(f"/api/v1/media/{mid}/attach", headers=b.headers), DENIED)
+    mine = (await c.get("/api/v1/media", headers=b.headers)).json()["items"]
+    assert mid not in {m["id"] for m in mine}
+    assert (await c.get(f"/api/v1/media/{mid}", headers=a.headers)).status_code == 200  # still there
+
+
 MATRICES: dict[str, Callable[[Running, User, User], Awaitable[None]]] = {
-    "blog": blog_matrix, "user": user_matrix, "auth": auth_matrix,
+    "blog": blog_matrix, "user": user_matrix, "auth": auth_matrix, "messaging": messaging_matrix,
+    "media": media_matrix,
 }
 
 

@@ -147,6 +147,7 @@ def stateful(schema: Any, user: dict[str, str], admin: dict[str, str], sent: lis
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("spec", fuzz_params())
 def test_fuzz_every_operation(spec: ServiceSpec, quark_servers: QuarkServers, tmp_path: Path) -> None:
     loop = LoopThread()

@@ -90,7 +90,8 @@ async def test_relay_killed_between_publish_and_mark_sent(quark: QuarkTestEnv, s
         counts = await eventually(lambda: _applied(db_url, EVENTS + 1), timeout=30, what="fresh event applied")
         report(
             "relay-crash",
-            sent=EVENTS,
+            sent=EVENTS + 1,
+            lost=EVENTS + 1 - counts.applied,
             stored_in_stream_after_restart=after_restart.stream_messages,
             deliveries=stream.deliveries,
             applied=counts.applied,

@@ -45,6 +45,12 @@ def warm_up() -> None:
     _predict(["hello"])
 
 
+def _matches(pattern: re.Pattern[str], text: str, needed: int) -> bool:
+    if needed == 1:
+        return pattern.search(text) is not None
+    return any(count >= needed for count, _ in enumerate(pattern.finditer(text), start=1))
+
+
 @dataclass
 class Verdict:
     score: float
@@ -81,7 +87,7 @@ class Moderator:
         matched: list[str] = []
         score = classifier
         for rule, pattern in self._compiled:
-            if pattern.search(text):
+            if _matches(pattern, text, rule.min_count):
                 matched.append(rule.name)
                 if rule.label not in labels:
                     labels.append(rule.label)

@@ -21,6 +21,7 @@ class ModerationRule(BaseModel):
     pattern: str = Field(min_length=1, max_length=500)
     label: str = Field(min_length=1, max_length=64)
     score: float = Field(ge=0.0, le=1.0)
+    min_count: int = Field(default=1, ge=1, le=1000)  # matches needed (e.g. 6 links), counted without backtracking
 
     @field_validator("pattern")
     @classmethod
@@ -35,7 +36,7 @@ class ModerationRule(BaseModel):
 
 
 DEFAULT_RULES: list[ModerationRule] = [
-    ModerationRule(name="link-spam", pattern=r"(?:https?://\S+[\s\S]*?){6,}", label="spam", score=0.85),
+    ModerationRule(name="link-spam", pattern=r"https?://\S+", label="spam", score=0.9, min_count=6),
     ModerationRule(
         name="contact-spam",
         pattern=r"\b(?:buy now|free money|click here to win|crypto giveaway|work from home and earn)\b",
@@ -90,7 +91,7 @@ class AISettings(ServiceSettings):
     max_page_size: int = Field(default=100, ge=1, le=1000)
 
     # -- moderation
-    moderation_threshold: float = Field(default=0.8, gt=0.0, le=1.0)
+    moderation_threshold: float = Field(default=0.9, gt=0.0, le=1.0)  # the classifier is strict on mild swearing
     moderation_rules: list[ModerationRule] = Field(default_factory=lambda: list(DEFAULT_RULES))
     moderation_max_chars: int = Field(default=20_000, ge=100, le=1_000_000)  # text scored per item
 

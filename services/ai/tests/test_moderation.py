@@ -170,3 +170,11 @@ async def test_with_the_real_blog_a_flag_hides_and_an_overrule_restores(quark: Q
     assert r.status_code == 200 and r.json()["blog_restore"] == "restored", r.text
     post = (await blog.client.get(f"/api/v1/posts/{post_id}", headers=mod.headers)).json()
     assert post["hidden"] is False
+
+
+def test_link_spam_counts_links() -> None:
+    m = Moderator(0.9, list(DEFAULT_RULES), 20_000)
+    five = " ".join(f"see https://example{i}.org/page and more words" for i in range(5)) + " word" * 3000
+    six = " ".join(f"https://spam{i}.example" for i in range(6))
+    assert m.score(five).rules == [] and not m.score(five).flagged
+    assert m.score(six).rules == ["link-spam"] and m.score(six).flagged

@@ -106,6 +106,7 @@ class Stats:
     group: list[float] = field(default_factory=list)
     group_last: dict[str, float] = field(default_factory=dict)
     errors: int = 0
+    closed: int = 0
 
 
 class Peer:
@@ -145,7 +146,7 @@ class Peer:
             pass
 
 
-async def paced(rate: float, count: int, send: Any) -> float:
+async def paced(rate: float, count: int, send: Any, stats: Stats) -> float:
     """Call send(k) for k in range(count) at `rate` per second; returns the achieved rate."""
     start = time.perf_counter()
     for k in range(count):
@@ -153,7 +154,10 @@ async def paced(rate: float, count: int, send: Any) -> float:
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        await send(k)
+        try:
+            await send(k)
+        except websockets.ConnectionClosed:
+            stats.closed += 1
     return count / (time.perf_counter() - start)
 
 
@@ -177,6 +181,7 @@ class Result:
     group_expected: int
     group_last: list[float]
     errors: int
+    closed: int
 
 
 Url = tuple[str, list[str] | None, str | None]  # url, subprotocols, user id
@@ -209,10 +214,10 @@ async def run_clients(
     peers, connect_s = await connect_all(urls, stats, quark)
     await asyncio.sleep(1.0)  # let the server finish per-connection setup (presence, ready frames)
     dm_count = int(args.rate * args.duration)
-    achieved = await paced(args.rate, dm_count, lambda k: dm_send(peers, k))
+    achieved = await paced(args.rate, dm_count, lambda k: dm_send(peers, k), stats)
     await settle(stats, dm_count, 0)
     group_expected = args.group_messages * (args.group - 1)
-    await paced(args.group_rate, args.group_messages, lambda k: group_send(peers, k))
+    await paced(args.group_rate, args.group_messages, lambda k: group_send(peers, k), stats)
     await settle(stats, dm_count, group_expected)
     for p in peers:
         with contextlib.suppress(Exception):
@@ -415,8 +420,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f"{ms(percentile(r.group, 99)):>10}{ms(percentile(r.group_last, 50)):>10}"
             f"{ms(max(r.group_last) if r.group_last else float('nan')):>10}"
         )
-        if r.errors:
-            print(f"  {r.name}: {r.errors} error frames")
+        if r.errors or r.closed:
+            print(f"  {r.name}: {r.errors} error frames, {r.closed} sends on closed connections")
         if len(r.group) < r.group_expected:
             print(f"  {r.name}: fan-out delivered {len(r.group)}/{r.group_expected}")
     if len(results) == 2:

@@ -307,7 +307,8 @@ async def get_chat(
         .outerjoin(User, User.user_id == Member.user_id)
         .where(Member.conversation_id == conversation_id)
         .order_by(Member.joined_at, Member.user_id)
-        .limit(max_members)
+        # Who subscribes to a public channel is for its members to see, not for every passer-by.
+        .limit(max_members if member is not None else 0)
     )
     members = [
         MemberOut(

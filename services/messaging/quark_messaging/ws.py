@@ -38,7 +38,7 @@ from quark_messaging.runtime import MessagingRuntime, runtime_of
 from quark_messaging.schemas import MessageCreate, MessageEdit, ReadMark
 from quark_sdk.app import ServiceContext
 from quark_sdk.auth import Principal, authenticate_token
-from quark_sdk.errors import InvalidInput, QuarkError, RateLimited, Unauthenticated
+from quark_sdk.errors import InvalidInput, QuarkError, RateLimited, Unauthenticated, is_unavailable_error
 
 log = logging.getLogger("quark.messaging.ws")
 
@@ -222,6 +222,22 @@ async def _reader(ws: WebSocket, rt: MessagingRuntime, conn: Connection, princip
                     }
                 )
             )
+        except Exception as exc:  # a failure serving one frame must not kill the connection
+            unavailable = is_unavailable_error(exc)
+            if not unavailable:
+                kind = (frame_or_none(raw) or {}).get("type")
+                log.exception("WebSocket frame of type %r failed", str(kind)[:40])  # never the frame: tokens
+            conn.put(
+                dumps(
+                    {
+                        "type": "error",
+                        "ref": _ref(frame_or_none(raw)),
+                        "status": 503 if unavailable else 500,
+                        "code": "unavailable" if unavailable else "internal-error",
+                        "detail": "temporarily unavailable, retry" if unavailable else "internal error",
+                    }
+                )
+            )
 
 
 def frame_or_none(raw: str) -> dict[str, Any] | None:
@@ -266,6 +282,8 @@ async def _handle(rt: MessagingRuntime, conn: Connection, principal: Principal, 
     db = rt.db()
     if kind == "ping":
         conn.put(dumps({"type": "pong", "ref": ref, "t": frame.get("t")}))
+    elif kind == "pong":  # the answer to the server's ping: only keeps the connection under the idle timeout
+        pass
     elif kind == "auth":  # a fresh token before the old one expires
         token = frame.get("token")
         fresh = await _principal_from(rt, token)

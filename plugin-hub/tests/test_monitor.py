@@ -167,5 +167,7 @@ async def test_the_hub_docks_itself_in_process(quark: QuarkTestEnv, tmp_path: Pa
     inst = await eventually(self_docked, what="the hub docked and probed itself")
     assert inst["health"] == "healthy" and inst["instance_url"] == "http://127.0.0.7:3002"
     router = (await svc.client.get("/api/v1/hub/traefik/config")).json()["http"]["routers"]["hub"]
-    assert "PathPrefix(`/api/v1/hub`)" in router["rule"] and "PathPrefix(`/hub`)" in router["rule"]
+    # Its public reads only (test_gateway_exposure.py checks the rule against every route).
+    assert "Path(`/modules/discovery`)" in router["rule"] and "Path(`/hub`)" in router["rule"]
+    assert "PathPrefix(`/api/v1/hub`)" not in router["rule"]
     assert svc.ctx.extras["hub"].self_instance_id == inst["instance_id"]

@@ -167,6 +167,9 @@ async def _generate_draft(rt: AIRuntime, session: AsyncSession, principal: Princ
         generated = True
         if textutil.looks_like_injection(text):
             warnings.append(INJECTION_IN_OUTPUT)
+        verdict = await asyncio.to_thread(rt.moderator.score, f"{title}\n\n{text}")
+        if verdict.flagged:
+            warnings.append(f"the generated text would be flagged by moderation ({verdict.reason}); edit it first")
     else:
         title, text = _outline(topic, body.tone, body.length)
         generated, notice = False, LOCAL_NOTICE

@@ -241,3 +241,11 @@ async def test_idempotency_key_makes_one_draft(quark: QuarkTestEnv) -> None:
         # Keys are per user.
         bobs = await ai.client.post("/api/v1/ai/drafts", headers={**bob.headers, **key}, json={"topic": "tomatoes"})
         assert bobs.status_code == 201 and bobs.json()["id"] != first.json()["id"]
+
+
+async def test_generated_text_that_moderation_would_flag_carries_a_warning(quark: QuarkTestEnv) -> None:
+    async with ollama_double(reply="# Rant\n\nYou are all stupid worthless idiots, shut the fuck up.") as double:
+        ai = await start_ai(quark, ollama_url=double.url)
+        alice = ai.person("alice")
+        d = (await ai.client.post("/api/v1/ai/drafts", headers=alice.headers, json={"topic": "my day"})).json()
+        assert d["status"] == "pending" and any("would be flagged by moderation" in w for w in d["warnings"])

@@ -144,3 +144,19 @@ async def test_between_refits_hidden_posts_drop_out_and_new_posts_are_related(qu
         if e["data"]["kind"] == "related_posts" and e["data"]["target_id"] == newer
     ]
     assert related and related[0]["items"][0] == tomato
+
+
+async def test_a_deleted_user_is_forgotten(ai: AI) -> None:
+    writer, reader = ai.person("writer"), ai.person("reader")
+    await ai.publish_post(writer, *TOMATO)
+    other = await ai.publish_post(reader, *KUBE)
+    await ai.follow(reader, writer)
+    await ai.apply("quark.user.deleted", {"user_id": writer.id}, consumer="signals")
+    items = (await ai.client.get("/api/v1/ai/recommendations", headers=reader.headers)).json()["items"]
+    assert items == []  # the writer's posts are gone; the reader's own post is never recommended to them
+    async with ai.svc.ctx.database().session() as session:
+        from sqlalchemy import text
+
+        follows = (await session.execute(text("SELECT count(*) FROM follows"))).scalar()
+        docs = [r[0] for r in await session.execute(text("SELECT post_id FROM documents"))]
+    assert follows == 0 and docs == [other]

@@ -110,6 +110,8 @@ async def create_draft(
     if not await redis.set(key, f"pending:{digest}", nx=True, ex=IDEMPOTENCY_TTL):
         seen = (await redis.get(key) or b"").decode()
         state, _, seen_digest = seen.partition(":")
+        if not seen:  # expired between the two calls: as if still running, the client retries
+            raise Conflict("a request with this Idempotency-Key is still running", code="idempotency-in-progress")
         if seen_digest != digest:
             raise InvalidInput("Idempotency-Key was already used with a different request", field="Idempotency-Key")
         if state == "pending" or not state:

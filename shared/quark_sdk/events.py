@@ -383,6 +383,7 @@ class ConsumerRunner:
         self.max_deliver = consumer.max_deliver or max_deliver
         self.durable = f"{service}-{consumer.purpose}".replace(".", "_")
         self._tasks: list[asyncio.Task[None]] = []
+        self._advisories: dict[str, JetStreamContext.PullSubscription] = {}
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.held_rounds = 0  # times a batch waited for the database (observability and tests)
@@ -416,7 +417,72 @@ class ConsumerRunner:
         )
         jsm = self.bus.js._jsm
         await jsm.add_consumer(stream, config=config)
+        self._advisories[domain] = await self._subscribe_advisories(stream)
         return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
+
+    async def _subscribe_advisories(self, stream: str) -> JetStreamContext.PullSubscription:
+        """Capture JetStream's MAX_DELIVERIES advisories for this consumer in a stream of their own.
+
+        A delivery that kills the process (OOM, native crash, SIGKILL mid-batch) never reaches the code that
+        dead-letters a failing event; after `max_deliver` such deliveries JetStream gives up on the message
+        and only says so in an advisory — a core NATS message, lost if nobody listens at that instant (a
+        crash-looping consumer often does not). Kept in a stream, the advisory outlives the crashes and the
+        restarted consumer dead-letters the message from it, so no event is ever silently dropped."""
+        name = f"{stream}_ADV_{self.durable}"
+        subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{self.durable}"
+        jsm = self.bus.js._jsm
+        config = api.StreamConfig(name=name, subjects=[subject], storage=api.StorageType.FILE,
+                                  retention=api.RetentionPolicy.WORK_QUEUE, max_age=self.bus.STREAM_MAX_AGE,
+                                  num_replicas=1)
+        try:
+            await jsm.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != 10058:
+                raise
+        await jsm.add_consumer(name, config=api.ConsumerConfig(
+            durable_name=self.durable, name=self.durable, ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL, ack_wait=30))
+        return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=name)
+
+    async def _drain_advisories(self, domain: str) -> None:
+        """Dead-letter every message JetStream gave up on (see `_subscribe_advisories`)."""
+        sub = self._advisories.get(domain)
+        if sub is None:
+            return
+        try:
+            advisories = await sub.fetch(16, timeout=0.05)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return
+        jsm = self.bus.js._jsm
+        for advisory in advisories:
+            info = json.loads(advisory.data)
+            stream, seq = info["stream"], int(info["stream_seq"])
+            try:
+                raw = await jsm.get_msg(stream, seq)
+            except nats.js.errors.NotFoundError:
+                await advisory.ack()  # aged out of the stream meanwhile: nothing left to save
+                continue
+            event_id = ""
+            with contextlib.suppress(Exception):
+                event_id = CloudEvent.from_bytes(raw.data or b"").id
+            if event_id and event_id in await self._applied([event_id]):
+                await advisory.ack()  # applied, only its ack was lost
+                continue
+            reason = (f"delivered {info.get('deliveries', self.max_deliver)} times without an outcome "
+                      "(the consumer crashed or timed out each time)")
+            log.error("event %s (stream %s seq %d) exhausted its deliveries in %s; dead-lettering", event_id or "?",
+                      stream, seq, self.durable)
+            await self._publish_dead_letter(raw.data or b"", raw.subject or "", str(seq), reason)
+            telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, "dead_lettered").inc()
+            await advisory.ack()
+
+    async def _applied(self, ids: list[str]) -> set[str]:
+        from quark_sdk.outbox import inbox_table
+
+        async with self.db.session() as session:
+            rows = await session.execute(select(inbox_table.c.event_id).where(
+                inbox_table.c.consumer == self.durable, inbox_table.c.event_id.in_(ids)))
+            return set(rows.scalars().all())
 
     async def _run_domain(self, domain: str) -> None:
         delay = 0.1
@@ -431,6 +497,7 @@ class ConsumerRunner:
                 try:
                     msgs = await sub.fetch(self.consumer.batch_size, timeout=1.0)
                 except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when nothing came
+                    await self._drain_advisories(domain)  # idle: the moment to look for given-up messages
                     continue
                 await self.process_batch(msgs)
             except asyncio.CancelledError:
@@ -476,7 +543,9 @@ class ConsumerRunner:
                 parsed.append((msg, event))
         if not parsed:
             return
-        if len(parsed) > 1:
+        # A redelivered batch may hold the message that crashed the process last time: one by one, so the
+        # messages before it are applied and acknowledged instead of sharing its fate.
+        if len(parsed) > 1 and all(self._num_delivered(m) == 1 for m, _ in parsed):
             try:
                 outcomes: list[str] = []
                 async with self.db.transaction() as session:
@@ -582,16 +651,8 @@ class ConsumerRunner:
         md_seq = ""
         with contextlib.suppress(Exception):
             md_seq = str(msg.metadata.sequence.stream)
-        headers = {
-            "Quark-Original-Subject": msg.subject,
-            "Quark-Consumer": self.durable,
-            "Quark-Error": reason.replace("\r", " ").replace("\n", " ")[:500],
-            "Nats-Msg-Id": f"{self.durable}:{msg.subject}:{md_seq}",
-        }
         try:
-            await self.bus.ensure_stream("dlq")
-            await self.bus.js.publish(dead_letter_subject(self.service, self.consumer.purpose, self.bus.namespace),
-                                      msg.data, headers=headers, timeout=5)
+            await self._publish_dead_letter(msg.data, msg.subject, md_seq, reason)
         except Exception as exc:
             # Not terminated: it will be redelivered and dead-lettered when NATS answers again.
             log.error("could not dead-letter message on %s: %r", msg.subject, exc)
@@ -601,6 +662,18 @@ class ConsumerRunner:
         telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, outcome).inc()
         with contextlib.suppress(Exception):
             await msg.term()
+
+    async def _publish_dead_letter(self, data: bytes, subject: str, stream_seq: str, reason: str) -> None:
+        # The same Nats-Msg-Id whichever path dead-letters a message: JetStream keeps one copy.
+        headers = {
+            "Quark-Original-Subject": subject,
+            "Quark-Consumer": self.durable,
+            "Quark-Error": reason.replace("\r", " ").replace("\n", " ")[:500],
+            "Nats-Msg-Id": f"{self.durable}:{subject}:{stream_seq}",
+        }
+        await self.bus.ensure_stream("dlq")
+        await self.bus.js.publish(dead_letter_subject(self.service, self.consumer.purpose, self.bus.namespace),
+                                  data, headers=headers, timeout=5)
 
 
 async def processed_event_ids(session: AsyncSession, consumer_durable: str) -> set[str]:

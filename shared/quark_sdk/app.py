@@ -196,14 +196,15 @@ async def start_context(ctx: ServiceContext, *, migrate: bool = False, register:
         if ctx.db is not None and workers:
             ctx.relay = OutboxRelay(ctx.db, ctx.bus, service=module.name, poll_interval=s.outbox_poll_interval)
             await ctx.relay.start()
-        if ctx.db is not None and workers:
-            for consumer in module.consumers:
-                runner = ConsumerRunner(consumer, bus=ctx.bus, db=ctx.db, service=module.name,
-                                        max_deliver=s.consumer_max_deliver)
-                await runner.start()
-                ctx.consumers.append(runner)
+    # Startup hooks install what handlers need (a module's runtime): they run before the first event arrives.
     for hook in module.on_startup:
         await hook(ctx)
+    if ctx.bus is not None and ctx.db is not None and workers:
+        for consumer in module.consumers:
+            runner = ConsumerRunner(consumer, bus=ctx.bus, db=ctx.db, service=module.name,
+                                    max_deliver=s.consumer_max_deliver)
+            await runner.start()
+            ctx.consumers.append(runner)
     if not workers:
         return
     for job in module.background:

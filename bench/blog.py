@@ -43,9 +43,37 @@ from typing import Any
 
 import uvloop
 
-WORDS = ["database", "timeline", "quark", "python", "async", "redis", "stream", "kiwi", "zebra", "river", "mountain",
-         "coffee", "garden", "music", "science", "design", "travel", "photo", "story", "winter", "summer", "ocean",
-         "forest", "city", "night", "light", "code", "rust", "cloud"]
+WORDS = [
+    "database",
+    "timeline",
+    "quark",
+    "python",
+    "async",
+    "redis",
+    "stream",
+    "kiwi",
+    "zebra",
+    "river",
+    "mountain",
+    "coffee",
+    "garden",
+    "music",
+    "science",
+    "design",
+    "travel",
+    "photo",
+    "story",
+    "winter",
+    "summer",
+    "ocean",
+    "forest",
+    "city",
+    "night",
+    "light",
+    "code",
+    "rust",
+    "cloud",
+]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -71,16 +99,19 @@ async def seed(dsn: str, users: int, follows: int, posts: int) -> dict[str, Any]
     conn = await asyncpg.connect(dsn)
     try:
         await conn.copy_records_to_table(
-            "authors", columns=["user_id", "username", "display_name", "privacy", "suspended", "deleted", "updated_at"],
-            records=[(u, f"user{i}", f"User {i}", "public", False, False, now) for i, u in enumerate(user_ids)])
+            "authors",
+            columns=["user_id", "username", "display_name", "privacy", "suspended", "deleted", "updated_at"],
+            records=[(u, f"user{i}", f"User {i}", "public", False, False, now) for i, u in enumerate(user_ids)],
+        )
         follow_rows = []
         followers: dict[str, list[str]] = {u: [] for u in user_ids}
         for u in user_ids:
             for v in rng.sample([x for x in user_ids if x != u], follows):
                 follow_rows.append((u, v, now))
                 followers[v].append(u)
-        await conn.copy_records_to_table("follows", columns=["follower_id", "followee_id", "created_at"],
-                                         records=follow_rows)
+        await conn.copy_records_to_table(
+            "follows", columns=["follower_id", "followee_id", "created_at"], records=follow_rows
+        )
         post_rows: list[tuple[Any, ...]] = []
         stat_rows: list[tuple[Any, ...]] = []
         for i in range(posts):
@@ -90,16 +121,61 @@ async def seed(dsn: str, users: int, follows: int, posts: int) -> dict[str, Any]
             body = sentence(rng, 60)
             at = now - timedelta(seconds=rng.uniform(60, 30 * 86400))
             tags = sorted(set(rng.sample(WORDS, 2)))
-            post_rows.append((pid, author, f"p-{i}", title, "markdown", body, f"<p>{body}</p>", body, body[:200], False,
-                              tags, " ".join(tags), None, [], "public", "published", None, at, at, at, None, False))
+            post_rows.append(
+                (
+                    pid,
+                    author,
+                    f"p-{i}",
+                    title,
+                    "markdown",
+                    body,
+                    f"<p>{body}</p>",
+                    body,
+                    body[:200],
+                    False,
+                    tags,
+                    " ".join(tags),
+                    None,
+                    [],
+                    "public",
+                    "published",
+                    None,
+                    at,
+                    at,
+                    at,
+                    None,
+                    False,
+                )
+            )
             stat_rows.append((pid, rng.randrange(5)))
         await conn.copy_records_to_table(
-            "posts", columns=["id", "author_id", "slug", "title", "body_format", "body_source", "body_html",
-                              "body_text", "excerpt", "excerpt_custom", "tags", "tags_text", "category", "media_ids",
-                              "visibility",
-                              "status", "scheduled_at", "published_at", "created_at", "updated_at", "deleted_at",
-                              "hidden"],
-            records=post_rows)
+            "posts",
+            columns=[
+                "id",
+                "author_id",
+                "slug",
+                "title",
+                "body_format",
+                "body_source",
+                "body_html",
+                "body_text",
+                "excerpt",
+                "excerpt_custom",
+                "tags",
+                "tags_text",
+                "category",
+                "media_ids",
+                "visibility",
+                "status",
+                "scheduled_at",
+                "published_at",
+                "created_at",
+                "updated_at",
+                "deleted_at",
+                "hidden",
+            ],
+            records=post_rows,
+        )
         await conn.copy_records_to_table("post_stats", columns=["post_id", "comment_count"], records=stat_rows)
         await conn.execute("UPDATE post_stats SET reactions = jsonb_build_object('like', (random() * 20)::int)")
         tag_counts: dict[str, int] = {}
@@ -159,7 +235,8 @@ def baseline_main(dsn: str, port: int) -> None:
     async def rows() -> list[dict[str, Any]]:
         ids = random.sample(state["ids"], 20)
         records = await state["pool"].fetch(
-            "SELECT id, author_id, title, slug, excerpt, published_at FROM posts WHERE id = ANY($1::uuid[])", ids)
+            "SELECT id, author_id, title, slug, excerpt, published_at FROM posts WHERE id = ANY($1::uuid[])", ids
+        )
         return [dict(r) for r in records]
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -242,8 +319,9 @@ class Conn:
         return status, await self.reader.readexactly(length)
 
 
-async def generate(port: int, path: str, tokens: list[str | None], mode: str, value: float, seconds: float,
-                   connections: int) -> dict[str, Any]:
+async def generate(
+    port: int, path: str, tokens: list[str | None], mode: str, value: float, seconds: float, connections: int
+) -> dict[str, Any]:
     conns = [await Conn.open(port) for _ in range(connections)]
     latencies: list[float] = []
     errors = 0
@@ -260,6 +338,7 @@ async def generate(port: int, path: str, tokens: list[str | None], mode: str, va
     start = time.perf_counter()
     end = start + seconds
     if mode == "closed":  # `connections` workers back to back: the maximum throughput
+
         async def worker(conn: Conn) -> None:
             while time.perf_counter() < end:
                 await one(conn, time.perf_counter())
@@ -291,9 +370,14 @@ async def generate(port: int, path: str, tokens: list[str | None], mode: str, va
         elapsed = time.perf_counter() - start
     for c in conns:
         c.writer.close()
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "errors": errors,
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan")}
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "errors": errors,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+    }
 
 
 def generator_proc(out: Any, *args: Any) -> None:
@@ -313,8 +397,9 @@ def run_generator(*args: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- publish -> visible
 
 
-async def publish_to_visible(port: int, redis_url: str, tokens: dict[str, str], data: dict[str, Any], rate: float,
-                             count: int) -> list[float]:
+async def publish_to_visible(
+    port: int, redis_url: str, tokens: dict[str, str], data: dict[str, Any], rate: float, count: int
+) -> list[float]:
     import httpx
     import redis.asyncio as aioredis
 
@@ -327,9 +412,11 @@ async def publish_to_visible(port: int, redis_url: str, tokens: dict[str, str], 
             author = rng.choice([u for u in data["user_ids"] if data["followers"][u]])
             follower = rng.choice(data["followers"][author])
             sent = time.perf_counter()
-            resp = await client.post("/api/v1/posts", json={"title": f"Bench {i}", "body": "published in the bench",
-                                                           "publish": True},
-                                     headers={"Authorization": f"Bearer {tokens[author]}"})
+            resp = await client.post(
+                "/api/v1/posts",
+                json={"title": f"Bench {i}", "body": "published in the bench", "publish": True},
+                headers={"Authorization": f"Bearer {tokens[author]}"},
+            )
             assert resp.status_code == 201, resp.text
             pid = resp.json()["id"]
             key = f"quark:blog:home:{follower}"
@@ -338,8 +425,9 @@ async def publish_to_visible(port: int, redis_url: str, tokens: dict[str, str], 
                     raise RuntimeError(f"post {pid} not visible to {follower} after 10 s")
                 await asyncio.sleep(0.002)
             seen = time.perf_counter()
-            page = await client.get("/api/v1/feed/home", params={"limit": 5},
-                                    headers={"Authorization": f"Bearer {tokens[follower]}"})
+            page = await client.get(
+                "/api/v1/feed/home", params={"limit": 5}, headers={"Authorization": f"Bearer {tokens[follower]}"}
+            )
             assert pid in [p["id"] for p in page.json()["items"]], "in Redis but not served"
             latencies.append(seen - sent)
 
@@ -383,21 +471,65 @@ async def main_async(args: argparse.Namespace) -> int:
 
         keys = SigningKeySet.generate()
         now = int(time.time())
-        tokens = {u: keys.sign({"sub": u, "username": f"user{i}", "roles": ["user"], "permissions": [],
-                                "iss": "quark-auth", "aud": "quark", "iat": now, "exp": now + 7200,
-                                "jti": uuid.uuid4().hex})
-                  for i, u in enumerate(data["user_ids"])}
+        tokens = {
+            u: keys.sign(
+                {
+                    "sub": u,
+                    "username": f"user{i}",
+                    "roles": ["user"],
+                    "permissions": [],
+                    "iss": "quark-auth",
+                    "aud": "quark",
+                    "iat": now,
+                    "exp": now + 7200,
+                    "jti": uuid.uuid4().hex,
+                }
+            )
+            for i, u in enumerate(data["user_ids"])
+        }
         jwks_url = serve_jwks(keys.jwks())
 
         blog_port, base_port = free_port(), free_port()
-        env = {**os.environ, **infra.env(), "QUARK_BLOG_DATABASE_URL": dsn, "QUARK_AUTH_JWKS_URL": jwks_url,
-               "QUARK_HUB_JWKS_URL": jwks_url, "QUARK_REGISTER_WITH_HUB": "false", "QUARK_LOG_LEVEL": "WARNING",
-               "QUARK_ENV": "dev", "QUARK_BLOG_WRITE_RATE_LIMIT": "1000000", "QUARK_BLOG_DB_POOL_SIZE": "10"}
+        env = {
+            **os.environ,
+            **infra.env(),
+            "QUARK_BLOG_DATABASE_URL": dsn,
+            "QUARK_AUTH_JWKS_URL": jwks_url,
+            "QUARK_HUB_JWKS_URL": jwks_url,
+            "QUARK_REGISTER_WITH_HUB": "false",
+            "QUARK_LOG_LEVEL": "WARNING",
+            "QUARK_ENV": "dev",
+            "QUARK_BLOG_WRITE_RATE_LIMIT": "1000000",
+            "QUARK_BLOG_DB_POOL_SIZE": "10",
+        }
         env.pop("QUARK_HUB_URL", None)
-        procs.append(start_process([sys.executable, "-m", "quark_sdk.cli", "serve", "blog", "--port", str(blog_port),
-                                    "--host", "127.0.0.1", "--no-migrate"], env, blog_port, tmp / "blog.log"))
-        procs.append(start_process([sys.executable, __file__, "--serve-baseline", dsn, "--port", str(base_port)],
-                                   env, base_port, tmp / "baseline.log"))
+        procs.append(
+            start_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "quark_sdk.cli",
+                    "serve",
+                    "blog",
+                    "--port",
+                    str(blog_port),
+                    "--host",
+                    "127.0.0.1",
+                    "--no-migrate",
+                ],
+                env,
+                blog_port,
+                tmp / "blog.log",
+            )
+        )
+        procs.append(
+            start_process(
+                [sys.executable, __file__, "--serve-baseline", dsn, "--port", str(base_port)],
+                env,
+                base_port,
+                tmp / "baseline.log",
+            )
+        )
 
         # Warm every home timeline through the service's real cold path (untimed).
         t0 = time.perf_counter()
@@ -415,36 +547,45 @@ async def main_async(args: argparse.Namespace) -> int:
         token_list: list[str | None] = list(tokens.values())
         secs, conns = args.seconds, args.connections
         home_path = "/api/v1/feed/home?limit=20"
-        print(f"seeded {args.users} users, {args.users * args.follows} follows, {args.posts} posts in {seed_s:.1f}s; "
-              f"warmed {len(tokens)} home timelines in {warm_s:.1f}s", flush=True)
+        print(
+            f"seeded {args.users} users, {args.users * args.follows} follows, {args.posts} posts in {seed_s:.1f}s; "
+            f"warmed {len(tokens)} home timelines in {warm_s:.1f}s",
+            flush=True,
+        )
         pg_pid = int((infra.postgres.data_dir / "postmaster.pid").read_text().split()[0])
         assert infra.redis.proc is not None
-        meters = {"base": CpuMeter({"server": procs[1].pid, "postgres": pg_pid, "valkey": infra.redis.proc.pid}),
-                  "home": CpuMeter({"server": procs[0].pid, "postgres": pg_pid, "valkey": infra.redis.proc.pid})}
+        meters = {
+            "base": CpuMeter({"server": procs[1].pid, "postgres": pg_pid, "valkey": infra.redis.proc.pid}),
+            "home": CpuMeter({"server": procs[0].pid, "postgres": pg_pid, "valkey": infra.redis.proc.pid}),
+        }
         targets = {"base": (base_port, "/rows", [None]), "home": (blog_port, home_path, token_list)}
 
-        def phase(which: str, mode: str, rate: float, connections: int) -> dict[str, Any]:
+        def phase(which: str, mode: str, rate: float, connections: int, seconds: float = secs) -> dict[str, Any]:
             port, path, toks = targets[which]
             before = meters[which].sample()
-            result = run_generator(port, path, toks, mode, rate, secs, connections)
+            result = run_generator(port, path, toks, mode, rate, seconds, connections)
             result["cpu_ms"] = cpu_delta(before, meters[which].sample(), result["requests"])
             return result
 
         # Closed loop, baseline and home interleaved round by round, so that a neighbour's load
         # hits both alike; the ratio is the median of the rounds' ratios.
+        for which in ("base", "home"):  # untimed warm-up: pools at full size, statement caches filled
+            phase(which, "closed", 0, conns, seconds=2.0)
         rounds: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for r in range(args.rounds):
             base_r, home_r = phase("base", "closed", 0, conns), phase("home", "closed", 0, conns)
             rounds.append((base_r, home_r))
-            print(f"round {r + 1}: baseline {base_r['rps']:.0f} req/s, home {home_r['rps']:.0f} req/s "
-                  f"({home_r['rps'] / base_r['rps']:.2f}x)", flush=True)
+            print(
+                f"round {r + 1}: baseline {base_r['rps']:.0f} req/s, home {home_r['rps']:.0f} req/s "
+                f"({home_r['rps'] / base_r['rps']:.2f}x)",
+                flush=True,
+            )
         base_max = {"rps": statistics.median(b["rps"] for b, _ in rounds), "rounds": [b for b, _ in rounds]}
         home_max = {"rps": statistics.median(h["rps"] for _, h in rounds), "rounds": [h for _, h in rounds]}
         ratios = [h["rps"] / b["rps"] for b, h in rounds]
         base_half = phase("base", "open", base_max["rps"] / 2, conns * 2)
         home_half = phase("home", "open", home_max["rps"] / 2, conns * 2)
-        pub = await publish_to_visible(blog_port, infra.redis.url, tokens, data, args.publish_rate,
-                                       args.publish_count)
+        pub = await publish_to_visible(blog_port, infra.redis.url, tokens, data, args.publish_rate, args.publish_count)
         load = os.getloadavg()
     finally:
         for p in procs:
@@ -458,34 +599,48 @@ async def main_async(args: argparse.Namespace) -> int:
     def med(rows: list[dict[str, Any]], key: str, sub: str | None = None) -> float:
         return statistics.median((r[key][sub] if sub else r[key]) for r in rows)
 
-    print(f"\nHome timeline page (20 posts) vs bare FastAPI+asyncpg (20 rows by primary key); {secs:.0f}s per "
-          f"phase, {args.rounds} interleaved closed-loop rounds at {conns} connections (medians), then open loop at "
-          f"half the max rate from the intended send time; load average at the end {load[0]:.1f} on "
-          f"{os.cpu_count()} CPUs\n")
-    print(f"{'':<15} {'max req/s':>10} {'rate':>7} {'p50':>9} {'p99':>9} {'errors':>7}   "
-          f"{'CPU ms/request (closed loop): server':>36} {'postgres':>9} {'valkey':>7}")
+    print(
+        f"\nHome timeline page (20 posts) vs bare FastAPI+asyncpg (20 rows by primary key); {secs:.0f}s per "
+        f"phase, {args.rounds} interleaved closed-loop rounds at {conns} connections (medians), then open loop at "
+        f"half the max rate from the intended send time; load average at the end {load[0]:.1f} on "
+        f"{os.cpu_count()} CPUs\n"
+    )
+    print(
+        f"{'':<15} {'max req/s':>10} {'rate':>7} {'p50':>9} {'p99':>9} {'errors':>7}   "
+        f"{'CPU ms/request (closed loop): server':>36} {'postgres':>9} {'valkey':>7}"
+    )
     for name, mx, half in (("baseline", base_max, base_half), ("home timeline", home_max, home_half)):
         errors = sum(r["errors"] for r in mx["rounds"]) + half["errors"]
-        print(f"{name:<15} {mx['rps']:>10.0f} {half['rps']:>7.0f} {half['p50_ms']:>7.2f}ms {half['p99_ms']:>7.2f}ms "
-              f"{errors:>7}   {med(mx['rounds'], 'cpu_ms', 'server'):>36.3f} "
-              f"{med(mx['rounds'], 'cpu_ms', 'postgres'):>9.3f} {med(mx['rounds'], 'cpu_ms', 'valkey'):>7.3f}")
-    print(f"\nclosed-loop latency at max (medians): baseline p50 {med(base_max['rounds'], 'p50_ms'):.1f}ms "
-          f"p99 {med(base_max['rounds'], 'p99_ms'):.1f}ms; home p50 {med(home_max['rounds'], 'p50_ms'):.1f}ms "
-          f"p99 {med(home_max['rounds'], 'p99_ms'):.1f}ms")
-    print(f"publish->visible in a follower's timeline ({len(pub)} posts at {args.publish_rate:g}/s, from send): "
-          f"p50 {percentile(pub, 50) * 1000:.1f}ms p99 {percentile(pub, 99) * 1000:.1f}ms "
-          f"max {max(pub) * 1000:.1f}ms")
+        print(
+            f"{name:<15} {mx['rps']:>10.0f} {half['rps']:>7.0f} {half['p50_ms']:>7.2f}ms {half['p99_ms']:>7.2f}ms "
+            f"{errors:>7}   {med(mx['rounds'], 'cpu_ms', 'server'):>36.3f} "
+            f"{med(mx['rounds'], 'cpu_ms', 'postgres'):>9.3f} {med(mx['rounds'], 'cpu_ms', 'valkey'):>7.3f}"
+        )
+    print(
+        f"\nclosed-loop latency at max (medians): baseline p50 {med(base_max['rounds'], 'p50_ms'):.1f}ms "
+        f"p99 {med(base_max['rounds'], 'p99_ms'):.1f}ms; home p50 {med(home_max['rounds'], 'p50_ms'):.1f}ms "
+        f"p99 {med(home_max['rounds'], 'p99_ms'):.1f}ms"
+    )
+    print(
+        f"publish->visible in a follower's timeline ({len(pub)} posts at {args.publish_rate:g}/s, from send): "
+        f"p50 {percentile(pub, 50) * 1000:.1f}ms p99 {percentile(pub, 99) * 1000:.1f}ms "
+        f"max {max(pub) * 1000:.1f}ms"
+    )
     ratio = statistics.median(ratios)
     cpu_base = sum(med(base_max["rounds"], "cpu_ms", k) for k in ("server", "postgres", "valkey"))
     cpu_home = sum(med(home_max["rounds"], "cpu_ms", k) for k in ("server", "postgres", "valkey"))
     p99 = home_half["p99_ms"]
     pv99 = percentile(pub, 99) * 1000
-    print(f"\nhome/baseline throughput {ratio:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
-          f"CPU per request, all our processes: baseline {cpu_base:.2f} ms, home {cpu_home:.2f} ms "
-          f"-> {cpu_base / cpu_home:.2f}x")
-    print(f"targets (issue 6): throughput >= 0.5x baseline -> {ratio:.2f}x ({'met' if ratio >= 0.5 else 'not met'}); "
-          f"p99 < 50 ms at half its max rate -> {p99:.1f}ms ({'met' if p99 < 50 else 'not met'}); "
-          f"publish->visible p99 < 100 ms -> {pv99:.1f}ms ({'met' if pv99 < 100 else 'not met'})")
+    print(
+        f"\nhome/baseline throughput {ratio:.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
+        f"CPU per request, all our processes: baseline {cpu_base:.2f} ms, home {cpu_home:.2f} ms "
+        f"-> {cpu_base / cpu_home:.2f}x"
+    )
+    print(
+        f"targets (issue 6): throughput >= 0.5x baseline -> {ratio:.2f}x ({'met' if ratio >= 0.5 else 'not met'}); "
+        f"p99 < 50 ms at half its max rate -> {p99:.1f}ms ({'met' if p99 < 50 else 'not met'}); "
+        f"publish->visible p99 < 100 ms -> {pv99:.1f}ms ({'met' if pv99 < 100 else 'not met'})"
+    )
     return 0
 
 

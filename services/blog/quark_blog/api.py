@@ -65,8 +65,9 @@ class LimitedBodyRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def limited(request: Request) -> Response:
-            if "\x00" in request.scope.get("path", "") or "\x00" in unquote(request.scope.get("query_string", b"")
-                                                                            .decode("latin-1")):
+            if "\x00" in request.scope.get("path", "") or "\x00" in unquote(
+                request.scope.get("query_string", b"").decode("latin-1")
+            ):
                 raise InvalidInput("the path or query contains a NUL character")
             if request.method in ("POST", "PUT", "PATCH"):
                 limit: int = request.app.state.quark.settings.max_request_bytes
@@ -172,10 +173,15 @@ async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSe
 
 
 @posts.get("", response_model=PostPage)
-async def list_posts(session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None,
-                     tag: Annotated[str | None, Query(max_length=60)] = None,
-                     category: Annotated[str | None, Query(max_length=64)] = None,
-                     author: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+async def list_posts(
+    session: DbSession,
+    user: MaybeUser,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    tag: Annotated[str | None, Query(max_length=60)] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    author: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
     """Public posts, newest first; or those of one tag, category or author."""
     if sum(x is not None for x in (tag, category, author)) > 1:
         raise InvalidInput("filter by one of tag, category, author")
@@ -189,8 +195,13 @@ async def list_posts(session: DbSession, user: MaybeUser, limit: Limit = 20, cur
 
 
 @posts.get("/mine", response_model=MyPostPage)
-async def my_posts(user: User, session: DbSession, limit: Limit = 20, cursor: Cursor = None,
-                   status: Literal["draft", "scheduled", "published"] | None = None) -> dict[str, Any]:
+async def my_posts(
+    user: User,
+    session: DbSession,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    status: Literal["draft", "scheduled", "published"] | None = None,
+) -> dict[str, Any]:
     """The caller's own posts in every state (drafts, scheduled, published, hidden), newest first."""
     uid = require_user(user)
     rows, nxt = await feeds.my_posts(session, uid, status, limit, cursor)
@@ -198,15 +209,24 @@ async def my_posts(user: User, session: DbSession, limit: Limit = 20, cursor: Cu
 
 
 @posts.get("/tags", response_model=TagPage)
-async def list_tags(session: DbSession, limit: Limit = 50, cursor: Cursor = None,
-                    prefix: Annotated[str | None, Query(max_length=40)] = None) -> dict[str, Any]:
+async def list_tags(
+    session: DbSession,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    prefix: Annotated[str | None, Query(max_length=40)] = None,
+) -> dict[str, Any]:
     """Tags with their number of listed public posts, most used first."""
     return _page(*await feeds.list_tags(session, limit, cursor, prefix))
 
 
 @posts.get("/tags/{tag}", response_model=PostPage)
-async def posts_by_tag(tag: Annotated[str, Path(max_length=60)], session: DbSession, user: MaybeUser,
-                       limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+async def posts_by_tag(
+    tag: Annotated[str, Path(max_length=60)],
+    session: DbSession,
+    user: MaybeUser,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
     return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
 
 
@@ -222,21 +242,28 @@ async def create_category(body: CategoryCreate, user: Moderator, session: DbSess
 
 
 @posts.get("/categories/{slug}", response_model=PostPage)
-async def posts_by_category(slug: Annotated[str, Path(max_length=64)], session: DbSession, user: MaybeUser,
-                            limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+async def posts_by_category(
+    slug: Annotated[str, Path(max_length=64)],
+    session: DbSession,
+    user: MaybeUser,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
     return _page(*await feeds.category_timeline(session, user, slug, limit, cursor))
 
 
 @posts.get("/by/{username}", response_model=PostPage)
-async def blog_of(username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20,
-                  cursor: Cursor = None) -> dict[str, Any]:
+async def blog_of(
+    username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None
+) -> dict[str, Any]:
     """A personal blog: the author's published posts the caller may see, newest first."""
     return _page(*await feeds.author_timeline(session, user, username, limit, cursor))
 
 
 @posts.get("/by/{username}/{slug}", response_model=PostOut)
-async def blog_post(username: Username, slug: Annotated[str, Path(max_length=100)], session: DbSession,
-                    user: MaybeUser) -> dict[str, Any]:
+async def blog_post(
+    username: Username, slug: Annotated[str, Path(max_length=100)], session: DbSession, user: MaybeUser
+) -> dict[str, Any]:
     post = await service.get_post_by_slug(session, user, username, slug)
     return await service.post_out(session, user, post)
 
@@ -245,15 +272,21 @@ async def blog_post(username: Username, slug: Annotated[str, Path(max_length=100
 
 
 @posts.get("/moderation/queue", response_model=ReportPage)
-async def moderation_queue(user: Moderator, session: DbSession, limit: Limit = 50, cursor: Cursor = None,
-                           status: Literal["open", "resolved"] = "open") -> dict[str, Any]:
+async def moderation_queue(
+    user: Moderator,
+    session: DbSession,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: Literal["open", "resolved"] = "open",
+) -> dict[str, Any]:
     """Reports and automatic flags, oldest first, with the target's state and a preview."""
     return _page(*await moderation.queue(session, limit, cursor, status))
 
 
 @posts.post("/moderation/reports/{report_id}/resolve", response_model=ReportOut)
-async def resolve_report(report_id: uuid.UUID, body: ResolveRequest, user: Moderator, rt: Runtime,
-                         session: DbSession) -> dict[str, Any]:
+async def resolve_report(
+    report_id: uuid.UUID, body: ResolveRequest, user: Moderator, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     row = await moderation.resolve(rt, session, user, report_id, body.action, body.reason)
     return moderation.report_out(row)
 
@@ -268,8 +301,9 @@ async def get_post(post_id: PostId, session: DbSession, user: MaybeUser) -> dict
 
 
 @posts.patch("/{post_id}", response_model=PostOut)
-async def update_post(post_id: PostId, body: PostUpdate, user: Writer, rt: Runtime,
-                      session: DbSession) -> dict[str, Any]:
+async def update_post(
+    post_id: PostId, body: PostUpdate, user: Writer, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     post = await service.update_post(rt, session, user, post_id, body)
     return await service.post_out(session, user, post)
 
@@ -287,8 +321,9 @@ async def publish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSe
 
 
 @posts.post("/{post_id}/schedule", response_model=PostOut)
-async def schedule_post(post_id: PostId, body: ScheduleRequest, user: Writer, rt: Runtime,
-                        session: DbSession) -> dict[str, Any]:
+async def schedule_post(
+    post_id: PostId, body: ScheduleRequest, user: Writer, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     post = await service.schedule_post(rt, session, user, post_id, body.at)
     return await service.post_out(session, user, post)
 
@@ -300,23 +335,25 @@ async def unpublish_post(post_id: PostId, user: Writer, rt: Runtime, session: Db
 
 
 @posts.post("/{post_id}/hide", response_model=PostOut)
-async def hide_post(post_id: PostId, user: Moderator, rt: Runtime, session: DbSession,
-                    body: ModerationRequest | None = None) -> dict[str, Any]:
+async def hide_post(
+    post_id: PostId, user: Moderator, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
+) -> dict[str, Any]:
     post = await service.moderate_post(rt, session, user, post_id, hidden=True, reason=body.reason if body else None)
     return await service.post_out(session, user, post)
 
 
 @posts.post("/{post_id}/restore", response_model=PostOut)
-async def restore_post(post_id: PostId, user: Moderator, rt: Runtime, session: DbSession,
-                       body: ModerationRequest | None = None) -> dict[str, Any]:
-    post = await service.moderate_post(rt, session, user, post_id, hidden=False,
-                                       reason=body.reason if body else None)
+async def restore_post(
+    post_id: PostId, user: Moderator, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
+) -> dict[str, Any]:
+    post = await service.moderate_post(rt, session, user, post_id, hidden=False, reason=body.reason if body else None)
     return await service.post_out(session, user, post)
 
 
 @posts.post("/{post_id}/report", status_code=201, response_model=ReportOut)
-async def report_post(post_id: PostId, body: ReportCreate, user: Writer, rt: Runtime,
-                      session: DbSession) -> dict[str, Any]:
+async def report_post(
+    post_id: PostId, body: ReportCreate, user: Writer, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     return moderation.report_out(await moderation.report(rt, session, user, "post", post_id, body.reason))
 
 
@@ -326,16 +363,18 @@ async def get_reactions(post_id: PostId, session: DbSession, user: MaybeUser) ->
 
 
 @posts.post("/{post_id}/reactions", status_code=201, response_model=ReactionsOut)
-async def add_reaction(post_id: PostId, body: ReactionRequest, user: Writer, rt: Runtime,
-                       session: DbSession) -> dict[str, Any]:
+async def add_reaction(
+    post_id: PostId, body: ReactionRequest, user: Writer, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     """One reaction of each kind per user; reacting twice with the same kind is a 409."""
     counts = await service.add_reaction(rt, session, user, post_id, body.kind)
     return {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
 
 
 @posts.delete("/{post_id}/reactions/{kind}", response_model=ReactionsOut)
-async def remove_reaction(post_id: PostId, kind: Annotated[str, Path(max_length=20)], user: Writer, rt: Runtime,
-                          session: DbSession) -> dict[str, Any]:
+async def remove_reaction(
+    post_id: PostId, kind: Annotated[str, Path(max_length=20)], user: Writer, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     counts = await service.remove_reaction(rt, session, user, post_id, kind)
     return {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
 
@@ -346,15 +385,17 @@ async def _mine(session: DbSession, post_id: uuid.UUID, user: Principal) -> list
 
 
 @posts.post("/{post_id}/comments", status_code=201, response_model=CommentOut)
-async def create_comment(post_id: PostId, body: CommentCreate, user: Writer, rt: Runtime,
-                         session: DbSession) -> dict[str, Any]:
+async def create_comment(
+    post_id: PostId, body: CommentCreate, user: Writer, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     c = await comments.create_comment(rt, session, user, post_id, body)
     return await comments.get_comment(session, user, c.id)
 
 
 @posts.get("/{post_id}/comments", response_model=CommentPage)
-async def list_comments(post_id: PostId, session: DbSession, user: MaybeUser, limit: Limit = 50,
-                        cursor: Cursor = None) -> dict[str, Any]:
+async def list_comments(
+    post_id: PostId, session: DbSession, user: MaybeUser, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
     """Comments in thread order (depth-first: each reply follows its parent), with `depth` and `parent_id`."""
     return _page(*await comments.list_comments(session, user, post_id, limit, cursor))
 
@@ -368,8 +409,9 @@ async def get_comment(comment_id: CommentId, session: DbSession, user: MaybeUser
 
 
 @comment_routes.patch("/{comment_id}", response_model=CommentOut)
-async def update_comment(comment_id: CommentId, body: CommentUpdate, user: Writer, rt: Runtime,
-                         session: DbSession) -> dict[str, Any]:
+async def update_comment(
+    comment_id: CommentId, body: CommentUpdate, user: Writer, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     await comments.update_comment(rt, session, user, comment_id, body)
     return await comments.get_comment(session, user, comment_id)
 
@@ -381,23 +423,25 @@ async def delete_comment(comment_id: CommentId, user: Writer, rt: Runtime, sessi
 
 
 @comment_routes.post("/{comment_id}/hide", response_model=CommentOut)
-async def hide_comment(comment_id: CommentId, user: Moderator, rt: Runtime, session: DbSession,
-                       body: ModerationRequest | None = None) -> dict[str, Any]:
+async def hide_comment(
+    comment_id: CommentId, user: Moderator, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
+) -> dict[str, Any]:
     await comments.moderate_comment(rt, session, user, comment_id, hidden=True, reason=body.reason if body else None)
     return await comments.get_comment(session, user, comment_id)
 
 
 @comment_routes.post("/{comment_id}/restore", response_model=CommentOut)
-async def restore_comment(comment_id: CommentId, user: Moderator, rt: Runtime, session: DbSession,
-                          body: ModerationRequest | None = None) -> dict[str, Any]:
-    await comments.moderate_comment(rt, session, user, comment_id, hidden=False,
-                                    reason=body.reason if body else None)
+async def restore_comment(
+    comment_id: CommentId, user: Moderator, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
+) -> dict[str, Any]:
+    await comments.moderate_comment(rt, session, user, comment_id, hidden=False, reason=body.reason if body else None)
     return await comments.get_comment(session, user, comment_id)
 
 
 @comment_routes.post("/{comment_id}/report", status_code=201, response_model=ReportOut)
-async def report_comment(comment_id: CommentId, body: ReportCreate, user: Writer, rt: Runtime,
-                         session: DbSession) -> dict[str, Any]:
+async def report_comment(
+    comment_id: CommentId, body: ReportCreate, user: Writer, rt: Runtime, session: DbSession
+) -> dict[str, Any]:
     return moderation.report_out(await moderation.report(rt, session, user, "comment", comment_id, body.reason))
 
 
@@ -420,14 +464,20 @@ async def public(session: DbSession, user: MaybeUser, limit: Limit = 20, cursor:
 
 
 @feed.get("/user/{username}", response_model=PostPage)
-async def user_feed(username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20,
-                    cursor: Cursor = None) -> dict[str, Any]:
+async def user_feed(
+    username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None
+) -> dict[str, Any]:
     return _page(*await feeds.author_timeline(session, user, username, limit, cursor))
 
 
 @feed.get("/tag/{tag}", response_model=PostPage)
-async def tag_feed(tag: Annotated[str, Path(max_length=60)], session: DbSession, user: MaybeUser,
-                   limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+async def tag_feed(
+    tag: Annotated[str, Path(max_length=60)],
+    session: DbSession,
+    user: MaybeUser,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
     return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
 
 
@@ -435,18 +485,35 @@ async def tag_feed(tag: Annotated[str, Path(max_length=60)], session: DbSession,
 
 
 @search.get("", response_model=SearchPage)
-async def search_posts(session: DbSession, user: MaybeUser,
-                       q: Annotated[str, Query(min_length=1, max_length=200)],
-                       tag: Annotated[str | None, Query(max_length=60)] = None,
-                       author: Annotated[str | None, Query(max_length=64)] = None,
-                       category: Annotated[str | None, Query(max_length=64)] = None,
-                       since: datetime | None = None, until: datetime | None = None,
-                       limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+async def search_posts(
+    session: DbSession,
+    user: MaybeUser,
+    q: Annotated[str, Query(min_length=1, max_length=200)],
+    tag: Annotated[str | None, Query(max_length=60)] = None,
+    author: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
     """Full-text search over title (weight A), tags (B) and body (C); ranked, with highlighted snippets.
 
     Filters: `tag`, `category`, `author` (username), `since`/`until` (published time)."""
-    return _page(*await feeds.search_posts(session, user, q=q, tag=tag, author=author, since=since, until=until,
-                                           limit=limit, cursor=cursor, category=category))
+    return _page(
+        *await feeds.search_posts(
+            session,
+            user,
+            q=q,
+            tag=tag,
+            author=author,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+            category=category,
+        )
+    )
 
 
 # The feed router first: routing (and the tracing middleware's route lookup) tries routes in order,

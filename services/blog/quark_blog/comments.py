@@ -41,8 +41,9 @@ async def _bump_comments(session: AsyncSession, post_id: uuid.UUID, delta: int) 
     )
 
 
-async def create_comment(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
-                         body: CommentCreate) -> Comment:
+async def create_comment(
+    rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID, body: CommentCreate
+) -> Comment:
     safe, plain = render_checked(body.body, body.format, rt.settings.max_comment_chars)
     async with session.begin():
         author = await ensure_author(session, principal)
@@ -60,20 +61,39 @@ async def create_comment(rt: BlogRuntime, session: AsyncSession, principal: Prin
             if parent.depth + 1 > MAX_DEPTH:
                 raise InvalidInput(f"replies nest at most {MAX_DEPTH} levels deep", field="parent_id")
         comment = Comment(
-            id=cid, post_id=post_id, author_id=author.user_id, parent_id=parent.id if parent else None,
-            path=(parent.path if parent else "") + segment, depth=parent.depth + 1 if parent else 0,
-            body_source=body.body, body_html=safe, body_text=plain, created_at=now, updated_at=now, edited=False,
-            deleted_at=None, hidden=False,
+            id=cid,
+            post_id=post_id,
+            author_id=author.user_id,
+            parent_id=parent.id if parent else None,
+            path=(parent.path if parent else "") + segment,
+            depth=parent.depth + 1 if parent else 0,
+            body_source=body.body,
+            body_html=safe,
+            body_text=plain,
+            created_at=now,
+            updated_at=now,
+            edited=False,
+            deleted_at=None,
+            hidden=False,
         )
         session.add(comment)
         await session.flush()
         await _bump_comments(session, post_id, 1)
-        await add_event(session, CommentCreated(
-            comment_id=str(cid), post_id=str(post_id), post_author_id=post.author_id, author_id=author.user_id,
-            author_username=author.username, parent_id=str(parent.id) if parent else None,
-            parent_author_id=parent.author_id if parent else None,
-            body_text=plain[: rt.settings.event_body_text_max], created_at=now,
-        ), subject=str(post_id))
+        await add_event(
+            session,
+            CommentCreated(
+                comment_id=str(cid),
+                post_id=str(post_id),
+                post_author_id=post.author_id,
+                author_id=author.user_id,
+                author_username=author.username,
+                parent_id=str(parent.id) if parent else None,
+                parent_author_id=parent.author_id if parent else None,
+                body_text=plain[: rt.settings.event_body_text_max],
+                created_at=now,
+            ),
+            subject=str(post_id),
+        )
     return comment
 
 
@@ -88,8 +108,9 @@ async def _lock_own_comment(session: AsyncSession, principal: Principal, comment
     return comment
 
 
-async def update_comment(rt: BlogRuntime, session: AsyncSession, principal: Principal, comment_id: uuid.UUID,
-                         body: CommentUpdate) -> Comment:
+async def update_comment(
+    rt: BlogRuntime, session: AsyncSession, principal: Principal, comment_id: uuid.UUID, body: CommentUpdate
+) -> Comment:
     safe, plain = render_checked(body.body, body.format, rt.settings.max_comment_chars)
     async with session.begin():
         await ensure_author(session, principal)
@@ -105,8 +126,11 @@ async def delete_comment(rt: BlogRuntime, session: AsyncSession, principal: Prin
     async with session.begin():
         comment = await _lock_own_comment(session, principal, comment_id)
         await _tombstone(session, comment, rt)
-        await add_event(session, CommentDeleted(comment_id=str(comment.id), post_id=str(comment.post_id),
-                                                author_id=comment.author_id), subject=str(comment.post_id))
+        await add_event(
+            session,
+            CommentDeleted(comment_id=str(comment.id), post_id=str(comment.post_id), author_id=comment.author_id),
+            subject=str(comment.post_id),
+        )
 
 
 async def _tombstone(session: AsyncSession, comment: Comment, rt: BlogRuntime) -> None:
@@ -117,8 +141,16 @@ async def _tombstone(session: AsyncSession, comment: Comment, rt: BlogRuntime) -
     comment.body_source = comment.body_html = comment.body_text = ""
 
 
-async def set_comment_hidden(rt: BlogRuntime, session: AsyncSession, comment_id: uuid.UUID, *, hidden: bool,
-                             actor_id: str | None, reason: str | None, resolve_reports: bool = True) -> Comment:
+async def set_comment_hidden(
+    rt: BlogRuntime,
+    session: AsyncSession,
+    comment_id: uuid.UUID,
+    *,
+    hidden: bool,
+    actor_id: str | None,
+    reason: str | None,
+    resolve_reports: bool = True,
+) -> Comment:
     comment = await session.scalar(select(Comment).where(Comment.id == comment_id).with_for_update())
     if comment is None or comment.deleted_at is not None:
         raise NotFound("comment not found")
@@ -127,28 +159,44 @@ async def set_comment_hidden(rt: BlogRuntime, session: AsyncSession, comment_id:
     now = rt.now()
     reason = render.clean_plain(reason) if reason else None
     comment.hidden = hidden
-    comment.hidden_reason, comment.hidden_by, comment.hidden_at = (reason, actor_id, now) if hidden else (None, None,
-                                                                                                          None)
+    comment.hidden_reason, comment.hidden_by, comment.hidden_at = (
+        (reason, actor_id, now) if hidden else (None, None, None)
+    )
     await _bump_comments(session, comment.post_id, -1 if hidden else 1)
     payload: CommentHidden | CommentRestored
     cls = CommentHidden if hidden else CommentRestored
-    payload = cls(comment_id=str(comment.id), post_id=str(comment.post_id), author_id=comment.author_id,
-                  actor_id=actor_id, reason=reason)
+    payload = cls(
+        comment_id=str(comment.id),
+        post_id=str(comment.post_id),
+        author_id=comment.author_id,
+        actor_id=actor_id,
+        reason=reason,
+    )
     await add_event(session, payload, subject=str(comment.post_id))
     if resolve_reports and actor_id is not None:
         await session.execute(
-            text("UPDATE reports SET status = 'resolved', resolution = :res, resolved_at = :now, resolved_by = :by "
-                 "WHERE target_type = 'comment' AND target_id = :id AND status = 'open'"),
+            text(
+                "UPDATE reports SET status = 'resolved', resolution = :res, resolved_at = :now, resolved_by = :by "
+                "WHERE target_type = 'comment' AND target_id = :id AND status = 'open'"
+            ),
             {"res": "hidden" if hidden else "restored", "now": now, "by": actor_id, "id": comment.id},
         )
     return comment
 
 
-async def moderate_comment(rt: BlogRuntime, session: AsyncSession, principal: Principal, comment_id: uuid.UUID, *,
-                           hidden: bool, reason: str | None) -> Comment:
+async def moderate_comment(
+    rt: BlogRuntime,
+    session: AsyncSession,
+    principal: Principal,
+    comment_id: uuid.UUID,
+    *,
+    hidden: bool,
+    reason: str | None,
+) -> Comment:
     async with session.begin():
-        return await set_comment_hidden(rt, session, comment_id, hidden=hidden, actor_id=principal.subject,
-                                        reason=reason)
+        return await set_comment_hidden(
+            rt, session, comment_id, hidden=hidden, actor_id=principal.subject, reason=reason
+        )
 
 
 # --------------------------------------------------------------------------- reads
@@ -161,15 +209,24 @@ def comment_out(comment: Comment, author: Author | None, principal: Principal | 
         state = "hidden"
     else:
         state = "visible"
-    show = state == "visible" or (state == "hidden" and (is_moderator(principal)
-                                                          or viewer_id(principal) == comment.author_id))
+    show = state == "visible" or (
+        state == "hidden" and (is_moderator(principal) or viewer_id(principal) == comment.author_id)
+    )
     return {
-        "id": comment.id, "post_id": comment.post_id, "parent_id": comment.parent_id, "depth": comment.depth,
+        "id": comment.id,
+        "post_id": comment.post_id,
+        "parent_id": comment.parent_id,
+        "depth": comment.depth,
         "state": state,
-        "author": ({"user_id": author.user_id, "username": author.username, "display_name": author.display_name}
-                   if author is not None and state != "deleted" else None),
+        "author": (
+            {"user_id": author.user_id, "username": author.username, "display_name": author.display_name}
+            if author is not None and state != "deleted"
+            else None
+        ),
         "body_html": comment.body_html if show else "",
-        "created_at": comment.created_at, "updated_at": comment.updated_at, "edited": comment.edited,
+        "created_at": comment.created_at,
+        "updated_at": comment.updated_at,
+        "edited": comment.edited,
     }
 
 
@@ -182,12 +239,12 @@ async def get_comment(session: AsyncSession, principal: Principal | None, commen
     return comment_out(comment, author, principal)
 
 
-async def list_comments(session: AsyncSession, principal: Principal | None, post_id: uuid.UUID, limit: int,
-                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+async def list_comments(
+    session: AsyncSession, principal: Principal | None, post_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
     """Comments of a post in thread order (each reply right after its parent); tombstones keep the tree whole."""
     post: Post = await get_post(session, principal, post_id)
-    q = (select(Comment, Author).outerjoin(Author, Author.user_id == Comment.author_id)
-         .where(Comment.post_id == post.id))
+    q = select(Comment, Author).outerjoin(Author, Author.user_id == Comment.author_id).where(Comment.post_id == post.id)
     if cursor:
         (path,) = decode_cursor(cursor, (str,))
         q = q.where(Comment.path > path)

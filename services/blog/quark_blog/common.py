@@ -172,8 +172,9 @@ class CountState:
 
     @staticmethod
     def of(post: Post) -> CountState:
-        listed = (post.status == "published" and post.deleted_at is None and not post.hidden
-                  and post.visibility == "public")
+        listed = (
+            post.status == "published" and post.deleted_at is None and not post.hidden and post.visibility == "public"
+        )
         return CountState(listed, frozenset(post.tags or ()), post.category)
 
 
@@ -189,11 +190,15 @@ async def apply_count_changes(session: AsyncSession, before: CountState | None, 
         if state.category:
             cats[state.category] += sign
     for name in sorted(k for k, v in tags.items() if v):
-        await session.execute(text("UPDATE tags SET post_count = greatest(post_count + :d, 0) WHERE name = :n"),
-                              {"d": tags[name], "n": name})
+        await session.execute(
+            text("UPDATE tags SET post_count = greatest(post_count + :d, 0) WHERE name = :n"),
+            {"d": tags[name], "n": name},
+        )
     for slug in sorted(k for k, v in cats.items() if v):
-        await session.execute(text("UPDATE categories SET post_count = greatest(post_count + :d, 0) WHERE slug = :n"),
-                              {"d": cats[slug], "n": slug})
+        await session.execute(
+            text("UPDATE categories SET post_count = greatest(post_count + :d, 0) WHERE slug = :n"),
+            {"d": cats[slug], "n": slug},
+        )
 
 
 async def ensure_tags(session: AsyncSession, tags: Iterable[str]) -> None:
@@ -234,4 +239,3 @@ def page_of(items: list[Any], limit: int, cursor_of: Any) -> tuple[list[Any], st
         page = items[:limit]
         return page, cursor_of(page[-1])
     return items, None
-

@@ -49,11 +49,12 @@ def _after(cursor: str | None, params: dict[str, Any], column: str = "p.publishe
     return f" AND ({column}, p.id) < (:c_at, :c_id)"
 
 
-async def _listing(session: AsyncSession, where: str, params: dict[str, Any], limit: int,
-                   cursor: str | None) -> Page:
+async def _listing(session: AsyncSession, where: str, params: dict[str, Any], limit: int, cursor: str | None) -> Page:
     params = {**params, "lim": limit + 1}
-    sql = (f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE {LISTED} AND {where}{_after(cursor, params)} "
-           f"ORDER BY p.published_at DESC, p.id DESC LIMIT :lim")
+    sql = (
+        f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE {LISTED} AND {where}{_after(cursor, params)} "
+        f"ORDER BY p.published_at DESC, p.id DESC LIMIT :lim"
+    )
     rows = (await session.execute(text(sql), params)).mappings().all()
     return page_of([summary_from_row(r) for r in rows], limit, _time_cursor)
 
@@ -66,16 +67,18 @@ async def public_timeline(session: AsyncSession, principal: Principal | None, li
     return await _listing(session, where, {"viewer": viewer or ""}, limit, cursor)
 
 
-async def author_timeline(session: AsyncSession, principal: Principal | None, username: str, limit: int,
-                          cursor: str | None) -> Page:
+async def author_timeline(
+    session: AsyncSession, principal: Principal | None, username: str, limit: int, cursor: str | None
+) -> Page:
     author = await find_author(session, username)
     viewer = viewer_id(principal)
     where = f"p.author_id = :author AND {can_see_clause(viewer)}"
     return await _listing(session, where, {"author": author.user_id, "viewer": viewer or ""}, limit, cursor)
 
 
-async def tag_timeline(session: AsyncSession, principal: Principal | None, tag: str, limit: int,
-                       cursor: str | None) -> Page:
+async def tag_timeline(
+    session: AsyncSession, principal: Principal | None, tag: str, limit: int, cursor: str | None
+) -> Page:
     name = normalize_tag_param(tag)
     if await session.get(Tag, name) is None:
         raise NotFound(f"unknown tag {name!r}")
@@ -84,8 +87,9 @@ async def tag_timeline(session: AsyncSession, principal: Principal | None, tag: 
     return await _listing(session, where, {"tag": name, "viewer": viewer or ""}, limit, cursor)
 
 
-async def category_timeline(session: AsyncSession, principal: Principal | None, slug: str, limit: int,
-                            cursor: str | None) -> Page:
+async def category_timeline(
+    session: AsyncSession, principal: Principal | None, slug: str, limit: int, cursor: str | None
+) -> Page:
     if await session.get(Category, slug) is None:
         raise NotFound(f"unknown category {slug[:64]!r}")
     viewer = viewer_id(principal)
@@ -93,8 +97,9 @@ async def category_timeline(session: AsyncSession, principal: Principal | None, 
     return await _listing(session, where, {"cat": slug, "viewer": viewer or ""}, limit, cursor)
 
 
-async def my_posts(session: AsyncSession, user_id: str, status: str | None, limit: int,
-                   cursor: str | None) -> tuple[list[Post], str | None]:
+async def my_posts(
+    session: AsyncSession, user_id: str, status: str | None, limit: int, cursor: str | None
+) -> tuple[list[Post], str | None]:
     q = select(Post).where(Post.author_id == user_id, Post.deleted_at.is_(None))
     if status:
         q = q.where(Post.status == status)
@@ -120,9 +125,16 @@ async def list_tags(session: AsyncSession, limit: int, cursor: str | None, prefi
         count, name = decode_cursor(cursor, (int, str))
         params["c_n"], params["c_name"] = count, name
         where += " AND (post_count < :c_n OR (post_count = :c_n AND name > :c_name))"
-    rows = (await session.execute(
-        text(f"SELECT name, post_count FROM tags WHERE {where} ORDER BY post_count DESC, name LIMIT :lim"), params  # noqa: S608
-    )).mappings().all()
+    rows = (
+        (
+            await session.execute(
+                text(f"SELECT name, post_count FROM tags WHERE {where} ORDER BY post_count DESC, name LIMIT :lim"),  # noqa: S608
+                params,
+            )
+        )
+        .mappings()
+        .all()
+    )
     return page_of([dict(r) for r in rows], limit, lambda t: encode_cursor(t["post_count"], t["name"]))
 
 
@@ -132,8 +144,7 @@ async def list_categories(session: AsyncSession, limit: int, cursor: str | None)
         (slug,) = decode_cursor(cursor, (str,))
         q = q.where(Category.slug > slug)
     rows = (await session.scalars(q.order_by(Category.slug).limit(limit + 1))).all()
-    items = [{"slug": c.slug, "name": c.name, "description": c.description, "post_count": c.post_count}
-             for c in rows]
+    items = [{"slug": c.slug, "name": c.name, "description": c.description, "post_count": c.post_count} for c in rows]
     return page_of(items, limit, lambda c: encode_cursor(c["slug"]))
 
 
@@ -151,8 +162,9 @@ _HOME_SOURCES = """
 """
 
 
-async def _home_from_db(session: AsyncSession, viewer: str, limit: int,
-                        after: tuple[int, str] | None) -> list[dict[str, Any]]:
+async def _home_from_db(
+    session: AsyncSession, viewer: str, limit: int, after: tuple[int, str] | None
+) -> list[dict[str, Any]]:
     params: dict[str, Any] = {"viewer": viewer, "lim": limit}
     cond = ""
     if after is not None:
@@ -191,8 +203,9 @@ async def _home_ids_for_rebuild(session: AsyncSession, viewer: str, cap: int) ->
     return [(score_of(r.published_at), str(r.id)) for r in rows]
 
 
-_HYDRATE_RAW = (f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = ANY($1::uuid[]) AND "
-                + HOME_VISIBLE.replace(":viewer", "$2::varchar"))
+_HYDRATE_RAW = f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = ANY($1::uuid[]) AND " + HOME_VISIBLE.replace(
+    ":viewer", "$2::varchar"
+)
 
 
 async def _hydrate(rt: BlogRuntime, ids: list[uuid.UUID], viewer: str) -> list[dict[str, Any]]:
@@ -290,9 +303,19 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
         raise InvalidInput(f"{name} is out of range", field=name) from None
 
 
-async def search_posts(session: AsyncSession, principal: Principal | None, *, q: str, tag: str | None,
-                       author: str | None, since: datetime | None, until: datetime | None, limit: int,
-                       cursor: str | None, category: str | None = None) -> Page:
+async def search_posts(
+    session: AsyncSession,
+    principal: Principal | None,
+    *,
+    q: str,
+    tag: str | None,
+    author: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    cursor: str | None,
+    category: str | None = None,
+) -> Page:
     query = " ".join(q.split())
     if not query:
         raise InvalidInput("q is empty", field="q")
@@ -328,7 +351,7 @@ async def search_posts(session: AsyncSession, principal: Principal | None, *, q:
             SELECT {SUMMARY_COLUMNS}, p.body_text,
                    CAST(ts_rank_cd(p.search, query, 1) AS float8) AS rank, query
             {SUMMARY_FROM} CROSS JOIN websearch_to_tsquery('{SEARCH_CONFIG}', :q) query
-            WHERE {' AND '.join(where)}
+            WHERE {" AND ".join(where)}
         ), page AS (
             SELECT * FROM matches r {outer} ORDER BY r.rank DESC, r.id DESC LIMIT :lim
         )

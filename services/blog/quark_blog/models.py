@@ -135,17 +135,38 @@ class Post(Base):
 
     __table_args__ = (
         Index("uq_posts_author_slug", "author_id", "slug", unique=True, postgresql_where=text("deleted_at IS NULL")),
-        Index("ix_posts_author_published", "author_id", published_at.desc(), id.desc(),
-              postgresql_where=text("status = 'published' AND deleted_at IS NULL")),
-        Index("ix_posts_public", published_at.desc(), id.desc(),
-              postgresql_where=text("status = 'published' AND deleted_at IS NULL AND NOT hidden "
-                                    "AND visibility = 'public'")),
-        Index("ix_posts_category", "category", published_at.desc(), id.desc(),
-              postgresql_where=text("status = 'published' AND deleted_at IS NULL")),
-        Index("ix_posts_author_created", "author_id", created_at.desc(), id.desc(),
-              postgresql_where=text("deleted_at IS NULL")),
-        Index("ix_posts_scheduled", "scheduled_at",
-              postgresql_where=text("status = 'scheduled' AND deleted_at IS NULL")),
+        Index(
+            "ix_posts_author_published",
+            "author_id",
+            published_at.desc(),
+            id.desc(),
+            postgresql_where=text("status = 'published' AND deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_posts_public",
+            published_at.desc(),
+            id.desc(),
+            postgresql_where=text(
+                "status = 'published' AND deleted_at IS NULL AND NOT hidden AND visibility = 'public'"
+            ),
+        ),
+        Index(
+            "ix_posts_category",
+            "category",
+            published_at.desc(),
+            id.desc(),
+            postgresql_where=text("status = 'published' AND deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_posts_author_created",
+            "author_id",
+            created_at.desc(),
+            id.desc(),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_posts_scheduled", "scheduled_at", postgresql_where=text("status = 'scheduled' AND deleted_at IS NULL")
+        ),
         Index("ix_posts_search", "search", postgresql_using="gin"),
         Index("ix_posts_tags", "tags", postgresql_using="gin"),
         Index("ix_posts_media", "media_ids", postgresql_using="gin"),
@@ -179,8 +200,7 @@ class Comment(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     post_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
     author_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None once the author is deleted
-    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"),
-                                                        nullable=True)
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"), nullable=True)
     # Fixed-width segments, one per ancestor: ordering by path (collation C) is depth-first thread order.
     path: Mapped[str] = mapped_column(String(2000, collation="C"))
     depth: Mapped[int] = mapped_column(Integer)
@@ -224,8 +244,14 @@ class Report(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
-        Index("uq_reports_open_per_reporter", "target_type", "target_id", "reporter_id", unique=True,
-              postgresql_where=text("status = 'open' AND reporter_id IS NOT NULL")),
+        Index(
+            "uq_reports_open_per_reporter",
+            "target_type",
+            "target_id",
+            "reporter_id",
+            unique=True,
+            postgresql_where=text("status = 'open' AND reporter_id IS NOT NULL"),
+        ),
         Index("ix_reports_queue", "created_at", "id", postgresql_where=text("status = 'open'")),
         Index("ix_reports_target", "target_type", "target_id"),
     )

@@ -24,8 +24,9 @@ from quark_sdk.outbox import add_event
 Target = Literal["post", "comment"]
 
 
-async def report(rt: BlogRuntime, session: AsyncSession, principal: Principal, target_type: Target,
-                 target_id: uuid.UUID, reason: str) -> Report:
+async def report(
+    rt: BlogRuntime, session: AsyncSession, principal: Principal, target_type: Target, target_id: uuid.UUID, reason: str
+) -> Report:
     cleaned = render.clean_plain(reason)
     if not cleaned:
         from quark_sdk.errors import InvalidInput
@@ -36,22 +37,42 @@ async def report(rt: BlogRuntime, session: AsyncSession, principal: Principal, t
             reporter = await ensure_author(session, principal)
             if target_type == "post":
                 post = await session.get(Post, target_id)
-                if post is None or post.deleted_at is not None or post.status != "published" \
-                        or not await _can_see(session, principal, post):
+                if (
+                    post is None
+                    or post.deleted_at is not None
+                    or post.status != "published"
+                    or not await _can_see(session, principal, post)
+                ):
                     raise NotFound("post not found")
             else:
                 comment = await session.get(Comment, target_id)
                 if comment is None or comment.deleted_at is not None:
                     raise NotFound("comment not found")
                 await get_post(session, principal, comment.post_id)
-            row = Report(id=uuid.uuid4(), target_type=target_type, target_id=target_id,
-                         reporter_id=reporter.user_id, source="user", reason=cleaned, labels=[], status="open",
-                         created_at=rt.now())
+            row = Report(
+                id=uuid.uuid4(),
+                target_type=target_type,
+                target_id=target_id,
+                reporter_id=reporter.user_id,
+                source="user",
+                reason=cleaned,
+                labels=[],
+                status="open",
+                created_at=rt.now(),
+            )
             session.add(row)
             await session.flush()
-            await add_event(session, PostReported(report_id=str(row.id), target_type=target_type,
-                                                  target_id=str(target_id), reporter_id=reporter.user_id,
-                                                  reason=cleaned), subject=str(target_id))
+            await add_event(
+                session,
+                PostReported(
+                    report_id=str(row.id),
+                    target_type=target_type,
+                    target_id=str(target_id),
+                    reporter_id=reporter.user_id,
+                    reason=cleaned,
+                ),
+                subject=str(target_id),
+            )
     except IntegrityError as exc:
         if "uq_reports_open_per_reporter" in str(exc.orig):
             raise Conflict("you have already reported this", code="already-reported") from None
@@ -70,15 +91,34 @@ async def apply_flag(rt: BlogRuntime, session: AsyncSession, flag: ModerationFla
     if target is None or target.deleted_at is not None:
         return
     if flag.run_id is not None:
-        seen = await session.scalar(select(Report.id).where(
-            Report.source == "ai", Report.target_type == flag.target_type, Report.target_id == target_id,
-            Report.run_id == flag.run_id).limit(1))
+        seen = await session.scalar(
+            select(Report.id)
+            .where(
+                Report.source == "ai",
+                Report.target_type == flag.target_type,
+                Report.target_id == target_id,
+                Report.run_id == flag.run_id,
+            )
+            .limit(1)
+        )
         if seen is not None:
             return  # the same verdict delivered again (a retried or re-sent event): one report, one hide
     reason = render.clean_plain(flag.reason or "") or ("automatic flag: " + ", ".join(flag.labels))[:500]
-    session.add(Report(id=uuid.uuid4(), target_type=flag.target_type, target_id=target_id, reporter_id=None,
-                       source="ai", reason=reason[:500], score=flag.score, labels=[x[:64] for x in flag.labels[:20]],
-                       run_id=flag.run_id, status="open", created_at=rt.now()))
+    session.add(
+        Report(
+            id=uuid.uuid4(),
+            target_type=flag.target_type,
+            target_id=target_id,
+            reporter_id=None,
+            source="ai",
+            reason=reason[:500],
+            score=flag.score,
+            labels=[x[:64] for x in flag.labels[:20]],
+            run_id=flag.run_id,
+            status="open",
+            created_at=rt.now(),
+        )
+    )
     if not target.hidden:
         note = f"automatic: {reason}"[:500]
         if flag.target_type == "post":
@@ -87,8 +127,9 @@ async def apply_flag(rt: BlogRuntime, session: AsyncSession, flag: ModerationFla
             await set_comment_hidden(rt, session, target_id, hidden=True, actor_id=None, reason=note)
 
 
-async def resolve(rt: BlogRuntime, session: AsyncSession, principal: Principal, report_id: uuid.UUID,
-                  action: str, reason: str | None) -> Report:
+async def resolve(
+    rt: BlogRuntime, session: AsyncSession, principal: Principal, report_id: uuid.UUID, action: str, reason: str | None
+) -> Report:
     async with session.begin():
         row = await session.scalar(select(Report).where(Report.id == report_id).with_for_update())
         if row is None:
@@ -103,23 +144,39 @@ async def resolve(rt: BlogRuntime, session: AsyncSession, principal: Principal, 
             want_hidden = action == "hide"
             if target.hidden != want_hidden:
                 setter = set_post_hidden if row.target_type == "post" else set_comment_hidden
-                await setter(rt, session, row.target_id, hidden=want_hidden, actor_id=principal.subject,
-                             reason=reason or row.reason, resolve_reports=False)
+                await setter(
+                    rt,
+                    session,
+                    row.target_id,
+                    hidden=want_hidden,
+                    actor_id=principal.subject,
+                    reason=reason or row.reason,
+                    resolve_reports=False,
+                )
         resolution = {"hide": "hidden", "restore": "restored", "dismiss": "dismissed"}[action]
         scope = "target_type = :tt AND target_id = :tid" if action != "dismiss" else "id = :rid"
         await session.execute(
-            text(f"UPDATE reports SET status = 'resolved', resolution = :res, resolved_at = :now, resolved_by = :by "  # noqa: S608
-                 f"WHERE status = 'open' AND {scope}"),
-            {"res": resolution, "now": rt.now(), "by": principal.subject, "tt": row.target_type,
-             "tid": row.target_id, "rid": row.id},
+            text(
+                f"UPDATE reports SET status = 'resolved', resolution = :res, resolved_at = :now, resolved_by = :by "  # noqa: S608
+                f"WHERE status = 'open' AND {scope}"
+            ),
+            {
+                "res": resolution,
+                "now": rt.now(),
+                "by": principal.subject,
+                "tt": row.target_type,
+                "tid": row.target_id,
+                "rid": row.id,
+            },
         )
     async with session.begin():
         await session.refresh(row)
     return row
 
 
-async def queue(session: AsyncSession, limit: int, cursor: str | None,
-                status: str = "open") -> tuple[list[dict[str, Any]], str | None]:
+async def queue(
+    session: AsyncSession, limit: int, cursor: str | None, status: str = "open"
+) -> tuple[list[dict[str, Any]], str | None]:
     """Reports oldest first (open ones by default), each with the target's state and a preview."""
     params: dict[str, Any] = {"lim": limit + 1, "status": status}
     cond = ""
@@ -127,14 +184,15 @@ async def queue(session: AsyncSession, limit: int, cursor: str | None,
         score, ident = decode_cursor(cursor, (int, uuid.UUID))
         params["c_at"], params["c_id"] = from_score(score), ident
         cond = " AND (r.created_at, r.id) > (:c_at, :c_id)"
-    rows = (await session.execute(text(f"""
+    sql = f"""
         SELECT r.*, coalesce(p.hidden, c.hidden) AS target_hidden,
                coalesce(p.title || ': ' || left(p.body_text, 200), left(c.body_text, 200)) AS target_preview
         FROM reports r
         LEFT JOIN posts p ON r.target_type = 'post' AND p.id = r.target_id
         LEFT JOIN comments c ON r.target_type = 'comment' AND c.id = r.target_id
         WHERE r.status = :status{cond}
-        ORDER BY r.created_at, r.id LIMIT :lim"""), params)).mappings().all()  # noqa: S608
+        ORDER BY r.created_at, r.id LIMIT :lim"""  # noqa: S608 - cond is a fixed fragment
+    rows = (await session.execute(text(sql), params)).mappings().all()
     items = [dict(r) for r in rows]
     for it in items:
         it["labels"] = list(it["labels"] or [])
@@ -142,6 +200,21 @@ async def queue(session: AsyncSession, limit: int, cursor: str | None,
 
 
 def report_out(row: Report) -> dict[str, Any]:
-    return {c: getattr(row, c) for c in ("id", "target_type", "target_id", "reporter_id", "source", "reason", "score",
-                                         "labels", "status", "resolution", "created_at", "resolved_at",
-                                         "resolved_by")}
+    return {
+        c: getattr(row, c)
+        for c in (
+            "id",
+            "target_type",
+            "target_id",
+            "reporter_id",
+            "source",
+            "reason",
+            "score",
+            "labels",
+            "status",
+            "resolution",
+            "created_at",
+            "resolved_at",
+            "resolved_by",
+        )
+    }

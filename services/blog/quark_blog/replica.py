@@ -25,14 +25,16 @@ from quark_sdk.outbox import add_event
 async def seed_author(session: AsyncSession, user_id: str, username: str, display_name: str | None) -> None:
     """From registration: create the author if unknown (a later profile event is authoritative)."""
     await session.execute(
-        text("INSERT INTO authors (user_id, username, display_name) VALUES (:u, :n, :d) "
-             "ON CONFLICT (user_id) DO NOTHING"),
+        text(
+            "INSERT INTO authors (user_id, username, display_name) VALUES (:u, :n, :d) ON CONFLICT (user_id) DO NOTHING"
+        ),
         {"u": user_id, "n": username[:64], "d": (display_name or None) and display_name[:200]},
     )
 
 
-async def upsert_author(session: AsyncSession, user_id: str, username: str, display_name: str | None,
-                        privacy: str | None = None) -> None:
+async def upsert_author(
+    session: AsyncSession, user_id: str, username: str, display_name: str | None, privacy: str | None = None
+) -> None:
     await session.execute(
         text("""INSERT INTO authors (user_id, username, display_name, privacy, updated_at)
                 VALUES (:u, :n, :d, coalesce(:p, 'public'), now())
@@ -46,8 +48,10 @@ async def upsert_author(session: AsyncSession, user_id: str, username: str, disp
 
 async def set_suspended(session: AsyncSession, user_id: str, suspended: bool) -> None:
     await session.execute(
-        text("INSERT INTO authors (user_id, username, suspended) VALUES (:u, :u, :s) "
-             "ON CONFLICT (user_id) DO UPDATE SET suspended = :s, updated_at = now()"),
+        text(
+            "INSERT INTO authors (user_id, username, suspended) VALUES (:u, :u, :s) "
+            "ON CONFLICT (user_id) DO UPDATE SET suspended = :s, updated_at = now()"
+        ),
         {"u": user_id, "s": suspended},
     )
 
@@ -55,21 +59,28 @@ async def set_suspended(session: AsyncSession, user_id: str, suspended: bool) ->
 # --------------------------------------------------------------------------- graph
 
 
-async def _recent_post_entries(session: AsyncSession, author_id: str, cap: int,
-                               include_private: bool = False) -> list[tuple[int, str]]:
-    rows = (await session.execute(
-        text("SELECT id, published_at FROM posts WHERE author_id = :a AND status = 'published' "
-             "AND deleted_at IS NULL AND NOT hidden AND (:priv OR visibility <> 'private') "
-             "ORDER BY published_at DESC, id DESC LIMIT :cap"),
-        {"a": author_id, "cap": cap, "priv": include_private},
-    )).all()
+async def _recent_post_entries(
+    session: AsyncSession, author_id: str, cap: int, include_private: bool = False
+) -> list[tuple[int, str]]:
+    rows = (
+        await session.execute(
+            text(
+                "SELECT id, published_at FROM posts WHERE author_id = :a AND status = 'published' "
+                "AND deleted_at IS NULL AND NOT hidden AND (:priv OR visibility <> 'private') "
+                "ORDER BY published_at DESC, id DESC LIMIT :cap"
+            ),
+            {"a": author_id, "cap": cap, "priv": include_private},
+        )
+    ).all()
     return [(score_of(r.published_at), str(r.id)) for r in rows]
 
 
 async def _all_post_ids(session: AsyncSession, author_id: str, limit: int = 100_000) -> list[str]:
     rows = await session.scalars(
-        select(Post.id).where(Post.author_id == author_id, Post.published_at.is_not(None))
-        .order_by(Post.published_at.desc()).limit(limit)
+        select(Post.id)
+        .where(Post.author_id == author_id, Post.published_at.is_not(None))
+        .order_by(Post.published_at.desc())
+        .limit(limit)
     )
     return [str(i) for i in rows.all()]
 
@@ -80,11 +91,15 @@ async def _followers(session: AsyncSession, author_id: str) -> list[str]:
 
 
 async def follow(rt: BlogRuntime, session: AsyncSession, follower_id: str, followee_id: str) -> None:
-    blocked = (await session.execute(
-        text("SELECT 1 FROM blocks WHERE (blocker_id = :a AND blocked_id = :b) "
-             "OR (blocker_id = :b AND blocked_id = :a)"),
-        {"a": follower_id, "b": followee_id},
-    )).first()
+    blocked = (
+        await session.execute(
+            text(
+                "SELECT 1 FROM blocks WHERE (blocker_id = :a AND blocked_id = :b) "
+                "OR (blocker_id = :b AND blocked_id = :a)"
+            ),
+            {"a": follower_id, "b": followee_id},
+        )
+    ).first()
     if blocked is not None or follower_id == followee_id:
         return
     await session.execute(
@@ -109,8 +124,10 @@ async def block(rt: BlogRuntime, session: AsyncSession, blocker_id: str, blocked
         {"a": blocker_id, "b": blocked_id},
     )
     await session.execute(
-        text("DELETE FROM follows WHERE (follower_id = :a AND followee_id = :b) "
-             "OR (follower_id = :b AND followee_id = :a)"),
+        text(
+            "DELETE FROM follows WHERE (follower_id = :a AND followee_id = :b) "
+            "OR (follower_id = :b AND followee_id = :a)"
+        ),
         {"a": blocker_id, "b": blocked_id},
     )
     cap = rt.timelines.cap * 4
@@ -131,9 +148,7 @@ async def delete_user(rt: BlogRuntime, session: AsyncSession, user_id: str) -> N
     """Remove the user's posts (and everything on them), anonymise their comments, drop their reactions,
     follows, blocks and timeline; the author row stays as an anonymous tombstone."""
     followers = await _followers(session, user_id)
-    posts = (await session.scalars(
-        select(Post).where(Post.author_id == user_id).with_for_update()
-    )).all()
+    posts = (await session.scalars(select(Post).where(Post.author_id == user_id).with_for_update())).all()
     for post in posts:
         if post.deleted_at is None:
             await apply_count_changes(session, CountState.of(post), None)
@@ -143,30 +158,40 @@ async def delete_user(rt: BlogRuntime, session: AsyncSession, user_id: str) -> N
     if posts:
         await session.execute(text("DELETE FROM posts WHERE author_id = :u"), {"u": user_id})
     # Their comments elsewhere: anonymous tombstones, counts corrected.
-    await session.execute(text("""
+    await session.execute(
+        text("""
         UPDATE post_stats s SET comment_count = greatest(s.comment_count - c.n, 0)
         FROM (SELECT post_id, count(*) AS n FROM comments
               WHERE author_id = :u AND deleted_at IS NULL AND NOT hidden GROUP BY post_id) c
-        WHERE s.post_id = c.post_id"""), {"u": user_id})
+        WHERE s.post_id = c.post_id"""),
+        {"u": user_id},
+    )
     await session.execute(
-        text("UPDATE comments SET author_id = NULL, body_source = '', body_html = '', body_text = '', "
-             "deleted_at = coalesce(deleted_at, now()) WHERE author_id = :u"), {"u": user_id}
+        text(
+            "UPDATE comments SET author_id = NULL, body_source = '', body_html = '', body_text = '', "
+            "deleted_at = coalesce(deleted_at, now()) WHERE author_id = :u"
+        ),
+        {"u": user_id},
     )
     # Their reactions: counters down, rows gone.
-    reactions = (await session.execute(
-        text("DELETE FROM reactions WHERE user_id = :u RETURNING post_id, kind"), {"u": user_id}
-    )).all()
+    reactions = (
+        await session.execute(text("DELETE FROM reactions WHERE user_id = :u RETURNING post_id, kind"), {"u": user_id})
+    ).all()
     for post_id, kind in sorted(reactions):
         await session.execute(
-            text("UPDATE post_stats SET reactions = jsonb_set(reactions, ARRAY[CAST(:k AS text)], "
-                 "to_jsonb(greatest(coalesce((reactions->>CAST(:k AS text))::int, 0) - 1, 0))) WHERE post_id = :p"),
+            text(
+                "UPDATE post_stats SET reactions = jsonb_set(reactions, ARRAY[CAST(:k AS text)], "
+                "to_jsonb(greatest(coalesce((reactions->>CAST(:k AS text))::int, 0) - 1, 0))) WHERE post_id = :p"
+            ),
             {"k": kind, "p": post_id},
         )
     await session.execute(text("DELETE FROM follows WHERE follower_id = :u OR followee_id = :u"), {"u": user_id})
     await session.execute(text("DELETE FROM blocks WHERE blocker_id = :u OR blocked_id = :u"), {"u": user_id})
     await session.execute(
-        text("INSERT INTO authors (user_id, username, deleted) VALUES (:u, :n, true) ON CONFLICT (user_id) "
-             "DO UPDATE SET username = :n, display_name = NULL, deleted = true, updated_at = now()"),
+        text(
+            "INSERT INTO authors (user_id, username, deleted) VALUES (:u, :n, true) ON CONFLICT (user_id) "
+            "DO UPDATE SET username = :n, display_name = NULL, deleted = true, updated_at = now()"
+        ),
         {"u": user_id, "n": f"deleted-{uuid.uuid5(uuid.NAMESPACE_OID, user_id).hex[:12]}"},
     )
     await rt.timelines.remove(followers, post_ids)
@@ -175,8 +200,10 @@ async def delete_user(rt: BlogRuntime, session: AsyncSession, user_id: str) -> N
 
 async def detach_media(session: AsyncSession, media_id: str) -> None:
     await session.execute(
-        text("UPDATE posts SET media_ids = array_remove(media_ids, CAST(:m AS varchar)) "
-             "WHERE media_ids @> ARRAY[CAST(:m AS varchar)]"),
+        text(
+            "UPDATE posts SET media_ids = array_remove(media_ids, CAST(:m AS varchar)) "
+            "WHERE media_ids @> ARRAY[CAST(:m AS varchar)]"
+        ),
         {"m": media_id},
     )
 
@@ -205,4 +232,3 @@ async def sync_post(rt: BlogRuntime, session: AsyncSession, post_id: str) -> Non
         await tl.remove(followers, [str(pid)], chunk=chunk)
     else:
         await tl.add(followers, entry, chunk=chunk)
-

@@ -66,8 +66,12 @@ class BlogRuntime:
                     url = make_url(self.ctx.database().url).set(drivername="postgresql")
                     size = self.settings.read_pool_size
                     self._read_pool = await asyncpg.create_pool(
-                        url.render_as_string(hide_password=False), min_size=1, max_size=size,
-                        max_inactive_connection_lifetime=300, connection_class=_ReadConnection)
+                        url.render_as_string(hide_password=False),
+                        min_size=1,
+                        max_size=size,
+                        max_inactive_connection_lifetime=300,
+                        connection_class=_ReadConnection,
+                    )
         return self._read_pool
 
     async def close(self) -> None:

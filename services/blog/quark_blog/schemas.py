@@ -20,7 +20,13 @@ Visibility = Literal["public", "followers", "private"]
 BodyFormatField = Literal["markdown", "html"]
 PostStatus = Literal["draft", "scheduled", "published"]
 REACTION_KINDS: dict[str, str] = {
-    "like": "👍", "love": "❤️", "laugh": "😂", "wow": "😮", "sad": "😢", "angry": "😠", "celebrate": "🎉",
+    "like": "👍",
+    "love": "❤️",
+    "laugh": "😂",
+    "wow": "😮",
+    "sad": "😢",
+    "angry": "😠",
+    "celebrate": "🎉",
 }
 ReactionKind = Literal["like", "love", "laugh", "wow", "sad", "angry", "celebrate"]
 

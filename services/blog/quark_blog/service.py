@@ -73,8 +73,12 @@ async def check_writer(rt: BlogRuntime, principal: Principal) -> None:
     """Rate limit of writes per user (Redis sliding window, shared by every instance)."""
     uid = require_user(principal)
     s = rt.settings
-    await rt.limiter.check(f"write:{uid}", limit=s.write_rate_limit, window=s.write_rate_window,
-                           detail=f"too many writes: at most {s.write_rate_limit} per {s.write_rate_window:g}s")
+    await rt.limiter.check(
+        f"write:{uid}",
+        limit=s.write_rate_limit,
+        window=s.write_rate_window,
+        detail=f"too many writes: at most {s.write_rate_limit} per {s.write_rate_window:g}s",
+    )
 
 
 # --------------------------------------------------------------------------- bodies
@@ -112,8 +116,11 @@ async def _slug_taken(session: AsyncSession, author_id: str, slug: str, exclude:
 
 async def _free_slug(session: AsyncSession, author_id: str, base: str) -> str:
     rows = await session.scalars(
-        select(Post.slug).where(Post.author_id == author_id, Post.deleted_at.is_(None),
-                                Post.slug.like(base.replace("%", "").replace("_", r"\_") + "%"))
+        select(Post.slug).where(
+            Post.author_id == author_id,
+            Post.deleted_at.is_(None),
+            Post.slug.like(base.replace("%", "").replace("_", r"\_") + "%"),
+        )
     )
     taken = set(rows.all())
     if base not in taken:
@@ -127,19 +134,34 @@ async def _free_slug(session: AsyncSession, author_id: str, base: str) -> str:
 def _published_event(post: Post, author: Author, body_cap: int) -> PostPublished:
     assert post.published_at is not None
     return PostPublished(
-        post_id=str(post.id), author_id=post.author_id, author_username=author.username, title=post.title,
-        slug=post.slug, excerpt=post.excerpt, body_text=post.body_text[:body_cap], tags=list(post.tags),
-        category=post.category, visibility=post.visibility,
-        media_ids=list(post.media_ids), published_at=post.published_at,
+        post_id=str(post.id),
+        author_id=post.author_id,
+        author_username=author.username,
+        title=post.title,
+        slug=post.slug,
+        excerpt=post.excerpt,
+        body_text=post.body_text[:body_cap],
+        tags=list(post.tags),
+        category=post.category,
+        visibility=post.visibility,
+        media_ids=list(post.media_ids),
+        published_at=post.published_at,
     )
 
 
 def _updated_event(post: Post, body_cap: int) -> PostUpdated:
     return PostUpdated(
-        post_id=str(post.id), author_id=post.author_id, title=post.title, slug=post.slug, excerpt=post.excerpt,
-        body_text=post.body_text[:body_cap], tags=list(post.tags), category=post.category,
+        post_id=str(post.id),
+        author_id=post.author_id,
+        title=post.title,
+        slug=post.slug,
+        excerpt=post.excerpt,
+        body_text=post.body_text[:body_cap],
+        tags=list(post.tags),
+        category=post.category,
         visibility=post.visibility,
-        media_ids=list(post.media_ids), updated_at=post.updated_at,
+        media_ids=list(post.media_ids),
+        updated_at=post.updated_at,
     )
 
 
@@ -174,13 +196,28 @@ async def create_post(rt: BlogRuntime, session: AsyncSession, principal: Princip
             else:
                 slug = await _free_slug(session, author.user_id, render.slugify(title))
             post = Post(
-                id=uuid.uuid4(), author_id=author.user_id, slug=slug, title=title, body_format=body.format,
-                body_source=body.body, body_html=safe, body_text=plain,
-                excerpt=excerpt or render.make_excerpt(plain), excerpt_custom=bool(excerpt),
-                tags=tags, tags_text=" ".join(tags), category=body.category, media_ids=media,
-                visibility=body.visibility, status=status, scheduled_at=body.scheduled_at,
-                published_at=now if status == "published" else None, created_at=now, updated_at=now,
-                deleted_at=None, hidden=False,
+                id=uuid.uuid4(),
+                author_id=author.user_id,
+                slug=slug,
+                title=title,
+                body_format=body.format,
+                body_source=body.body,
+                body_html=safe,
+                body_text=plain,
+                excerpt=excerpt or render.make_excerpt(plain),
+                excerpt_custom=bool(excerpt),
+                tags=tags,
+                tags_text=" ".join(tags),
+                category=body.category,
+                media_ids=media,
+                visibility=body.visibility,
+                status=status,
+                scheduled_at=body.scheduled_at,
+                published_at=now if status == "published" else None,
+                created_at=now,
+                updated_at=now,
+                deleted_at=None,
+                hidden=False,
             )
             session.add(post)
             session.add(PostStats(post_id=post.id, comment_count=0, reactions={}))
@@ -201,9 +238,7 @@ async def create_post(rt: BlogRuntime, session: AsyncSession, principal: Princip
 async def _lock_own_post(session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> Post:
     """The caller's post, row-locked; 404 when it does not exist (or is not visible), 403 when not theirs."""
     uid = require_user(principal)
-    post = await session.scalar(
-        select(Post).where(Post.id == post_id, Post.deleted_at.is_(None)).with_for_update()
-    )
+    post = await session.scalar(select(Post).where(Post.id == post_id, Post.deleted_at.is_(None)).with_for_update())
     if post is None:
         raise NotFound("post not found")
     if post.author_id != uid:
@@ -219,14 +254,17 @@ async def _can_see(session: AsyncSession, principal: Principal | None, post: Pos
         return True
     if is_moderator(principal) and post.status == "published" and post.deleted_at is None:
         return True
-    sql = (f"SELECT 1 FROM posts p JOIN authors a ON a.user_id = p.author_id WHERE p.id = :id AND "  # noqa: S608
-           f"p.status = 'published' AND p.deleted_at IS NULL AND NOT p.hidden AND NOT a.suspended "
-           f"AND NOT a.deleted AND {can_see_clause(viewer)}")
+    sql = (
+        f"SELECT 1 FROM posts p JOIN authors a ON a.user_id = p.author_id WHERE p.id = :id AND "  # noqa: S608
+        f"p.status = 'published' AND p.deleted_at IS NULL AND NOT p.hidden AND NOT a.suspended "
+        f"AND NOT a.deleted AND {can_see_clause(viewer)}"
+    )
     return (await session.execute(text(sql), {"id": post.id, "viewer": viewer or ""})).first() is not None
 
 
-async def update_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
-                      body: PostUpdate) -> Post:
+async def update_post(
+    rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID, body: PostUpdate
+) -> Post:
     s = rt.settings
     fields = body.model_fields_set
     if not fields:
@@ -301,8 +339,9 @@ async def publish_post(rt: BlogRuntime, session: AsyncSession, principal: Princi
     return post
 
 
-async def schedule_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
-                        at: datetime) -> Post:
+async def schedule_post(
+    rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID, at: datetime
+) -> Post:
     if at <= rt.now():
         raise InvalidInput("the time must be in the future", field="at")
     async with session.begin():
@@ -327,8 +366,9 @@ async def unpublish_post(rt: BlogRuntime, session: AsyncSession, principal: Prin
         await session.flush()
         await apply_count_changes(session, before, CountState.of(post))
         if was_published:
-            await add_event(session, PostUnpublished(post_id=str(post.id), author_id=post.author_id),
-                            subject=str(post.id))
+            await add_event(
+                session, PostUnpublished(post_id=str(post.id), author_id=post.author_id), subject=str(post.id)
+            )
     return post
 
 
@@ -348,13 +388,15 @@ async def publish_due_posts(rt: BlogRuntime, now: datetime | None = None, limit:
     """Publish scheduled posts whose time has come; safe with several instances (FOR UPDATE SKIP LOCKED)."""
     now = now or rt.now()
     async with rt.ctx.database().transaction() as session:
-        posts = (await session.scalars(
-            select(Post)
-            .where(Post.status == "scheduled", Post.deleted_at.is_(None), Post.scheduled_at <= now)
-            .order_by(Post.scheduled_at, Post.id)
-            .limit(limit or rt.settings.scheduler_batch)
-            .with_for_update(skip_locked=True)
-        )).all()
+        posts = (
+            await session.scalars(
+                select(Post)
+                .where(Post.status == "scheduled", Post.deleted_at.is_(None), Post.scheduled_at <= now)
+                .order_by(Post.scheduled_at, Post.id)
+                .limit(limit or rt.settings.scheduler_batch)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
         for post in posts:
             await _publish_locked(rt, session, post, now)
         return [p.id for p in posts]
@@ -371,12 +413,18 @@ async def next_scheduled_at(rt: BlogRuntime) -> datetime | None:
 # --------------------------------------------------------------------------- moderation of posts
 
 
-async def set_post_hidden(rt: BlogRuntime, session: AsyncSession, post_id: uuid.UUID, *, hidden: bool,
-                          actor_id: str | None, reason: str | None, resolve_reports: bool = True) -> Post:
+async def set_post_hidden(
+    rt: BlogRuntime,
+    session: AsyncSession,
+    post_id: uuid.UUID,
+    *,
+    hidden: bool,
+    actor_id: str | None,
+    reason: str | None,
+    resolve_reports: bool = True,
+) -> Post:
     """Hide (pending review) or restore a post; the caller's transaction must be open."""
-    post = await session.scalar(
-        select(Post).where(Post.id == post_id, Post.deleted_at.is_(None)).with_for_update()
-    )
+    post = await session.scalar(select(Post).where(Post.id == post_id, Post.deleted_at.is_(None)).with_for_update())
     if post is None:
         raise NotFound("post not found")
     if post.hidden == hidden:
@@ -396,15 +444,24 @@ async def set_post_hidden(rt: BlogRuntime, session: AsyncSession, post_id: uuid.
     await add_event(session, payload, subject=str(post.id))
     if resolve_reports and actor_id is not None:
         await session.execute(
-            text("UPDATE reports SET status = 'resolved', resolution = :res, resolved_at = :now, resolved_by = :by "
-                 "WHERE target_type = 'post' AND target_id = :id AND status = 'open'"),
+            text(
+                "UPDATE reports SET status = 'resolved', resolution = :res, resolved_at = :now, resolved_by = :by "
+                "WHERE target_type = 'post' AND target_id = :id AND status = 'open'"
+            ),
             {"res": "hidden" if hidden else "restored", "now": now, "by": actor_id, "id": post.id},
         )
     return post
 
 
-async def moderate_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID, *,
-                        hidden: bool, reason: str | None) -> Post:
+async def moderate_post(
+    rt: BlogRuntime,
+    session: AsyncSession,
+    principal: Principal,
+    post_id: uuid.UUID,
+    *,
+    hidden: bool,
+    reason: str | None,
+) -> Post:
     async with session.begin():
         return await set_post_hidden(rt, session, post_id, hidden=hidden, actor_id=principal.subject, reason=reason)
 
@@ -427,9 +484,11 @@ async def get_post(session: AsyncSession, principal: Principal | None, post_id: 
 
 async def post_out(session: AsyncSession, principal: Principal | None, post: Post) -> dict[str, Any]:
     """The full view of one post for this caller."""
-    row = (await session.execute(
-        text(f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = :id"), {"id": post.id}
-    )).mappings().one()
+    row = (
+        (await session.execute(text(f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = :id"), {"id": post.id}))
+        .mappings()
+        .one()
+    )
     from quark_blog.common import summary_from_row
 
     out = summary_from_row(row)
@@ -437,13 +496,25 @@ async def post_out(session: AsyncSession, principal: Principal | None, post: Pos
     own = viewer == post.author_id
     mine: list[str] = []
     if viewer:
-        mine = list((await session.scalars(
-            select(Reaction.kind).where(Reaction.post_id == post.id, Reaction.user_id == viewer).order_by(Reaction.kind)
-        )).all())
+        mine = list(
+            (
+                await session.scalars(
+                    select(Reaction.kind)
+                    .where(Reaction.post_id == post.id, Reaction.user_id == viewer)
+                    .order_by(Reaction.kind)
+                )
+            ).all()
+        )
     out.update(
-        body_html=post.body_html, body_format=post.body_format, body_source=post.body_source if own else None,
-        status=post.status, scheduled_at=post.scheduled_at, created_at=post.created_at, updated_at=post.updated_at,
-        hidden=post.hidden, hidden_reason=post.hidden_reason if (own or is_moderator(principal)) else None,
+        body_html=post.body_html,
+        body_format=post.body_format,
+        body_source=post.body_source if own else None,
+        status=post.status,
+        scheduled_at=post.scheduled_at,
+        created_at=post.created_at,
+        updated_at=post.updated_at,
+        hidden=post.hidden,
+        hidden_reason=post.hidden_reason if (own or is_moderator(principal)) else None,
         my_reactions=mine,
     )
     return out
@@ -451,8 +522,10 @@ async def post_out(session: AsyncSession, principal: Principal | None, post: Pos
 
 async def find_author(session: AsyncSession, username: str) -> Author:
     author = await session.scalar(
-        select(Author).where(func.lower(Author.username) == username.lower(), Author.deleted.is_(False))
-        .order_by(Author.updated_at.desc()).limit(1)
+        select(Author)
+        .where(func.lower(Author.username) == username.lower(), Author.deleted.is_(False))
+        .order_by(Author.updated_at.desc())
+        .limit(1)
     )
     if author is None:
         raise NotFound("no such author")
@@ -474,35 +547,51 @@ async def get_post_by_slug(session: AsyncSession, principal: Principal | None, u
 
 async def _post_for_interaction(session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> Post:
     post = await session.get(Post, post_id)
-    if (post is None or post.deleted_at is not None or post.status != "published"
-            or not await _can_see(session, principal, post)):
+    if (
+        post is None
+        or post.deleted_at is not None
+        or post.status != "published"
+        or not await _can_see(session, principal, post)
+    ):
         raise NotFound("post not found")
     if post.hidden:
         raise Conflict("post is hidden pending review")
     return post
 
 
-async def add_reaction(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
-                       kind: str) -> dict[str, int]:
+async def add_reaction(
+    rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID, kind: str
+) -> dict[str, int]:
     if kind not in REACTION_KINDS:
         raise InvalidInput(f"unknown reaction {kind[:20]!r}", field="kind")
     async with session.begin():
         author = await ensure_author(session, principal)
         post = await _post_for_interaction(session, principal, post_id)
-        inserted = (await session.execute(
-            text("INSERT INTO reactions (post_id, user_id, kind) VALUES (:p, :u, :k) ON CONFLICT DO NOTHING "
-                 "RETURNING kind"), {"p": post_id, "u": author.user_id, "k": kind},
-        )).first()
+        inserted = (
+            await session.execute(
+                text(
+                    "INSERT INTO reactions (post_id, user_id, kind) VALUES (:p, :u, :k) ON CONFLICT DO NOTHING "
+                    "RETURNING kind"
+                ),
+                {"p": post_id, "u": author.user_id, "k": kind},
+            )
+        ).first()
         if inserted is None:
             raise Conflict(f"you already reacted with {kind!r}", code="already-reacted")
         counts = await _bump_reaction(session, post_id, kind, 1)
-        await add_event(session, PostReacted(post_id=str(post_id), post_author_id=post.author_id,
-                                             user_id=author.user_id, kind=kind, action="added"), subject=str(post_id))
+        await add_event(
+            session,
+            PostReacted(
+                post_id=str(post_id), post_author_id=post.author_id, user_id=author.user_id, kind=kind, action="added"
+            ),
+            subject=str(post_id),
+        )
     return counts
 
 
-async def remove_reaction(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID,
-                          kind: str) -> dict[str, int]:
+async def remove_reaction(
+    rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID, kind: str
+) -> dict[str, int]:
     if kind not in REACTION_KINDS:
         raise InvalidInput(f"unknown reaction {kind[:20]!r}", field="kind")
     uid = require_user(principal)
@@ -510,24 +599,31 @@ async def remove_reaction(rt: BlogRuntime, session: AsyncSession, principal: Pri
         post = await session.get(Post, post_id)
         if post is None or post.deleted_at is not None:
             raise NotFound("post not found")
-        deleted = (await session.execute(
-            text("DELETE FROM reactions WHERE post_id = :p AND user_id = :u AND kind = :k RETURNING kind"),
-            {"p": post_id, "u": uid, "k": kind},
-        )).first()
+        deleted = (
+            await session.execute(
+                text("DELETE FROM reactions WHERE post_id = :p AND user_id = :u AND kind = :k RETURNING kind"),
+                {"p": post_id, "u": uid, "k": kind},
+            )
+        ).first()
         if deleted is None:
             raise NotFound(f"you have not reacted with {kind!r}")
         counts = await _bump_reaction(session, post_id, kind, -1)
-        await add_event(session, PostReacted(post_id=str(post_id), post_author_id=post.author_id, user_id=uid,
-                                             kind=kind, action="removed"), subject=str(post_id))
+        await add_event(
+            session,
+            PostReacted(post_id=str(post_id), post_author_id=post.author_id, user_id=uid, kind=kind, action="removed"),
+            subject=str(post_id),
+        )
     return counts
 
 
 async def _bump_reaction(session: AsyncSession, post_id: uuid.UUID, kind: str, delta: int) -> dict[str, int]:
     """Atomic counter change under the stats row lock: concurrent reactions never lose an update."""
     counts = await session.scalar(
-        text("UPDATE post_stats SET reactions = jsonb_set(reactions, ARRAY[CAST(:k AS text)], "
-             "to_jsonb(greatest(coalesce((reactions->>CAST(:k AS text))::int, 0) + :d, 0))) "
-             "WHERE post_id = :p RETURNING reactions"),
+        text(
+            "UPDATE post_stats SET reactions = jsonb_set(reactions, ARRAY[CAST(:k AS text)], "
+            "to_jsonb(greatest(coalesce((reactions->>CAST(:k AS text))::int, 0) + :d, 0))) "
+            "WHERE post_id = :p RETURNING reactions"
+        ),
         {"k": kind, "d": delta, "p": post_id},
     )
     return _counts(counts)
@@ -549,9 +645,15 @@ async def reactions_of(session: AsyncSession, principal: Principal | None, post_
     viewer = viewer_id(principal)
     mine: list[str] = []
     if viewer:
-        mine = list((await session.scalars(
-            select(Reaction.kind).where(Reaction.post_id == post_id, Reaction.user_id == viewer).order_by(Reaction.kind)
-        )).all())
+        mine = list(
+            (
+                await session.scalars(
+                    select(Reaction.kind)
+                    .where(Reaction.post_id == post_id, Reaction.user_id == viewer)
+                    .order_by(Reaction.kind)
+                )
+            ).all()
+        )
     return {"post_id": post_id, "counts": counts, "mine": mine}
 
 
@@ -559,13 +661,17 @@ async def reactions_of(session: AsyncSession, principal: Principal | None, post_
 
 
 async def create_category(session: AsyncSession, body: CategoryCreate) -> Category:
-    async with session.begin():
-        if await session.get(Category, body.slug) is not None:
-            raise Conflict(f"category {body.slug!r} exists")
-        name = render.clean_plain(body.name)
-        if not name:
-            raise InvalidInput("name is empty", field="name")
-        category = Category(slug=body.slug, name=name, description=render.clean_plain(body.description),
-                            post_count=0)
-        session.add(category)
+    name = render.clean_plain(body.name)
+    if not name:
+        raise InvalidInput("name is empty", field="name")
+    try:
+        async with session.begin():
+            if await session.get(Category, body.slug) is not None:
+                raise Conflict(f"category {body.slug!r} exists")
+            category = Category(
+                slug=body.slug, name=name, description=render.clean_plain(body.description), post_count=0
+            )
+            session.add(category)
+    except IntegrityError:  # created concurrently by another request
+        raise Conflict(f"category {body.slug!r} exists") from None
     return category

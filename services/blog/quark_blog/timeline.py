@@ -116,8 +116,9 @@ class Timelines:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    async def read(self, user_id: str, *, max_score: int | None,
-                   count: int) -> tuple[int, list[tuple[int, str]]] | None:
+    async def read(
+        self, user_id: str, *, max_score: int | None, count: int
+    ) -> tuple[int, list[tuple[int, str]]] | None:
         """(floor, [(score, post_id), ...] newest first, scores <= max_score), or None when cold."""
         arg = "+inf" if max_score is None else str(max_score)
         res = await self._read(keys=self.keys(user_id), args=[arg, count, self.ttl_ms])

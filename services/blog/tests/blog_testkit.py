@@ -40,8 +40,9 @@ class Blog:
 
     async def emit(self, type_name: str, data: dict[str, Any], *, event_id: str | None = None) -> str:
         """Publish a raw CloudEvent (as another service would) into this test's namespace."""
-        event = CloudEvent(id=event_id or str(uuid.uuid4()), source="quark/test", type=type_name,
-                           time=datetime.now(UTC), data=data)
+        event = CloudEvent(
+            id=event_id or str(uuid.uuid4()), source="quark/test", type=type_name, time=datetime.now(UTC), data=data
+        )
         assert self.svc.ctx.bus is not None
         await self.svc.ctx.bus.publish(event)
         return event.id
@@ -59,17 +60,26 @@ class Blog:
         return eid
 
     async def register(self, p: Person) -> None:
-        await self.apply("quark.user.profile_created", {"user_id": p.id, "username": p.username,
-                                                        "display_name": p.username.title()})
+        await self.apply(
+            "quark.user.profile_created", {"user_id": p.id, "username": p.username, "display_name": p.username.title()}
+        )
 
     async def follow(self, follower: Person, followee: Person) -> None:
-        await self.apply("quark.user.followed", {
-            "follower_id": follower.id, "follower_username": follower.username, "followee_id": followee.id,
-            "followee_username": followee.username, "at": datetime.now(UTC).isoformat()})
+        await self.apply(
+            "quark.user.followed",
+            {
+                "follower_id": follower.id,
+                "follower_username": follower.username,
+                "followee_id": followee.id,
+                "followee_username": followee.username,
+                "at": datetime.now(UTC).isoformat(),
+            },
+        )
 
     async def post(self, p: Person, title: str = "Hello", body: str = "Some *text*.", **extra: Any) -> dict[str, Any]:
-        resp = await self.client.post("/api/v1/posts", json={"title": title, "body": body, "publish": True, **extra},
-                                      headers=p.headers)
+        resp = await self.client.post(
+            "/api/v1/posts", json={"title": title, "body": body, "publish": True, **extra}, headers=p.headers
+        )
         assert resp.status_code == 201, resp.text
         return resp.json()
 
@@ -80,6 +90,7 @@ class Blog:
 
     async def fanned_out(self, post_id: str) -> None:
         """Wait until the post's own event went through the fan-out consumer (outbox → NATS → consumer)."""
+
         async def probe() -> bool:
             async with self.svc.ctx.database().session() as session:
                 ids = await processed_event_ids(session, "blog-fanout")
@@ -94,8 +105,11 @@ class Blog:
 
         async with self.svc.ctx.database().session() as session:
             rows = await session.execute(select(outbox_table.c.id, outbox_table.c.type))
-            wanted = {r.id for r in rows if r.type.startswith("quark.post.") and r.type not in (
-                "quark.post.reacted", "quark.post.reported")}
+            wanted = {
+                r.id
+                for r in rows
+                if r.type.startswith("quark.post.") and r.type not in ("quark.post.reacted", "quark.post.reported")
+            }
         return wanted <= consumed
 
 

@@ -72,8 +72,10 @@ async def test_a_long_run_of_stale_entries_still_reaches_older_posts(quark: Quar
     spam = [(await blog.post(carol, f"spam {i}"))["id"] for i in range(9)]
     for pid in [old, *spam]:
         await blog.fanned_out(pid)
-    await blog.apply("quark.user.suspended", {"user_id": carol.id, "suspended": True, "reason": "spam",
-                                              "actor_id": str(uuid.uuid4())})
+    await blog.apply(
+        "quark.user.suspended",
+        {"user_id": carol.id, "suspended": True, "reason": "spam", "actor_id": str(uuid.uuid4())},
+    )
     assert await _all_pages(blog, bob, 2) == [old]
 
 
@@ -102,8 +104,42 @@ async def test_cached_tokens_never_let_a_bad_token_through(blog: Blog) -> None:
     assert await blog.home(alice) == []  # served with the cached verification
     token = alice.headers["Authorization"].split()[1]
     tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
-    for headers in ({"Authorization": f"Bearer {tampered}"}, {"Authorization": f"Basic {token}"},
-                    {"Authorization": "Bearer"}, {}):
+    for headers in (
+        {"Authorization": f"Bearer {tampered}"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": "Bearer"},
+        {},
+    ):
         assert_problem(await blog.client.get("/api/v1/feed/home", headers=headers), 401)
     service = blog.quark.bearer(blog.quark.service_token("hub", ()))
     assert_problem(await blog.client.get("/api/v1/feed/home", headers=service), 403)
+
+
+async def test_home_items_have_the_same_shape_as_other_lists(blog: Blog) -> None:
+    """Home pages are written from JSON built by PostgreSQL; each item must equal the PostSummary that
+    every other list returns (zero reaction counts left out, times equal as instants)."""
+    alice, bob = blog.person("alice"), blog.person("bob")
+    await blog.register(alice)
+    await blog.register(bob)
+    await blog.follow(bob, alice)
+    mod = blog.person("mod", roles=("moderator",))
+    made = await blog.client.post(
+        "/api/v1/posts/categories", json={"slug": "news", "name": "News"}, headers=mod.headers
+    )
+    assert made.status_code == 201, made.text
+    post = await blog.post(
+        alice, 'Shape «ünïcode» "quotes"', "Body", tags=["one", "two"], category="news", media_ids=["m1"]
+    )
+    url = f"/api/v1/posts/{post['id']}"
+    assert (await blog.client.post(f"{url}/reactions", json={"kind": "like"}, headers=bob.headers)).status_code == 201
+    assert (await blog.client.post(f"{url}/reactions", json={"kind": "love"}, headers=bob.headers)).status_code == 201
+    assert (await blog.client.delete(f"{url}/reactions/love", headers=bob.headers)).status_code == 200
+    assert (await blog.client.post(f"{url}/comments", json={"body": "hi"}, headers=bob.headers)).status_code == 201
+    await blog.fanned_out(post["id"])
+    home = (await blog.client.get("/api/v1/feed/home", headers=bob.headers)).json()["items"]
+    public = (await blog.client.get("/api/v1/feed/public")).json()["items"]
+    assert len(home) == 1 and len(public) == 1
+    h, p = home[0], public[0]
+    assert datetime.fromisoformat(h.pop("published_at")) == datetime.fromisoformat(p.pop("published_at"))
+    assert h == p
+    assert h["reactions"] == {"like": 1} and h["comment_count"] == 1 and h["tags"] == ["one", "two"]

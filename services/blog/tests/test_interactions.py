@@ -12,18 +12,20 @@ async def test_concurrent_reactions_keep_counts_exact(blog: Blog) -> None:
     post = await blog.post(alice)
     url = f"/api/v1/posts/{post['id']}/reactions"
     fans = [blog.person(f"fan{i}") for i in range(25)]
-    results = await asyncio.gather(*(blog.client.post(url, json={"kind": k}, headers=f.headers)
-                                     for f in fans for k in ("like", "love")))
+    results = await asyncio.gather(
+        *(blog.client.post(url, json={"kind": k}, headers=f.headers) for f in fans for k in ("like", "love"))
+    )
     assert [r.status_code for r in results] == [201] * 50
     assert (await blog.client.get(url)).json()["counts"] == {"like": 25, "love": 25}
     # One user hammering the same reaction: exactly one wins.
     bob = blog.person("bob")
-    same = await asyncio.gather(*(blog.client.post(url, json={"kind": "wow"}, headers=bob.headers)
-                                  for _ in range(10)))
+    same = await asyncio.gather(*(blog.client.post(url, json={"kind": "wow"}, headers=bob.headers) for _ in range(10)))
     assert sorted(r.status_code for r in same) == [201] + [409] * 9
     # Concurrent removals and additions.
-    removed = await asyncio.gather(*(blog.client.delete(f"{url}/like", headers=f.headers) for f in fans[:10]),
-                                   *(blog.client.delete(f"{url}/like", headers=fans[0].headers) for _ in range(3)))
+    removed = await asyncio.gather(
+        *(blog.client.delete(f"{url}/like", headers=f.headers) for f in fans[:10]),
+        *(blog.client.delete(f"{url}/like", headers=fans[0].headers) for _ in range(3)),
+    )
     assert sorted(r.status_code for r in removed) == [200] * 10 + [404] * 3
     counts = (await blog.client.get(url)).json()["counts"]
     assert counts == {"like": 15, "love": 25, "wow": 1}
@@ -36,8 +38,9 @@ async def test_reacting_needs_a_visible_published_post(blog: Blog) -> None:
     draft = (await blog.client.post("/api/v1/posts", json={"title": "d", "body": "d"}, headers=alice.headers)).json()
     private = await blog.post(alice, visibility="private")
     for pid in (draft["id"], private["id"]):
-        assert_problem(await blog.client.post(f"/api/v1/posts/{pid}/reactions", json={"kind": "like"},
-                                              headers=bob.headers), 404)
+        assert_problem(
+            await blog.client.post(f"/api/v1/posts/{pid}/reactions", json={"kind": "like"}, headers=bob.headers), 404
+        )
     assert_problem(await blog.client.post(f"/api/v1/posts/{private['id']}/reactions", json={"kind": "like"}), 401)
 
 
@@ -58,7 +61,11 @@ async def test_threaded_comments_counts_and_tombstones(blog: Blog) -> None:
     r11 = await comment(bob, "reply to reply", str(r1["id"]))
     listing = (await blog.client.get(url)).json()["items"]
     assert [(c["body_html"], c["depth"]) for c in listing] == [
-        ("<p>first</p>", 0), ("<p>reply to first</p>", 1), ("<p>reply to reply</p>", 2), ("<p>second</p>", 0)]
+        ("<p>first</p>", 0),
+        ("<p>reply to first</p>", 1),
+        ("<p>reply to reply</p>", 2),
+        ("<p>second</p>", 0),
+    ]
     assert listing[2]["parent_id"] == r1["id"]
     # Paginated in the same order.
     page1 = (await blog.client.get(url, params={"limit": 2})).json()
@@ -67,28 +74,39 @@ async def test_threaded_comments_counts_and_tombstones(blog: Blog) -> None:
     assert (await blog.client.get(f"/api/v1/posts/{post['id']}")).json()["comment_count"] == 4
 
     # Only the author edits or deletes; moderators hide.
-    assert_problem(await blog.client.patch(f"/api/v1/comments/{c1['id']}", json={"body": "x"},
-                                           headers=carol.headers), 403)
+    assert_problem(
+        await blog.client.patch(f"/api/v1/comments/{c1['id']}", json={"body": "x"}, headers=carol.headers), 403
+    )
     assert_problem(await blog.client.delete(f"/api/v1/comments/{c1['id']}", headers=alice.headers), 403)
     assert_problem(await blog.client.delete(f"/api/v1/comments/{c1['id']}"), 401)
     assert_problem(await blog.client.post(f"/api/v1/comments/{c1['id']}/hide", headers=bob.headers), 403)
-    edited = await blog.client.patch(f"/api/v1/comments/{c1['id']}", json={"body": "first, edited"},
-                                     headers=bob.headers)
+    edited = await blog.client.patch(
+        f"/api/v1/comments/{c1['id']}", json={"body": "first, edited"}, headers=bob.headers
+    )
     assert edited.status_code == 200 and edited.json()["edited"] is True
     assert (await blog.client.delete(f"/api/v1/comments/{c1['id']}", headers=bob.headers)).status_code == 204
-    assert (await blog.client.post(f"/api/v1/comments/{c2['id']}/hide", json={"reason": "rude"},
-                                   headers=mod.headers)).status_code == 200
+    assert (
+        await blog.client.post(f"/api/v1/comments/{c2['id']}/hide", json={"reason": "rude"}, headers=mod.headers)
+    ).status_code == 200
     listing = (await blog.client.get(url)).json()["items"]
     states = [(c["state"], c["body_html"], c["author"] is not None) for c in listing]
-    assert states == [("deleted", "", False), ("visible", "<p>reply to first</p>", True),
-                      ("visible", "<p>reply to reply</p>", True), ("hidden", "", True)]
+    assert states == [
+        ("deleted", "", False),
+        ("visible", "<p>reply to first</p>", True),
+        ("visible", "<p>reply to reply</p>", True),
+        ("hidden", "", True),
+    ]
     assert (await blog.client.get(url, headers=mod.headers)).json()["items"][3]["body_html"] == "<p>second</p>"
     assert (await blog.client.get(f"/api/v1/posts/{post['id']}")).json()["comment_count"] == 2
     # No replies to deleted comments; parents must belong to the post.
     assert_problem(await blog.client.post(url, json={"body": "x", "parent_id": c1["id"]}, headers=carol.headers), 409)
     other = await blog.post(alice, "other")
-    assert_problem(await blog.client.post(f"/api/v1/posts/{other['id']}/comments",
-                                          json={"body": "x", "parent_id": r11["id"]}, headers=carol.headers), 422)
+    assert_problem(
+        await blog.client.post(
+            f"/api/v1/posts/{other['id']}/comments", json={"body": "x", "parent_id": r11["id"]}, headers=carol.headers
+        ),
+        422,
+    )
     assert_problem(await blog.client.post(url, json={"body": "x" * 10_001}, headers=carol.headers), 413)
     assert_problem(await blog.client.post(url, json={"body": ""}, headers=carol.headers), 422)
     assert (await blog.client.post(f"/api/v1/comments/{c2['id']}/restore", headers=mod.headers)).status_code == 200

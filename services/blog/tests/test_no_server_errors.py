@@ -33,10 +33,24 @@ def raw_cursor(text: str) -> str:
 HUGE = 10**30
 U = str(uuid.uuid4())
 BAD_CURSORS = [
-    cursor(HUGE, U), cursor(-HUGE, U), cursor(2**63, U), cursor(-(2**63) - 1, U), cursor(9_999_999_999_999_999, U),
-    cursor(1, "not-a-uuid"), cursor(True, U), cursor(None, U), cursor("1", U), cursor(1.5, U),
-    raw_cursor(f'[NaN, "{U}"]'), raw_cursor(f'[Infinity, "{U}"]'), raw_cursor(f'[1e999, "{U}"]'),
-    cursor(HUGE, "tag"), cursor(1, "a\u0000b"), cursor("a\u0000b"), cursor("\ud800"), raw_cursor("[" * 5000),
+    cursor(HUGE, U),
+    cursor(-HUGE, U),
+    cursor(2**63, U),
+    cursor(-(2**63) - 1, U),
+    cursor(9_999_999_999_999_999, U),
+    cursor(1, "not-a-uuid"),
+    cursor(True, U),
+    cursor(None, U),
+    cursor("1", U),
+    cursor(1.5, U),
+    raw_cursor(f'[NaN, "{U}"]'),
+    raw_cursor(f'[Infinity, "{U}"]'),
+    raw_cursor(f'[1e999, "{U}"]'),
+    cursor(HUGE, "tag"),
+    cursor(1, "a\u0000b"),
+    cursor("a\u0000b"),
+    cursor("\ud800"),
+    raw_cursor("[" * 5000),
 ]
 
 
@@ -171,11 +185,42 @@ async def test_odd_bodies_on_other_writes(blog: Blog) -> None:
 async def test_deep_and_odd_json(blog: Blog) -> None:
     alice = blog.person("alice")
     headers = {**alice.headers, "content-type": "application/json"}
-    for raw in (b"[" * 100_000, b'{"title": ' * 50_000, b'{"title": "t", "body": "b", "tags": [' + b"[" * 50_000,
-                b"\xff\xfe", b'{"title": "\\ud800", "body": "b"}', b'{"title": "t", "body": "b", "publish": 1e999}'):
+    for raw in (
+        b"[" * 100_000,
+        b'{"title": ' * 50_000,
+        b'{"title": "t", "body": "b", "tags": [' + b"[" * 50_000,
+        b"\xff\xfe",
+        b'{"title": "\\ud800", "body": "b"}',
+        b'{"title": "t", "body": "b", "publish": 1e999}',
+    ):
         resp = await blog.client.post("/api/v1/posts", content=raw, headers=headers)
         assert resp.status_code < 500, (raw[:40], resp.status_code, resp.text)
         assert_problem(resp, resp.status_code)
     for length in ("-1", "abc", "1e3", " 5", str(HUGE)):
         resp = await blog.client.post("/api/v1/posts", content=b"{}", headers={**headers, "content-length": length})
         assert resp.status_code < 500, (length, resp.status_code, resp.text)
+
+
+async def test_concurrent_duplicates_are_conflicts(blog: Blog) -> None:
+    """Racing creates of the same category or the same explicit slug: one wins, the others get a 409."""
+    import asyncio
+
+    mod = blog.person("mod", roles=("moderator",))
+    alice = blog.person("alice")
+    cats = await asyncio.gather(
+        *(
+            blog.client.post("/api/v1/posts/categories", json={"slug": "race", "name": "R"}, headers=mod.headers)
+            for _ in range(6)
+        )
+    )
+    assert sorted(r.status_code for r in cats) == [201] + [409] * 5, [r.text for r in cats]
+    posts = await asyncio.gather(
+        *(
+            blog.client.post("/api/v1/posts", json={"title": "t", "body": "b", "slug": "same"}, headers=alice.headers)
+            for _ in range(6)
+        )
+    )
+    assert sorted(r.status_code for r in posts) == [201] + [409] * 5, [r.text for r in posts]
+    for r in [*cats, *posts]:
+        if r.status_code == 409:
+            assert_problem(r, 409)

@@ -10,16 +10,22 @@ from blog_testkit import Blog, assert_problem
 async def test_draft_edit_publish_unpublish_delete(blog: Blog) -> None:
     alice = blog.person("alice")
     c = blog.client
-    draft = (await c.post("/api/v1/posts", json={"title": "My Draft", "body": "first version", "tags": ["Python"]},
-                          headers=alice.headers)).json()
+    draft = (
+        await c.post(
+            "/api/v1/posts",
+            json={"title": "My Draft", "body": "first version", "tags": ["Python"]},
+            headers=alice.headers,
+        )
+    ).json()
     assert draft["status"] == "draft" and draft["published_at"] is None and draft["slug"] == "my-draft"
     assert draft["tags"] == ["python"] and draft["body_source"] == "first version"
     # Drafts are invisible to others and to lists.
     assert (await c.get(f"/api/v1/posts/{draft['id']}")).status_code == 404
     assert (await c.get("/api/v1/feed/public")).json()["items"] == []
 
-    edited = await c.patch(f"/api/v1/posts/{draft['id']}", json={"body": "second *version*", "excerpt": "Short."},
-                           headers=alice.headers)
+    edited = await c.patch(
+        f"/api/v1/posts/{draft['id']}", json={"body": "second *version*", "excerpt": "Short."}, headers=alice.headers
+    )
     assert edited.status_code == 200, edited.text
     assert edited.json()["excerpt"] == "Short." and "<em>version</em>" in edited.json()["body_html"]
 
@@ -45,8 +51,9 @@ async def test_slugs_unique_per_author(blog: Blog) -> None:
     a2 = await blog.post(alice, "Same Title")
     b1 = await blog.post(bob, "Same Title")
     assert (a1["slug"], a2["slug"], b1["slug"]) == ("same-title", "same-title-2", "same-title")
-    dup = await blog.client.post("/api/v1/posts", json={"title": "t", "body": "b", "slug": "same-title"},
-                                 headers=alice.headers)
+    dup = await blog.client.post(
+        "/api/v1/posts", json={"title": "t", "body": "b", "slug": "same-title"}, headers=alice.headers
+    )
     assert assert_problem(dup, 409)["type"].endswith("duplicate-slug")
     rename = await blog.client.patch(f"/api/v1/posts/{a2['id']}", json={"slug": "same-title"}, headers=alice.headers)
     assert_problem(rename, 409)
@@ -81,8 +88,9 @@ async def test_only_the_author_writes(blog: Blog) -> None:
     for url in (f"/api/v1/posts/{pid}/hide", f"/api/v1/posts/{pid}/restore"):
         assert_problem(await blog.client.post(url, headers=alice.headers), 403)
         assert_problem(await blog.client.post(url), 401)
-    assert_problem(await blog.client.post("/api/v1/posts/categories", json={"slug": "x", "name": "X"},
-                                          headers=alice.headers), 403)
+    assert_problem(
+        await blog.client.post("/api/v1/posts/categories", json={"slug": "x", "name": "X"}, headers=alice.headers), 403
+    )
     assert_problem(await blog.client.post("/api/v1/posts", json={"title": "t", "body": "b"}), 401)
     service = blog.quark.bearer(blog.quark.service_token("ai", ("blog:read",)))
     assert_problem(await blog.client.post("/api/v1/posts", json={"title": "t", "body": "b"}, headers=service), 403)
@@ -112,8 +120,17 @@ async def test_visibility_followers_and_private(blog: Blog) -> None:
     assert_problem(await blog.client.get(f"/api/v1/posts/{friends['id']}", headers=carol.headers), 404)
     assert_problem(await blog.client.get(f"/api/v1/posts/{secret['id']}", headers=bob.headers), 404)
     # A followers-only profile makes even public posts followers-only.
-    await blog.apply("quark.user.profile_updated", {"user_id": alice.id, "username": "alice", "display_name": "A",
-                                                    "bio": "", "avatar": None, "privacy": "followers"})
+    await blog.apply(
+        "quark.user.profile_updated",
+        {
+            "user_id": alice.id,
+            "username": "alice",
+            "display_name": "A",
+            "bio": "",
+            "avatar": None,
+            "privacy": "followers",
+        },
+    )
     assert await blog_ids(carol) == []
     assert await blog_ids(bob) == [friends["id"], public["id"]]
 
@@ -121,28 +138,29 @@ async def test_visibility_followers_and_private(blog: Blog) -> None:
 async def test_tags_categories_and_counts(blog: Blog) -> None:
     alice = blog.person("alice")
     mod = blog.person("mod", roles=("moderator",))
-    cat = await blog.client.post("/api/v1/posts/categories", json={"slug": "tech", "name": "Tech"},
-                                 headers=mod.headers)
+    cat = await blog.client.post("/api/v1/posts/categories", json={"slug": "tech", "name": "Tech"}, headers=mod.headers)
     assert cat.status_code == 201
-    assert_problem(await blog.client.post("/api/v1/posts/categories", json={"slug": "tech", "name": "T"},
-                                          headers=mod.headers), 409)
+    assert_problem(
+        await blog.client.post("/api/v1/posts/categories", json={"slug": "tech", "name": "T"}, headers=mod.headers), 409
+    )
     p1 = await blog.post(alice, "One", tags=["python", "db"], category="tech")
     p2 = await blog.post(alice, "Two", tags=["python"])
     await blog.post(alice, "Three", tags=["python"], visibility="private")
-    await blog.client.post("/api/v1/posts", json={"title": "Draft", "body": "x", "tags": ["python"]},
-                           headers=alice.headers)
+    await blog.client.post(
+        "/api/v1/posts", json={"title": "Draft", "body": "x", "tags": ["python"]}, headers=alice.headers
+    )
     tags = (await blog.client.get("/api/v1/posts/tags")).json()["items"]
     assert tags == [{"name": "python", "post_count": 2}, {"name": "db", "post_count": 1}]
     by_tag = (await blog.client.get("/api/v1/posts/tags/Python")).json()["items"]
     assert [p["id"] for p in by_tag] == [p2["id"], p1["id"]]
     assert [p["id"] for p in (await blog.client.get("/api/v1/posts", params={"tag": "db"})).json()["items"]] == [
-        p1["id"]]
+        p1["id"]
+    ]
     cats = (await blog.client.get("/api/v1/posts/categories")).json()["items"]
     assert cats == [{"slug": "tech", "name": "Tech", "description": "", "post_count": 1}]
     assert [p["id"] for p in (await blog.client.get("/api/v1/posts/categories/tech")).json()["items"]] == [p1["id"]]
     # Counts follow edits, hiding and deletion.
-    await blog.client.patch(f"/api/v1/posts/{p1['id']}", json={"tags": ["db"], "category": None},
-                            headers=alice.headers)
+    await blog.client.patch(f"/api/v1/posts/{p1['id']}", json={"tags": ["db"], "category": None}, headers=alice.headers)
     await blog.client.post(f"/api/v1/posts/{p2['id']}/hide", headers=mod.headers)
     tags = {t["name"]: t["post_count"] for t in (await blog.client.get("/api/v1/posts/tags")).json()["items"]}
     assert tags == {"python": 0, "db": 1}
@@ -179,8 +197,10 @@ async def test_write_rate_limit(quark: Any) -> None:
 
     svc = await quark.start(module, write_rate_limit=3)
     headers = quark.bearer(quark.user_token("u1", username="u1"))
-    codes = [(await svc.client.post("/api/v1/posts", json={"title": "t", "body": "b"}, headers=headers)).status_code
-             for _ in range(4)]
+    codes = [
+        (await svc.client.post("/api/v1/posts", json={"title": "t", "body": "b"}, headers=headers)).status_code
+        for _ in range(4)
+    ]
     assert codes == [201, 201, 201, 429]
     mine = (await svc.client.get("/api/v1/posts/mine", headers=headers)).json()["items"]
     assert len(mine) == 3

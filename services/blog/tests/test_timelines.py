@@ -46,8 +46,9 @@ async def test_follow_backfills_and_unfollow_removes(blog: Blog) -> None:
     assert await blog.home(bob) == [own]
     await blog.follow(bob, alice)
     assert await blog.home(bob) == [own, *reversed(old)]
-    await blog.apply("quark.user.unfollowed", {"follower_id": bob.id, "followee_id": alice.id,
-                                               "at": datetime.now(UTC).isoformat()})
+    await blog.apply(
+        "quark.user.unfollowed", {"follower_id": bob.id, "followee_id": alice.id, "at": datetime.now(UTC).isoformat()}
+    )
     assert await blog.home(bob) == [own]
     members = await blog.rt.timelines.read(bob.id, max_score=None, count=10)
     assert members is not None and [m for _, m in members[1]] == [own]
@@ -81,8 +82,9 @@ async def test_blocks_remove_both_ways(blog: Blog) -> None:
     b = (await blog.post(bob, "from bob"))["id"]
     await _eventually_home(blog, bob, [b, a])
     await _eventually_home(blog, alice, [b, a])
-    await blog.apply("quark.user.blocked", {"blocker_id": alice.id, "blocked_id": bob.id,
-                                            "at": datetime.now(UTC).isoformat()})
+    await blog.apply(
+        "quark.user.blocked", {"blocker_id": alice.id, "blocked_id": bob.id, "at": datetime.now(UTC).isoformat()}
+    )
     assert await blog.home(bob) == [b]
     assert await blog.home(alice) == [a]
     # A follow across a block is ignored, the public listing hides blocked authors too.
@@ -90,8 +92,9 @@ async def test_blocks_remove_both_ways(blog: Blog) -> None:
     assert await blog.home(bob) == [b]
     public = [p["id"] for p in (await blog.client.get("/api/v1/feed/public", headers=bob.headers)).json()["items"]]
     assert public == [b]
-    await blog.apply("quark.user.unblocked", {"blocker_id": alice.id, "blocked_id": bob.id,
-                                              "at": datetime.now(UTC).isoformat()})
+    await blog.apply(
+        "quark.user.unblocked", {"blocker_id": alice.id, "blocked_id": bob.id, "at": datetime.now(UTC).isoformat()}
+    )
     await blog.follow(bob, alice)
     assert await blog.home(bob) == [b, a]
 
@@ -101,15 +104,18 @@ async def test_suspended_and_deleted_authors_disappear(blog: Blog) -> None:
     await blog.follow(bob, alice)
     post = await blog.post(alice, "bye")
     await blog.post(carol, "carol's")
-    c = (await blog.client.post(f"/api/v1/posts/{post['id']}/comments", json={"body": "hi"},
-                                headers=bob.headers)).json()
+    c = (
+        await blog.client.post(f"/api/v1/posts/{post['id']}/comments", json={"body": "hi"}, headers=bob.headers)
+    ).json()
     await _eventually_home(blog, bob, [post["id"]])
-    await blog.apply("quark.user.suspended", {"user_id": alice.id, "suspended": True, "reason": "spam",
-                                              "actor_id": "admin"})
+    await blog.apply(
+        "quark.user.suspended", {"user_id": alice.id, "suspended": True, "reason": "spam", "actor_id": "admin"}
+    )
     assert await blog.home(bob) == []
     assert (await blog.client.get(f"/api/v1/posts/{post['id']}")).status_code == 404
-    await blog.apply("quark.user.suspended", {"user_id": alice.id, "suspended": False, "reason": None,
-                                              "actor_id": "admin"})
+    await blog.apply(
+        "quark.user.suspended", {"user_id": alice.id, "suspended": False, "reason": None, "actor_id": "admin"}
+    )
     assert await blog.home(bob) == [post["id"]]
     # Bob's comment and reaction elsewhere are anonymised / removed when bob is deleted.
     carol_post = (await blog.client.get("/api/v1/posts/by/carol")).json()["items"][0]["id"]
@@ -156,8 +162,9 @@ async def test_capped_timeline_continues_from_the_database(quark: QuarkTestEnv) 
 async def test_cold_timeline_is_built_from_the_database(blog: Blog) -> None:
     alice, bob = await _people(blog, "alice", "bob")
     await blog.follow(bob, alice)
-    posts = [(await blog.post(alice, f"x{i}", visibility=v))["id"] for i, v in
-             enumerate(["public", "followers", "private"])]
+    posts = [
+        (await blog.post(alice, f"x{i}", visibility=v))["id"] for i, v in enumerate(["public", "followers", "private"])
+    ]
     for pid in posts:
         await blog.fanned_out(pid)
     await blog.rt.timelines.drop(bob.id)  # expired or never read

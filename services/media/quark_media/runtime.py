@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -42,6 +43,19 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
+def _init_worker_process() -> None:
+    """Worker process: low priority, and exit when the service process is gone (even if it was SIGKILLed)."""
+    _lower_priority()
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="quark-media-parent-watch", daemon=True).start()
+
+
 _POOLS: dict[tuple[str, int], Executor] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -50,14 +64,15 @@ def shared_pool(mode: str, workers: int) -> Executor:
     """One pool per (mode, size) per process, shared by every media runtime in it (tests, the embedded station).
 
     Processes are the default: decoding and encoding then never compete with the event loop for the GIL.
-    Workers are started by a fork server (no threads of the parent are inherited) at low CPU priority.
+    Workers are spawned (no threads or sockets of the service are inherited), run at low CPU priority and
+    exit on their own when the service process dies.
     """
     with _POOLS_LOCK:
         pool = _POOLS.get((mode, workers))
         if pool is None:
             if mode == "process":
-                ctx = multiprocessing.get_context("forkserver")
-                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_lower_priority)
+                ctx = multiprocessing.get_context("spawn")
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker_process)
             else:
                 pool = ThreadPoolExecutor(
                     max_workers=workers, thread_name_prefix="quark-media-img", initializer=_lower_priority

@@ -7,11 +7,9 @@ needs an admin.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
 from quark_ai import service
 from quark_ai.models import AgentRun, Draft, ModerationResult
@@ -34,33 +32,8 @@ from quark_ai.schemas import (
 )
 from quark_sdk.app import DbSession
 from quark_sdk.auth import Principal, current_user, require_role
-from quark_sdk.errors import InvalidInput, PayloadTooLarge, PermissionDenied
-
-
-class LimitedBodyRoute(APIRoute):
-    """Reads the request body with a cap before FastAPI parses it: 413 for anything larger."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def limited(request: Request) -> Response:
-            if request.method in ("POST", "PUT", "PATCH"):
-                limit: int = request.app.state.quark.settings.max_request_bytes
-                declared = request.headers.get("content-length")
-                if declared is not None:
-                    if not declared.isdigit():
-                        raise InvalidInput("invalid Content-Length")
-                    if int(declared) > limit:
-                        raise PayloadTooLarge(f"request body larger than {limit} bytes", extra={"limit": limit})
-                body = bytearray()
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > limit:
-                        raise PayloadTooLarge(f"request body larger than {limit} bytes", extra={"limit": limit})
-                request._body = bytes(body)
-            return await handler(request)
-
-        return limited
+from quark_sdk.errors import PermissionDenied
+from quark_sdk.routing import GuardedRoute
 
 
 async def get_runtime(request: Request) -> AIRuntime:
@@ -88,7 +61,7 @@ Cursor = Annotated[str | None, Query(max_length=500)]
 ItemId = Annotated[str, Path(min_length=1, max_length=64)]
 AgentName = Literal["moderation", "tagging", "recommendations", "draft", "assist"]
 
-router = APIRouter(prefix="/api/v1/ai", tags=["ai"], route_class=LimitedBodyRoute)
+router = APIRouter(prefix="/api/v1/ai", tags=["ai"], route_class=GuardedRoute)
 
 
 def draft_out(d: Draft) -> dict[str, Any]:

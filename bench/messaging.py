@@ -233,6 +233,7 @@ async def run_clients(
         group_expected,
         list(stats.group_last.values()),
         stats.errors,
+        stats.closed,
     )
 
 

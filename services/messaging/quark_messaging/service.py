@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -664,6 +665,58 @@ def _duplicate(existing: Message, conversation_id: uuid.UUID) -> SendResult:
     return SendResult(message_out(existing), True)
 
 
+# One statement for the hot path: check the sender may post (member; channel admin; no block in a direct
+# chat), take the conversation's row lock and its next seq, insert the message, move the sender's read
+# marker, and return the members to deliver to. When it returns nothing, `_refusal` says why.
+_SEND = text(
+    """
+WITH allowed AS (
+    SELECT c.id FROM conversations c
+    JOIN members me ON me.conversation_id = c.id AND me.user_id = CAST(:uid AS uuid)
+    WHERE c.id = CAST(:cid AS uuid)
+      AND (c.kind <> 'channel' OR me.role IN ('owner', 'admin'))
+      AND NOT (c.kind = 'direct' AND EXISTS (
+          SELECT 1 FROM members peer JOIN blocks b
+            ON (b.blocker_id = CAST(:uid AS uuid) AND b.blocked_id = peer.user_id)
+            OR (b.blocked_id = CAST(:uid AS uuid) AND b.blocker_id = peer.user_id)
+          WHERE peer.conversation_id = c.id AND peer.user_id <> CAST(:uid AS uuid)))
+), conv AS (
+    UPDATE conversations c SET last_seq = c.last_seq + 1, last_activity_at = now()
+    FROM allowed WHERE c.id = allowed.id
+    RETURNING c.last_seq AS seq, c.kind AS kind
+), ins AS (
+    INSERT INTO messages (conversation_id, seq, sender_id, body, reply_to_id, attachments, mentions,
+                          client_msg_id, created_at)
+    SELECT CAST(:cid AS uuid), conv.seq, CAST(:uid AS uuid), CAST(:body AS text), CAST(:reply_to AS bigint),
+           CAST(:attachments AS jsonb), CAST(:mentions AS jsonb), CAST(:client_msg_id AS varchar),
+           CAST(:created_at AS timestamptz)
+    FROM conv
+    RETURNING id, seq
+), mark AS (
+    UPDATE members m SET last_read_seq = ins.seq FROM ins
+    WHERE m.conversation_id = CAST(:cid AS uuid) AND m.user_id = CAST(:uid AS uuid) AND m.last_read_seq < ins.seq
+)
+SELECT ins.id, ins.seq, conv.kind,
+       ARRAY(SELECT user_id FROM members WHERE conversation_id = CAST(:cid AS uuid)) AS members
+FROM ins, conv
+"""
+)
+
+
+async def _refusal(session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID) -> Exception:
+    """Why `_SEND` inserted nothing (the slow path, only on refusal)."""
+    try:
+        conv, member = await _load(session, conversation_id, user_id)
+        m = _require_member(member)
+    except (NotFound, PermissionDenied) as exc:
+        return exc
+    if conv.kind == "channel" and m.role not in ADMIN_ROLES:
+        return PermissionDenied("only the channel's owner and admins post here")
+    if conv.kind == "direct":
+        return PermissionDenied("you cannot message this user")
+    return Conflict("the conversation changed meanwhile; send again")
+
+
 async def _store_message(
     session: AsyncSession,
     user_id: uuid.UUID,
@@ -674,58 +727,41 @@ async def _store_message(
     attachments: list[str],
     client_msg_id: str | None,
 ) -> tuple[Message, list[uuid.UUID], str]:
-    """Runs inside the caller's transaction; kept to a few round trips (it is the hot path).
+    """Runs inside the caller's transaction; a few round trips (it is the hot path).
 
-    The conversation's row lock (the seq update comes first) numbers its messages in commit order.
+    The conversation's row lock numbers its messages in commit order.
     """
-    row = (
-        await session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
-            .values(last_seq=Conversation.last_seq + 1, last_activity_at=func.now())
-            .returning(Conversation.last_seq, Conversation.kind, Conversation.direct_key)
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound("conversation not found")
-    seq, kind, key = row
-    rows = await session.execute(select(Member.user_id, Member.role).where(Member.conversation_id == conversation_id))
-    roles: dict[uuid.UUID, str] = {uid: r for uid, r in rows}
-    role = roles.get(user_id)
-    if role is None:
-        if kind != "channel":
-            raise NotFound("conversation not found")
-        raise PermissionDenied("you are not a member of this conversation")
-    if kind == "channel" and role not in ADMIN_ROLES:
-        raise PermissionDenied("only the channel's owner and admins post here")
-    if kind == "direct":
-        peer = next(uuid.UUID(x) for x in (key or "").split(":") if uuid.UUID(x) != user_id)
-        if await blocked_between(session, user_id, peer):
-            raise PermissionDenied("you cannot message this user")
     if reply_to is not None:
         target = await session.scalar(select(Message.conversation_id).where(Message.id == reply_to))
         if target != conversation_id:
             raise InvalidInput("reply_to is not a message of this conversation", field="reply_to")
-    recipients = list(roles)
-    mentioned = await _mentions(session, body, set(recipients) - {user_id})
+    mentioned = await _mentions(session, body, conversation_id, user_id) if "@" in body else []
     created_at = now()
-    values: dict[str, Any] = {
-        "conversation_id": conversation_id,
-        "seq": seq,
-        "sender_id": user_id,
+    params = {
+        "cid": conversation_id,
+        "uid": user_id,
         "body": body,
-        "reply_to_id": reply_to,
-        "attachments": attachments,
-        "mentions": [str(u) for u in mentioned],
+        "reply_to": reply_to,
+        "attachments": json.dumps(attachments),
+        "mentions": json.dumps([str(u) for u in mentioned]),
         "client_msg_id": client_msg_id,
         "created_at": created_at,
     }
-    msg_id = (await session.execute(insert(Message).values(**values).returning(Message.id))).scalar_one()
-    msg = Message(id=msg_id, **values)
-    await session.execute(
-        update(Member)
-        .where(Member.conversation_id == conversation_id, Member.user_id == user_id, Member.last_read_seq < seq)
-        .values(last_read_seq=seq)
+    row = (await session.execute(_SEND, params)).one_or_none()
+    if row is None:
+        raise await _refusal(session, user_id, conversation_id)
+    msg_id, seq, kind, recipients = row
+    msg = Message(
+        id=msg_id,
+        conversation_id=conversation_id,
+        seq=seq,
+        sender_id=user_id,
+        body=body,
+        reply_to_id=reply_to,
+        attachments=attachments,
+        mentions=[str(u) for u in mentioned],
+        client_msg_id=client_msg_id,
+        created_at=created_at,
     )
     await add_event(
         session,
@@ -752,12 +788,17 @@ async def _store_message(
     return msg, recipients, kind
 
 
-async def _mentions(session: AsyncSession, body: str, candidates: set[uuid.UUID]) -> list[uuid.UUID]:
+async def _mentions(
+    session: AsyncSession, body: str, conversation_id: uuid.UUID, sender_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """`@name`s in the body that are members of the conversation (other than the sender)."""
     names = list(dict.fromkeys(n.lower().rstrip(".") for n in MENTION.findall(body)))[:MAX_MENTIONS]
-    if not names or not candidates:
+    if not names:
         return []
     rows = await session.scalars(
-        select(User.user_id).where(func.lower(User.username).in_(names), User.user_id.in_(candidates))
+        select(User.user_id)
+        .join(Member, and_(Member.user_id == User.user_id, Member.conversation_id == conversation_id))
+        .where(func.lower(User.username).in_(names), User.user_id != sender_id)
     )
     return sorted(set(rows), key=str)
 

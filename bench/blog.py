@@ -10,9 +10,13 @@ One run, one set of embedded servers (PostgreSQL, Valkey, NATS from the wheels):
 3. The blog service (`quark serve blog`, uvicorn, own process) serving GET /api/v1/feed/home?limit=20
    with a real EdDSA user token (a different user per request).
 4. The load generator runs in its own process on raw asyncio HTTP/1.1 keep-alive connections
-   (uvloop): first closed-loop at fixed concurrency for the maximum throughput, then open-loop at a
-   constant arrival rate of half that maximum, latency measured from each request's *intended*
-   send time (no coordinated omission).
+   (uvloop). After an untimed warm-up of each server, closed loop at fixed concurrency gives the
+   maximum throughput, baseline and home interleaved in `--rounds` rounds (a neighbour's load hits
+   both alike; medians are reported, the ratio is the median of the rounds' ratios); then open loop
+   at a constant arrival rate of half each maximum, latency measured from each request's *intended*
+   send time (no coordinated omission). CPU milliseconds per request of our own processes (server,
+   PostgreSQL with its backends, Valkey) are printed beside the throughput: on a shared machine
+   they move far less with the neighbours' load than req/s does.
 5. Publish→visible: posts published at a constant rate through POST /api/v1/posts; the time until
    the post is in a follower's home timeline (first seen in the follower's Redis set, then confirmed
    by GET /api/v1/feed/home) is measured from the moment the publish request is sent.
@@ -277,7 +281,9 @@ class CpuMeter:
 
         out: dict[str, float] = {}
         for name, proc in self.procs.items():
-            total = 0.0
+            # Exited children (closed connections' backends) count through the parent's children_* times.
+            root = proc.cpu_times()
+            total = root.children_user + root.children_system
             for p in [proc, *proc.children(recursive=True)]:
                 try:
                     t = p.cpu_times()

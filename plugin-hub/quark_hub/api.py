@@ -8,7 +8,7 @@ import hmac
 from typing import Annotated
 from urllib.parse import parse_qs, unquote_plus
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from quark_hub import identity, service, traefik
@@ -30,6 +30,7 @@ from quark_hub.schemas import (
 from quark_sdk.app import get_context
 from quark_sdk.auth import Principal, require_role
 from quark_sdk.errors import PayloadTooLarge, Unauthenticated
+from quark_sdk.registry import MODULE_NAME
 
 MAX_TOKEN_BODY = 8 * 1024
 
@@ -40,6 +41,8 @@ def get_runtime(request: Request) -> HubRuntime:
 
 Hub = Annotated[HubRuntime, Depends(get_runtime)]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
+# A client id is a module name; anything else (a NUL PostgreSQL cannot store included) is a 422, not a 500.
+ClientId = Annotated[str, Path(max_length=32, pattern=f"^(?:{MODULE_NAME.pattern})$")]
 
 
 def caller_address(request: Request, hub: Hub) -> str:
@@ -240,13 +243,13 @@ async def list_clients(hub: Hub, _: Admin) -> ClientPage:
 
 
 @router.delete("/clients/{client_id}", status_code=204)
-async def delete_client(client_id: str, hub: Hub, _: Admin) -> Response:
+async def delete_client(client_id: ClientId, hub: Hub, _: Admin) -> Response:
     await identity.delete_client(hub, client_id)
     return Response(status_code=204)
 
 
 @router.post("/clients/{client_id}/secret")
-async def rotate_client_secret(client_id: str, hub: Hub, _: Admin) -> ClientCreated:
+async def rotate_client_secret(client_id: ClientId, hub: Hub, _: Admin) -> ClientCreated:
     """A new secret for the client; the old one stops working at once."""
     return await identity.rotate_secret(hub, client_id)
 

@@ -246,3 +246,42 @@ async def test_admin_routes_are_refused_to_normal_users(spec: ServiceSpec, quark
     privileged = {f"{m.upper()} {p}" for p, item in doc["paths"].items() for m in item if m in METHODS
                   and any(re.fullmatch(rx, f"{m.upper()} {p}") for rx in PRIVILEGED[spec.name])}
     assert privileged == admin_only, f"privileged but a normal user was not refused: {privileged - admin_only}"
+
+
+def nul_params() -> list[Any]:
+    known = {"messaging": "GET /api/v1/chats/channels?q=a%00b answers 500 (service still being built)"}
+    return [pytest.param(*p.values, id=p.id, marks=[*p.marks, *([pytest.mark.xfail(reason=known[p.id],
+                                                                                    strict=False)]
+                                                              if p.id in known else [])])
+            for p in service_params()]
+
+
+@pytest.mark.parametrize("spec", nul_params())
+async def test_nul_and_lone_surrogates_in_any_parameter_are_never_a_5xx(spec: ServiceSpec, quark: QuarkTestEnv,
+                                                                        tmp_path: Path) -> None:
+    """Text PostgreSQL cannot store, in every path and query parameter of the OpenAPI (the fuzzer avoids some)."""
+    svc = await start(quark, spec, tmp_path)
+    admin = await svc.user(roles=("user", "admin"))
+    errors = []
+    for path, item in svc.svc.app.openapi()["paths"].items():
+        for method, op in item.items():
+            if method not in METHODS or path.endswith("/stream"):
+                continue
+            params = op.get("parameters", [])
+            for bad in ("a\x00b", "\udc80"):
+                for target in [p for p in params if p.get("in") in ("query", "path")]:
+                    url = concrete(path, params)
+                    query = {}
+                    if target["in"] == "path":
+                        url = concrete(path.replace("{" + target["name"] + "}", "BAD"), params)
+                        url = url.replace("BAD", bad.encode("utf-8", "surrogatepass").hex() if bad == "\udc80"
+                                          else "a%00b")
+                    else:
+                        query[target["name"]] = bad.encode("utf-8", "surrogatepass").decode("latin-1")
+                    headers = ({"Authorization": f"Bearer {(await svc.login(admin.username))['access_token']}"}
+                               if spec.own_tokens else admin.headers)
+                    body = {} if method in {"post", "put", "patch"} else None
+                    resp = await svc.client.request(method.upper(), url, params=query, json=body, headers=headers)
+                    if resp.status_code >= 500:
+                        errors.append(f"{method.upper()} {path} {target['name']}={bad!r}: {resp.status_code}")
+    assert not errors, errors

@@ -262,7 +262,8 @@ async def totp_disable(body: PasswordIn, user: User, rt: Runtime, session: DbSes
 async def admin_users(actor: Admin, rt: Runtime, session: DbSession,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                       cursor: Annotated[str | None, Query(max_length=200)] = None,
-                      q: Annotated[str | None, Query(max_length=254, description="username/email prefix")] = None,
+                      q: Annotated[str | None, Query(max_length=254, pattern=r"^[^\x00]*$",
+                                                     description="username/email prefix")] = None,
                       ) -> UserPage:
     users, next_cursor = await service.list_users(session, limit=min(limit, rt.settings.max_page_size),
                                                   cursor=cursor, q=q)

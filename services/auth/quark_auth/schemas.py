@@ -7,9 +7,10 @@ is checked in service code because it needs the other fields and gives one clear
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,8 +21,30 @@ USERNAME_PATTERN = r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{1,30})[A-Za-z0-9_]$"
 Password = Field(min_length=1, max_length=512)
 
 
+# PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded to UTF-8 (JSON can carry both).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_storable(v) for v in value)
+    return True
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unstorable_text(cls, data: Any) -> Any:
+        """A NUL or a lone surrogate anywhere is a 422 here, not a database error (a 500) later."""
+        if not _storable(data):
+            raise ValueError("text contains NUL characters or lone surrogates")
+        return data
 
 
 # -- accounts ---------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ class Stats:
     group_last: dict[str, float] = field(default_factory=dict)
     errors: int = 0
     closed: int = 0
+    error_kinds: Counter[str] = field(default_factory=Counter)
 
 
 class Peer:
@@ -126,9 +128,13 @@ class Peer:
                 now = time.perf_counter()
                 frame = json.loads(raw)
                 if self.quark:
-                    if frame.get("type") != "message":
-                        if frame.get("type") == "error":
+                    kind = frame.get("type")
+                    if kind != "message":
+                        if kind == "ping":  # as the protocol asks: stay under the idle timeout
+                            await self.ws.send('{"type":"pong"}')
+                        elif kind == "error":
                             stats.errors += 1
+                            stats.error_kinds[f"{frame.get('status')} {frame.get('detail')}"] += 1
                         continue
                     if frame["message"]["sender_id"] == self.me:
                         continue  # the sender's own copy
@@ -182,6 +188,7 @@ class Result:
     group_last: list[float]
     errors: int
     closed: int
+    error_kinds: dict[str, int]
 
 
 Url = tuple[str, list[str] | None, str | None]  # url, subprotocols, user id
@@ -234,6 +241,7 @@ async def run_clients(
         list(stats.group_last.values()),
         stats.errors,
         stats.closed,
+        dict(stats.error_kinds),
     )
 
 
@@ -422,7 +430,7 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
             f"{ms(max(r.group_last) if r.group_last else float('nan')):>10}"
         )
         if r.errors or r.closed:
-            print(f"  {r.name}: {r.errors} error frames, {r.closed} sends on closed connections")
+            print(f"  {r.name}: {r.errors} error frames {r.error_kinds}, {r.closed} sends on closed connections")
         if len(r.group) < r.group_expected:
             print(f"  {r.name}: fan-out delivered {len(r.group)}/{r.group_expected}")
     if len(results) == 2:

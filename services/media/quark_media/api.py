@@ -69,10 +69,7 @@ UPLOAD_BODY = {
             "schema": {
                 "type": "object",
                 "required": ["file"],
-                "properties": {
-                    "purpose": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"},
-                    "file": {"type": "string", "format": "binary"},
-                },
+                "properties": {"file": {"type": "string", "format": "binary"}},
             },
             "encoding": {"file": {"contentType": "image/jpeg, image/png, image/webp, image/gif"}},
         }
@@ -93,7 +90,10 @@ UPLOAD_BODY = {
     },
 )
 async def upload(
-    request: Request, rt: Runtime, principal: User, purpose: Annotated[str | None, Query(max_length=32)] = None
+    request: Request,
+    rt: Runtime,
+    principal: User,
+    purpose: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = None,
 ) -> MediaOut:
     """Upload one image as multipart/form-data (`file` part; `purpose` as a field before it or a query
     parameter). Answers 201 with status `uploaded`; variants follow (`quark.media.processed`)."""

@@ -26,12 +26,6 @@ async def stop_runtime(ctx: ServiceContext) -> None:
         await rt.close()
 
 
-async def bound_nats_drain(ctx: ServiceContext) -> None:
-    """Local workaround (as in the user service): keep `EventBus.close()`'s drain from waiting its 30 s default."""
-    if ctx.bus is not None and ctx.bus.is_connected:
-        ctx.bus.nc.options["drain_timeout"] = 2
-
-
 async def recover_processing(ctx: ServiceContext) -> None:
     """Background job: re-run processing lost to a crash or restart (see service.recover)."""
     rt = runtime_of(ctx)
@@ -67,7 +61,7 @@ module = QuarkModule(
     metadata=Base.metadata,
     consumers=[accounts, usage],
     on_startup=[start_runtime],
-    on_shutdown=[bound_nats_drain, stop_runtime],
+    on_shutdown=[stop_runtime],
     background=[recover_processing, sweep_orphans],
     title="Quark media service",
 )

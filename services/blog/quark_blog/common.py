@@ -38,9 +38,9 @@ SUMMARY_FROM = """
     FROM posts p JOIN authors a ON a.user_id = p.author_id LEFT JOIN post_stats s ON s.post_id = p.id
 """
 LISTED = "p.status = 'published' AND p.deleted_at IS NULL AND NOT p.hidden AND NOT a.suspended AND NOT a.deleted"
-NOT_BLOCKED = """NOT EXISTS (SELECT 1 FROM blocks b
-        WHERE (b.blocker_id = :viewer AND b.blocked_id = p.author_id)
-           OR (b.blocker_id = p.author_id AND b.blocked_id = :viewer))"""
+# Two probes, one per direction, each a primary-key lookup (an OR inside one subquery may scan).
+NOT_BLOCKED = """NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = :viewer AND b.blocked_id = p.author_id)
+    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.author_id AND b.blocked_id = :viewer)"""
 FOLLOWS_AUTHOR = "EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = :viewer AND f.followee_id = p.author_id)"
 ANON_CAN_SEE = "(p.visibility = 'public' AND a.privacy = 'public')"
 USER_CAN_SEE = f"""(p.author_id = :viewer OR ({NOT_BLOCKED} AND (

@@ -143,3 +143,21 @@ async def test_home_items_have_the_same_shape_as_other_lists(blog: Blog) -> None
     assert datetime.fromisoformat(h.pop("published_at")) == datetime.fromisoformat(p.pop("published_at"))
     assert h == p
     assert h["reactions"] == {"like": 1} and h["comment_count"] == 1 and h["tags"] == ["one", "two"]
+
+
+async def test_home_parameters_are_validated_and_documented(blog: Blog) -> None:
+    """The home route reads `limit` and `cursor` by hand (no FastAPI parameter machinery): the same
+    rules as every other list, 422 problem+json, and the same OpenAPI declaration."""
+    alice = blog.person("alice")
+    await blog.register(alice)
+    for bad in ("0", "101", "-1", "abc", "1e3", "", " 5", "5.0", "٣", "9" * 30):
+        assert_problem(await blog.client.get("/api/v1/feed/home", params={"limit": bad}, headers=alice.headers), 422)
+    assert_problem(await blog.client.get("/api/v1/feed/home", params={"cursor": "x" * 4001}, headers=alice.headers),
+                   422)
+    assert_problem(await blog.client.get("/api/v1/feed/home", params={"limit": "abc"}), 401)  # auth comes first
+    for ok in ("1", "100", "020"):
+        resp = await blog.client.get("/api/v1/feed/home", params={"limit": ok}, headers=alice.headers)
+        assert resp.status_code == 200, resp.text
+    spec = (await blog.client.get("/openapi.json")).json()
+    params = {p["name"]: p for p in spec["paths"]["/api/v1/feed/home"]["get"]["parameters"]}
+    assert params["limit"]["schema"]["maximum"] == 100 and params["cursor"]["schema"]["maxLength"] == 4000

@@ -152,8 +152,9 @@ async def test_home_parameters_are_validated_and_documented(blog: Blog) -> None:
     await blog.register(alice)
     for bad in ("0", "101", "-1", "abc", "1e3", "", " 5", "5.0", "٣", "9" * 30):
         assert_problem(await blog.client.get("/api/v1/feed/home", params={"limit": bad}, headers=alice.headers), 422)
-    assert_problem(await blog.client.get("/api/v1/feed/home", params={"cursor": "x" * 4001}, headers=alice.headers),
-                   422)
+    assert_problem(
+        await blog.client.get("/api/v1/feed/home", params={"cursor": "x" * 4001}, headers=alice.headers), 422
+    )
     assert_problem(await blog.client.get("/api/v1/feed/home", params={"limit": "abc"}), 401)  # auth comes first
     for ok in ("1", "100", "020"):
         resp = await blog.client.get("/api/v1/feed/home", params={"limit": ok}, headers=alice.headers)

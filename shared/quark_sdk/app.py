@@ -67,6 +67,8 @@ class QuarkModule:
     on_shutdown: Sequence[Hook] = ()
     background: Sequence[Hook] = ()  # long-running tasks (schedulers, cleaners), cancelled on shutdown
     commands: Sequence[ModuleCommand] = ()
+    # Extra readiness checks beside database/redis/nats: (name, probe); a probe raises when not ready.
+    readiness_checks: Sequence[tuple[str, Callable[[ServiceContext], Awaitable[object]]]] = ()
     title: str | None = None
 
     @property
@@ -149,6 +151,8 @@ class ServiceContext:
                 await bus.nc.flush(timeout=1)
 
             probes.append(check("nats", nats_probe))
+        for name, module_probe in self.module.readiness_checks:
+            probes.append(check(name, lambda p=module_probe: p(self)))  # type: ignore[misc]
         await asyncio.gather(*probes)
         return checks
 

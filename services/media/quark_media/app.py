@@ -26,6 +26,11 @@ async def stop_runtime(ctx: ServiceContext) -> None:
         await rt.close()
 
 
+async def storage_ready(ctx: ServiceContext) -> None:
+    """Readiness: the object store answers (a HEAD on the bucket in S3, the directory tree locally)."""
+    await runtime_of(ctx).storage.ensure_bucket()
+
+
 async def recover_processing(ctx: ServiceContext) -> None:
     """Background job: re-run processing lost to a crash or restart (see service.recover)."""
     rt = runtime_of(ctx)
@@ -62,6 +67,7 @@ module = QuarkModule(
     consumers=[accounts, usage],
     on_startup=[start_runtime],
     on_shutdown=[stop_runtime],
+    readiness_checks=[("storage", storage_ready)],
     background=[recover_processing, sweep_orphans],
     title="Quark media service",
 )

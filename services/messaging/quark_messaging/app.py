@@ -32,6 +32,9 @@ async def stop_hub(ctx: ServiceContext) -> None:
     """
     if "messaging" in ctx.extras:
         await runtime_of(ctx).hub.stop()
+    sender = ctx.extras.get("messaging_sender")
+    if sender is not None:
+        await sender.stop()
     if ctx.bus is not None and ctx.bus.is_connected:
         with contextlib.suppress(Exception):
             await ctx.bus.nc.flush(timeout=1)

@@ -7,14 +7,16 @@ after the commit, so a client is never told about something that then rolls back
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -36,7 +38,15 @@ from quark_messaging.schemas import (
     MessageSent,
     UnreadOut,
 )
-from quark_sdk.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
+from quark_sdk.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    QuarkError,
+    ServiceUnavailable,
+)
 from quark_sdk.outbox import add_event
 
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})")
@@ -616,31 +626,37 @@ async def send_message(
     attachments: list[str] | None = None,
     client_msg_id: str | None = None,
 ) -> SendResult:
-    """Store a message and deliver it live. A resend with the same `client_msg_id` returns the first one."""
+    """Store a message and deliver it live. A resend with the same `client_msg_id` returns the first one
+    (and does not count against the rate limit)."""
     attachments = list(dict.fromkeys(attachments or []))
     _check_body(rt, body, attachments)
+    if client_msg_id is not None:
+        existing = await _by_client_id(session, user_id, client_msg_id)
+        try:
+            if existing is not None:
+                return _duplicate(existing, conversation_id)
+        finally:
+            await session.rollback()  # after reading `existing`: a rollback expires it
+    await rt.limiter.check(
+        f"msg:{user_id}",
+        limit=rt.settings.message_rate_limit,
+        window=rt.settings.message_rate_window,
+        detail=f"at most {rt.settings.message_rate_limit} messages per {rt.settings.message_rate_window:g}s",
+    )
+    req = SendRequest(user_id, conversation_id, body, reply_to, attachments, client_msg_id)
     try:
-        async with session.begin():
-            if client_msg_id is not None:
-                existing = await _by_client_id(session, user_id, client_msg_id)
-                if existing is not None:
-                    return _duplicate(existing, conversation_id)
-            await rt.limiter.check(
-                f"msg:{user_id}",
-                limit=rt.settings.message_rate_limit,
-                window=rt.settings.message_rate_window,
-                detail=f"at most {rt.settings.message_rate_limit} messages per {rt.settings.message_rate_window:g}s",
-            )
-            msg, recipients, kind = await _store_message(
-                session, user_id, username, conversation_id, body, reply_to, attachments, client_msg_id
-            )
-    except IntegrityError:
-        await session.rollback()
+        outcome = await sender_of(rt).submit(req)
+    except IntegrityError:  # the same client_msg_id sent twice at once: the other one won
         existing = await _by_client_id(session, user_id, client_msg_id) if client_msg_id else None
-        await session.rollback()
-        if existing is None:
-            raise
-        return _duplicate(existing, conversation_id)
+        try:
+            if existing is None:
+                raise
+            return _duplicate(existing, conversation_id)
+        finally:
+            await session.rollback()
+    if isinstance(outcome, SendResult):
+        return outcome
+    msg, recipients, kind = outcome
     out = message_out(msg)
     await rt.hub.publish(
         recipients,
@@ -651,6 +667,114 @@ async def send_message(
     if kind != "channel":
         await _notify_offline(rt, session, msg, [r for r in recipients if r != user_id])
     return SendResult(out, False)
+
+
+@dataclass
+class SendRequest:
+    user_id: uuid.UUID
+    conversation_id: uuid.UUID
+    body: str
+    reply_to: int | None
+    attachments: list[str]
+    client_msg_id: str | None
+
+
+Stored = tuple[Message, list[uuid.UUID], str]
+
+
+async def _send_in_tx(session: AsyncSession, req: SendRequest) -> SendResult | Stored:
+    """One send inside an open transaction. Refusals raise before anything is written for it."""
+    if req.client_msg_id is not None:
+        existing = await _by_client_id(session, req.user_id, req.client_msg_id)
+        if existing is not None:
+            return _duplicate(existing, req.conversation_id)
+    return await _store_message(
+        session, req.user_id, None, req.conversation_id, req.body, req.reply_to, req.attachments, req.client_msg_id
+    )
+
+
+class SendBatcher:
+    """Group commit: sends that arrive while a transaction is being written share the next one.
+
+    One transaction (one WAL flush) for a batch instead of one per message; at low load a batch is a
+    single message, so nothing waits. A refusal (not a member, blocked...) raises before that item
+    writes anything, so it fails alone. Any database error aborts the batch, whose items are then
+    retried one transaction each, so one bad item (e.g. a racing duplicate client_msg_id) cannot fail
+    the others. The conversation row locks still number each conversation's messages in commit order.
+    """
+
+    def __init__(self, rt: MessagingRuntime, *, max_batch: int = 64) -> None:
+        self.rt = rt
+        self.max_batch = max_batch
+        self.pending: list[tuple[SendRequest, asyncio.Future[SendResult | Stored]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, req: SendRequest) -> SendResult | Stored:
+        fut: asyncio.Future[SendResult | Stored] = asyncio.get_running_loop().create_future()
+        self.pending.append((req, fut))
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="messaging-send-batcher")
+        return await fut
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for _, fut in self.pending:
+            if not fut.done():
+                fut.set_exception(ServiceUnavailable("shutting down"))
+        self.pending.clear()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.pending:
+                batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # never leave a sender waiting
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+
+    async def _write(self, batch: list[tuple[SendRequest, asyncio.Future[SendResult | Stored]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[SendResult | Stored], SendResult | Stored | None, Exception | None]] = []
+        try:
+            async with self.rt.db().transaction() as session:
+                for req, fut in batch:
+                    try:
+                        outcomes.append((fut, await _send_in_tx(session, req), None))
+                    except QuarkError as exc:
+                        outcomes.append((fut, None, exc))
+        except Exception:
+            if len(batch) == 1:
+                raise
+            for item in batch:  # one at a time: only the item at fault fails
+                try:
+                    await self._write([item])
+                except Exception as exc:
+                    if not item[1].done():
+                        item[1].set_exception(exc)
+            return
+        for fut, result, error in outcomes:
+            if fut.done():
+                continue
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                assert result is not None
+                fut.set_result(result)
+
+
+def sender_of(rt: MessagingRuntime) -> SendBatcher:
+    batcher = rt.ctx.extras.get("messaging_sender")
+    if batcher is None:
+        batcher = rt.ctx.extras["messaging_sender"] = SendBatcher(rt)
+    return cast(SendBatcher, batcher)
 
 
 async def _by_client_id(session: AsyncSession, user_id: uuid.UUID, client_msg_id: str) -> Message | None:

@@ -175,3 +175,27 @@ async def test_bad_input_is_4xx_and_changes_nothing(cluster: Cluster) -> None:
     page = (await c.get(url, headers=h)).json()
     assert page["items"] == []
     assert await cluster.published("quark.message.sent") == []
+
+
+async def test_concurrent_sends_share_transactions_but_fail_alone(cluster: Cluster) -> None:
+    """Sends arriving together are written in one transaction (group commit); a refused one, or a racing
+    duplicate client_msg_id, fails alone and the seqs stay contiguous."""
+    import asyncio
+
+    inst = await cluster.start()
+    alice, bob, eve = await cluster.people("alice", "bob", "eve")
+    chat = await group(inst, alice, bob)
+    url = f"/api/v1/chats/{chat}/messages"
+    calls = [inst.client.post(url, json={"body": f"m{i}"}, headers=alice.headers) for i in range(20)]
+    calls += [inst.client.post(url, json={"body": "intruder"}, headers=eve.headers) for _ in range(3)]
+    calls += [
+        inst.client.post(url, json={"body": "once", "client_msg_id": "same"}, headers=bob.headers) for _ in range(4)
+    ]
+    responses = await asyncio.gather(*calls)
+    assert [r.status_code for r in responses[:20]] == [201] * 20
+    assert [r.status_code for r in responses[20:23]] == [404] * 3
+    once = responses[23:]
+    assert sorted(r.status_code for r in once) == [200, 200, 200, 201]
+    assert len({r.json()["id"] for r in once}) == 1
+    page = (await inst.client.get(url, params={"limit": 100}, headers=alice.headers)).json()["items"]
+    assert [m["seq"] for m in page] == list(range(1, 22))

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
 
-import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError
 
 from quark_blog import comments, feeds, moderation, service
 from quark_blog.common import require_user
@@ -48,65 +43,10 @@ from quark_blog.schemas import (
 )
 from quark_sdk.app import DbSession
 from quark_sdk.auth import Principal, current_user, optional_user, require_role
-from quark_sdk.errors import InvalidInput, PayloadTooLarge
+from quark_sdk.errors import InvalidInput
+from quark_sdk.routing import GuardedRoute
 
 log = logging.getLogger("quark.blog")
-
-
-class LimitedBodyRoute(APIRoute):
-    """Reads the request body with a cap before FastAPI parses it: 413 for anything larger.
-
-    Also refuses NUL characters in the path and query (PostgreSQL text cannot hold them), and turns
-    a data error PostgreSQL raises about a value that passed validation into a 422: input never
-    causes a 5xx.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def limited(request: Request) -> Response:
-            if "\x00" in request.scope.get("path", "") or "\x00" in unquote(
-                request.scope.get("query_string", b"").decode("latin-1")
-            ):
-                raise InvalidInput("the path or query contains a NUL character")
-            if request.method in ("POST", "PUT", "PATCH"):
-                limit: int = request.app.state.quark.settings.max_request_bytes
-                declared = request.headers.get("content-length")
-                if declared is not None:
-                    if not declared.isdigit():
-                        raise InvalidInput("invalid Content-Length")
-                    if int(declared) > limit:
-                        raise PayloadTooLarge(f"request body larger than {limit} bytes", extra={"limit": limit})
-                body = bytearray()
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > limit:
-                        raise PayloadTooLarge(f"request body larger than {limit} bytes", extra={"limit": limit})
-                request._body = bytes(body)
-            try:
-                return await handler(request)
-            except (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if not _is_data_error(exc):
-                    raise
-                log.warning("data error from input on %s %s: %s", request.method, request.url.path, exc)
-                raise InvalidInput("a value is out of range or cannot be stored") from None
-
-        return limited
-
-
-def _is_data_error(exc: BaseException) -> bool:
-    """A value PostgreSQL refused (SQLSTATE class 22) or asyncpg could not encode: the input's fault."""
-    seen: BaseException | None = exc
-    for _ in range(3):
-        if seen is None:
-            break
-        state = getattr(seen, "sqlstate", None)
-        if isinstance(state, str) and state.startswith("22"):
-            return True
-        if isinstance(seen, asyncpg.InterfaceError) and isinstance(seen, ValueError):  # client-side DataError
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
 
 
 async def get_runtime(request: Request) -> BlogRuntime:
@@ -153,10 +93,10 @@ PostId = Annotated[uuid.UUID, Path()]
 CommentId = Annotated[uuid.UUID, Path()]
 Username = Annotated[str, Path(min_length=1, max_length=64)]
 
-posts = APIRouter(prefix="/api/v1/posts", tags=["posts"], route_class=LimitedBodyRoute)
-feed = APIRouter(prefix="/api/v1/feed", tags=["feed"], route_class=LimitedBodyRoute)
-comment_routes = APIRouter(prefix="/api/v1/comments", tags=["comments"], route_class=LimitedBodyRoute)
-search = APIRouter(prefix="/api/v1/search", tags=["search"], route_class=LimitedBodyRoute)
+posts = APIRouter(prefix="/api/v1/posts", tags=["posts"], route_class=GuardedRoute)
+feed = APIRouter(prefix="/api/v1/feed", tags=["feed"], route_class=GuardedRoute)
+comment_routes = APIRouter(prefix="/api/v1/comments", tags=["comments"], route_class=GuardedRoute)
+search = APIRouter(prefix="/api/v1/search", tags=["search"], route_class=GuardedRoute)
 
 
 def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:

@@ -179,6 +179,7 @@ def build_verifier(settings: ServiceSettings) -> TokenVerifier:
     return TokenVerifier(
         {"quark-auth": JWKSCache(auth_jwks), "quark-hub": JWKSCache(hub_jwks)},
         audience=settings.token_audience,
+        cache_ttl=settings.token_cache_ttl,
     )
 
 

@@ -23,6 +23,7 @@ import logging
 import math
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -466,6 +467,41 @@ def _principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     )
 
 
+class VerifiedTokenCache:
+    """Verified bearer tokens → principal, for a short while (bounded LRU).
+
+    Verifying a token (JWT decodes and an Ed25519 check) is the largest per-request cost of a hot read
+    after the database. A token is immutable, so a success can be reused until `min(exp, now + ttl)`;
+    failures are never cached, and a tampered token is a different string.
+    """
+
+    def __init__(self, size: int = 10_000, ttl: float = 60.0) -> None:
+        self.size, self.ttl = size, ttl
+        self._items: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+
+    def get(self, token: str) -> Principal | None:
+        hit = self._items.get(token)
+        if hit is None:
+            return None
+        if hit[0] <= time.time():
+            del self._items[token]
+            return None
+        self._items.move_to_end(token)
+        return hit[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if self.ttl <= 0:
+            return
+        until = time.time() + self.ttl
+        exp = principal.claims.get("exp")
+        if isinstance(exp, int | float):
+            until = min(until, float(exp))
+        self._items[token] = (until, principal)
+        self._items.move_to_end(token)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
 class TokenVerifier:
     """Verifies access tokens from the trusted issuers, locally, against their cached JWKS.
 
@@ -479,17 +515,28 @@ class TokenVerifier:
         *,
         audience: str | Sequence[str] = DEFAULT_AUDIENCE,
         leeway: float = 10,
+        cache_ttl: float = 0.0,
     ) -> None:
         if not sources:
             raise ValueError("a TokenVerifier needs at least one trusted issuer")
         self.sources: dict[str, JWKSCache] = dict(sources)
         self.audience: str | list[str] = audience if isinstance(audience, str) else list(audience)
         self.leeway = leeway
+        # Off by default; modules get `token_cache_ttl` (60 s) from their settings through the app factory.
+        self.cache = VerifiedTokenCache(ttl=cache_ttl)
 
     async def verify(self, token: str) -> Principal:
         """The principal a valid token stands for; otherwise :class:`Unauthenticated`."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
             raise Unauthenticated("token malformed")
+        cached = self.cache.get(token)
+        if cached is not None:
+            return cached
+        principal = await self._verify(token)
+        self.cache.put(token, principal)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})

@@ -77,6 +77,8 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval: float = Field(default=1.0, gt=0, le=60)
     consumer_max_deliver: int = Field(default=5, ge=1, le=100)
     heartbeat_interval: float = Field(default=5.0, gt=0, le=300)
+    # Reuse of a verified access token (never past its exp; 0 turns it off): verification is per-request CPU.
+    token_cache_ttl: float = Field(default=60.0, ge=0, le=3600)
     # Whole request body for routes using quark_sdk.routing.GuardedRoute: larger is a 413.
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
 

@@ -70,23 +70,7 @@ async def writer(rt: Runtime, user: User) -> Principal:
 Writer = Annotated[Principal, Depends(writer)]
 
 
-async def reader(request: Request, rt: Runtime) -> Principal:
-    """`current_user` for hot reads: a token verified in the last `token_cache_ttl` seconds is not verified again."""
-    header = request.headers.get("authorization") or ""
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    if rt.settings.token_cache_ttl > 0 and scheme.lower() == "bearer" and token:
-        cached = rt.tokens.get(token)
-        if cached is not None:
-            request.state.principal = cached
-            return cached
-        principal = await current_user(request)
-        rt.tokens.put(token, principal)
-        return principal
-    return await current_user(request)
-
-
-Reader = Annotated[Principal, Depends(reader)]
+Reader = Annotated[Principal, Depends(current_user)]  # verified tokens are cached by the SDK verifier
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=4000)]
 PostId = Annotated[uuid.UUID, Path()]
@@ -424,7 +408,7 @@ async def home(request: Request) -> Response:
     `limit` and `cursor` (declared for OpenAPI) are read by hand, and the caller through the
     token cache, to keep framework work per request small."""
     rt = runtime_of(request.app.state.quark)
-    user = await reader(request, rt)
+    user = await current_user(request)
     limit, cursor = _home_params(request)
     items, nxt = await feeds.home_timeline(rt, require_user(user), limit, cursor)
     return Response(content=feeds.page_json(items, nxt), media_type="application/json")

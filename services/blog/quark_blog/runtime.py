@@ -8,9 +8,7 @@ session's database (`session.info["quark_db"]`), so several instances in one pro
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_blog.settings import BlogSettings
 from quark_blog.timeline import Timelines
 from quark_sdk.app import ServiceContext
-from quark_sdk.auth import Principal
 from quark_sdk.db import Database
 from quark_sdk.ratelimit import RateLimiter
 
@@ -42,7 +39,6 @@ class BlogRuntime:
     clock: Clock = system_clock
     wake_scheduler: asyncio.Event = field(default_factory=asyncio.Event)
 
-    tokens: TokenCache = field(default_factory=lambda: TokenCache())
     _read_pool: asyncpg.Pool | None = None
     _read_pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -88,39 +84,6 @@ class _ReadConnection(asyncpg.Connection):
         return ""
 
 
-class TokenCache:
-    """Verified bearer tokens → principal, for a short while (bounded LRU).
-
-    Token verification (three JWT decodes and an Ed25519 check) is the largest cost of a home
-    timeline read after the database. A token is immutable and its signature does not change,
-    so a positive result can be reused until `min(exp, now + ttl)`; only successes are cached.
-    """
-
-    def __init__(self, size: int = 10_000, ttl: float = 60.0) -> None:
-        self.size, self.ttl = size, ttl
-        self._items: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
-
-    def get(self, token: str) -> Principal | None:
-        hit = self._items.get(token)
-        if hit is None:
-            return None
-        if hit[0] <= time.time():
-            del self._items[token]
-            return None
-        self._items.move_to_end(token)
-        return hit[1]
-
-    def put(self, token: str, principal: Principal) -> None:
-        until = time.time() + self.ttl
-        exp = principal.claims.get("exp")
-        if isinstance(exp, int | float):
-            until = min(until, float(exp))
-        self._items[token] = (until, principal)
-        self._items.move_to_end(token)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-
 _BY_DB: weakref.WeakKeyDictionary[Database, BlogRuntime] = weakref.WeakKeyDictionary()
 
 
@@ -130,7 +93,6 @@ def install(ctx: ServiceContext) -> BlogRuntime:
         ctx=ctx,
         timelines=Timelines(ctx, cap=settings.timeline_cap, ttl_ms=settings.timeline_ttl * 1000),
         limiter=RateLimiter(ctx.cache(), prefix=ctx.key()),
-        tokens=TokenCache(ttl=settings.token_cache_ttl),
     )
     ctx.extras["blog"] = rt
     _BY_DB[ctx.database()] = rt

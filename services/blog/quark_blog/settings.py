@@ -27,7 +27,6 @@ class BlogSettings(ServiceSettings):
     timeline_ttl: int = Field(default=7 * 86400, ge=60)  # an unread timeline expires (cold -> database)
     fanout_chunk: int = Field(default=1000, ge=10, le=100_000)  # followers per Redis pipeline
     read_pool_size: int = Field(default=10, ge=1, le=200)  # asyncpg connections for home timeline reads
-    token_cache_ttl: float = Field(default=60.0, ge=0, le=3600)  # reuse of a verified token on hot reads (0: off)
 
     # -- writes
     write_rate_limit: int = Field(default=120, ge=1)  # writes per user and window

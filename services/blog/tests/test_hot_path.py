@@ -9,8 +9,7 @@ from typing import Any
 
 from blog_testkit import Blog, Person, assert_problem
 
-from quark_blog.runtime import TokenCache
-from quark_sdk.auth import Principal
+from quark_sdk.auth import Principal, VerifiedTokenCache
 from quark_sdk.testing import QuarkTestEnv, eventually
 
 
@@ -84,7 +83,7 @@ def _principal(exp: float) -> Principal:
 
 
 def test_token_cache_honours_expiry_and_size() -> None:
-    cache = TokenCache(size=2, ttl=60)
+    cache = VerifiedTokenCache(size=2, ttl=60)
     cache.put("expired", _principal(time.time() - 1))
     assert cache.get("expired") is None
     cache.put("a", _principal(time.time() + 3600))
@@ -92,7 +91,7 @@ def test_token_cache_honours_expiry_and_size() -> None:
     assert cache.get("a") is not None
     cache.put("c", _principal(time.time() + 3600))  # evicts the least recently used ("b")
     assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
-    off = TokenCache(ttl=0)
+    off = VerifiedTokenCache(ttl=0)
     off.put("x", _principal(time.time() + 3600))
     assert off.get("x") is None
 

@@ -69,8 +69,6 @@ KNOWN_CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
 # Services still being built when this suite was written, with what the fuzzer found in them then. Not
 # strict: once fixed they pass, and the line goes.
 PENDING: dict[str, str] = {
-    "media": "POST /api/v1/media documents no request body (the multipart upload is read by hand), so a "
-             "schema-valid request gets 415",
     "messaging": "POST /api/v1/chats/direct answers 201 but documents only 200",
     "ai": "POST /api/v1/ai/drafts/{id}/approve answers 503 when the blog is not reachable (no blog runs "
           "beside it here)",

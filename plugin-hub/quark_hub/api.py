@@ -31,6 +31,7 @@ from quark_sdk.app import get_context
 from quark_sdk.auth import Principal, require_role
 from quark_sdk.errors import PayloadTooLarge, Unauthenticated
 from quark_sdk.registry import MODULE_NAME
+from quark_sdk.routing import GuardedRoute
 
 MAX_TOKEN_BODY = 8 * 1024
 
@@ -77,7 +78,7 @@ async def registration_token(request: Request, hub: Hub) -> None:
 
 # -- registry -----------------------------------------------------------------------------------------
 
-router = APIRouter(prefix="/api/v1/hub", tags=["hub"])
+router = APIRouter(prefix="/api/v1/hub", tags=["hub"], route_class=GuardedRoute)
 
 
 @router.post("/modules/register", status_code=201,

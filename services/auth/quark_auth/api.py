@@ -41,9 +41,10 @@ from quark_auth.schemas import (
 from quark_sdk.app import Context, DbSession
 from quark_sdk.auth import Principal
 from quark_sdk.errors import PermissionDenied, Unauthenticated
+from quark_sdk.routing import GuardedRoute
 
 PREFIX = "/api/v1/auth"
-router = APIRouter(prefix=PREFIX, tags=["auth"])
+router = APIRouter(prefix=PREFIX, tags=["auth"], route_class=GuardedRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 

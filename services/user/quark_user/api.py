@@ -13,6 +13,7 @@ from quark_sdk.app import Context, DbSession, ServiceContext
 from quark_sdk.auth import Principal, current_user, optional_user, require_role
 from quark_sdk.errors import PermissionDenied, Unauthenticated
 from quark_sdk.ratelimit import RateLimiter
+from quark_sdk.routing import GuardedRoute
 from quark_user import service
 from quark_user.models import Profile
 from quark_user.schemas import (
@@ -35,7 +36,7 @@ from quark_user.schemas import (
 )
 from quark_user.settings import UserSettings
 
-router = APIRouter(prefix="/api/v1/users", tags=["users"])
+router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=GuardedRoute)
 
 
 async def user_principal(principal: Annotated[Principal, Depends(current_user)]) -> Principal:

@@ -224,7 +224,9 @@ async def _reader(ws: WebSocket, rt: MessagingRuntime, conn: Connection, princip
             )
         except Exception as exc:  # a failure serving one frame must not kill the connection
             unavailable = is_unavailable_error(exc)
-            if not unavailable:
+            if unavailable:
+                log.warning("WebSocket frame refused, a backing server is unavailable: %r", exc)
+            else:
                 kind = (frame_or_none(raw) or {}).get("type")
                 log.exception("WebSocket frame of type %r failed", str(kind)[:40])  # never the frame: tokens
             conn.put(

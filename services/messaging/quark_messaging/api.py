@@ -34,10 +34,12 @@ from quark_messaging.schemas import (
 from quark_sdk.app import Context, DbSession
 from quark_sdk.auth import Principal, current_user
 from quark_sdk.errors import PermissionDenied
+from quark_sdk.routing import GuardedRoute
 
-chats = APIRouter(prefix="/api/v1/chats", tags=["chats"])
-messages = APIRouter(prefix="/api/v1/messages", tags=["messages"])
-notes = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+# GuardedRoute: request bodies capped (413), NUL in path/query and values PostgreSQL refuses are 422s.
+chats = APIRouter(prefix="/api/v1/chats", tags=["chats"], route_class=GuardedRoute)
+messages = APIRouter(prefix="/api/v1/messages", tags=["messages"], route_class=GuardedRoute)
+notes = APIRouter(prefix="/api/v1/notifications", tags=["notifications"], route_class=GuardedRoute)
 
 
 def user_id_of(principal: Principal) -> uuid.UUID:
@@ -93,7 +95,12 @@ async def create_chat(body: ChatCreate, user: User, rt: Runtime, session: DbSess
     return await service.create_chat(rt, session, uid, body.kind, body.title, body.member_ids)
 
 
-@chats.post("/direct", response_model=ChatOut, responses={200: {"description": "the existing conversation"}})
+@chats.post(
+    "/direct",
+    response_model=ChatOut,
+    status_code=201,
+    responses={200: {"model": ChatOut, "description": "the pair's existing conversation"}},
+)
 async def open_direct(
     body: DirectChatCreate, user: User, rt: Runtime, session: DbSession, response: Response
 ) -> ChatOut:

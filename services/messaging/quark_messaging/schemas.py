@@ -59,7 +59,7 @@ class RoleChange(_Strict):
 
 
 class MessageCreate(_Strict):
-    body: str = Field(default="", max_length=1_000_000)
+    body: str = Field(default="", max_length=20_000)
     reply_to: int | None = Field(default=None, ge=1)
     attachments: list[str] = Field(default_factory=list, max_length=1000)
     client_msg_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -76,7 +76,7 @@ class MessageCreate(_Strict):
 
 
 class MessageEdit(_Strict):
-    body: str = Field(min_length=1, max_length=1_000_000)
+    body: str = Field(min_length=1, max_length=20_000)
 
     _body = field_validator("body")(_clean_text)
 

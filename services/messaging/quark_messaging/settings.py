@@ -14,7 +14,7 @@ class MessagingSettings(ServiceSettings):
     port: int = Field(default=3005, ge=1, le=65535)
 
     # -- input limits
-    max_body_chars: int = Field(default=4000, ge=10, le=1_000_000)  # one message: 413 above
+    max_body_chars: int = Field(default=4000, ge=10, le=20_000)  # one message: 413 above
     max_attachments: int = Field(default=10, ge=0, le=100)
     max_title_chars: int = Field(default=200, ge=1, le=200)
     max_group_members: int = Field(default=1000, ge=2, le=100_000)

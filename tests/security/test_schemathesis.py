@@ -70,8 +70,6 @@ KNOWN_CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
 # strict: once fixed they pass, and the line goes.
 PENDING: dict[str, str] = {
     "messaging": "POST /api/v1/chats/direct answers 201 but documents only 200",
-    "ai": "POST /api/v1/ai/drafts/{id}/approve answers 503 when the blog is not reachable (no blog runs "
-          "beside it here)",
 }
 
 

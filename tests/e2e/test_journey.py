@@ -1,18 +1,21 @@
 """The station's main journey, end to end over HTTP, in embedded mode and in fleet mode.
 
-register → verify email → login with 2FA → edit profile → follow → publish → the follower sees the post in
-the home timeline → comment and react → a moderator hides and restores → account deletion propagates.
+register → verify email → login with 2FA → edit profile with an avatar upload → follow → publish a post with
+an image → the follower sees it in the home timeline → comment and react → the AI moderator flags a toxic
+comment and the blog hides it → an admin restores it → account deletion propagates to every service.
 Every hop between services is an event on NATS (auth → user → blog), so the journey only passes when the
 outbox, the relays and the durable consumers of every module work together.
 """
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
 
 import pyotp
 import pytest
+from PIL import Image
 from stationkit import PASSWORD, Client, Person, Station, client
 
 from quark_sdk.testing import eventually
@@ -40,6 +43,28 @@ async def profile_of(c: Client, person: Person) -> dict[str, Any]:
     return dict(await eventually(probe, what=f"profile of {person.username}", timeout=20))
 
 
+def png(colour: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def upload(c: Client, who: Person, purpose: str, colour: str) -> dict[str, Any]:
+    """Upload an image and wait until the media service has made its variants."""
+    media = (await c.post(f"/api/v1/media?purpose={purpose}", who, expect=201,
+                          files={"file": ("picture.png", png(colour), "image/png")})).json()
+
+    async def ready() -> dict[str, Any] | None:
+        body = (await c.get(f"/api/v1/media/{media['id']}", who, expect=200)).json()
+        assert body["status"] != "failed", body
+        return body if body["status"] == "ready" else None
+
+    return dict(await eventually(ready, what=f"media {media['id']} processed", timeout=30))
+
+
+TOXIC = "You are a worthless stupid idiot and everyone hates you, shut the fuck up."
+
+
 async def test_register_verify_2fa_profile_follow_publish_timeline_interact_delete(station: Station) -> None:
     async with client(station) as c:
         # -- identity: register, verify the email (the test is the mailer), enable 2FA, log in with it
@@ -64,6 +89,19 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         assert edited["display_name"] == "Alice Liddell"
         public = (await c.get(f"/api/v1/users/{alice.username}", expect=200)).json()
         assert public["display_name"] == "Alice Liddell" and "email" not in public
+        # Avatar: uploaded to the media service, chosen in the profile, variants arrive by quark.media.processed.
+        avatar = await upload(c, alice, "avatar", "teal")
+        assert set(avatar["variants"]) == {"thumb", "medium", "original"}
+        await c.patch("/api/v1/users/me", alice, json={"avatar_media_id": avatar["id"]}, expect=200)
+
+        async def avatar_shown() -> bool:
+            shown = (await c.get(f"/api/v1/users/{alice.username}", expect=200)).json()
+            return bool(shown["avatar"]) and shown["avatar"]["media_id"] == avatar["id"] and \
+                "thumb" in shown["avatar"]["variants"]
+
+        await eventually(avatar_shown, what="avatar on the public profile", timeout=20)
+        thumb = await c.http.get(station.url(f"/api/v1/media/{avatar['id']}/variants/thumb"))
+        assert thumb.status_code == 200 and thumb.content[8:12] == b"WEBP"
 
         # -- follow (user service → quark.user.followed → blog's replica)
         bob = await verified_user(c, station, "bob")
@@ -73,9 +111,10 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         assert [edge["user"]["username"] for edge in following["items"]] == [alice.username]
 
         # -- publish; the follower's home timeline shows it (fan-out on write, through NATS)
+        picture = await upload(c, alice, "post", "orange")
         post = (await c.post("/api/v1/posts", alice, json={
             "title": "Through the looking glass", "body": "It's a *poor* sort of memory that only works backwards.",
-            "tags": ["wonderland"], "publish": True}, expect=201)).json()
+            "tags": ["wonderland"], "media_ids": [picture["id"]], "publish": True}, expect=201)).json()
 
         async def in_home() -> bool:
             items = (await c.get("/api/v1/feed/home", bob, expect=200)).json()["items"]
@@ -84,6 +123,7 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         await eventually(in_home, what="post in the follower's home timeline", timeout=20)
         by_url = (await c.get(f"/api/v1/posts/by/{alice.username}/{post['slug']}", expect=200)).json()
         assert by_url["id"] == post["id"] and "<em>poor</em>" in by_url["body_html"]
+        assert [str(m) for m in by_url["media_ids"]] == [picture["id"]]
 
         # -- comment and react
         comment = (await c.post(f"/api/v1/posts/{post['id']}/comments", bob,
@@ -93,23 +133,33 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         shown = (await c.get(f"/api/v1/posts/{post['id']}", expect=200)).json()
         assert shown["comment_count"] == 1 and shown["reactions"].get("like") == 1
 
-        # -- moderation: an admin (made with `quark create-admin`) hides the comment, then restores it
+        # -- AI moderation: the toxic comment is flagged (quark.ai.moderation_flagged) and the blog hides it;
+        #    an admin (made with `quark create-admin`) reviews it and restores it
+        toxic = (await c.post(f"/api/v1/posts/{post['id']}/comments", bob, json={"body": TOXIC}, expect=201)).json()
+
+        def state_of(items: list[dict[str, Any]], comment_id: str) -> tuple[str, str]:
+            (mine,) = [i for i in items if i["id"] == comment_id]
+            return mine["state"], mine["body_html"]
+
+        async def hidden_by_ai() -> bool:
+            thread = (await c.get(f"/api/v1/posts/{post['id']}/comments", expect=200)).json()["items"]
+            return state_of(thread, toxic["id"]) == ("hidden", "")
+
+        await eventually(hidden_by_ai, what="toxic comment hidden after the AI flag", timeout=30)
+        thread = (await c.get(f"/api/v1/posts/{post['id']}/comments", expect=200)).json()["items"]
+        assert state_of(thread, comment["id"])[0] == "visible"  # the friendly one is untouched
         admin = Person(username=f"root{int(time.time() * 1000) % 10**6}", email=f"root-{time.time_ns()}@example.com")
         station.create_admin(admin)
         await c.login(admin)
-        await c.post(f"/api/v1/comments/{comment['id']}/hide", admin, json={"reason": "review"}, expect=200)
-        def state_of(items: list[dict[str, Any]]) -> tuple[str, str]:
-            (mine,) = [i for i in items if i["id"] == comment["id"]]
-            return mine["state"], mine["body_html"]
-
+        queue = (await c.get("/api/v1/posts/moderation/queue", admin, expect=200)).json()["items"]
+        assert any(str(item.get("target_id")) == toxic["id"] for item in queue), queue
+        await c.post(f"/api/v1/comments/{toxic['id']}/restore", admin, json={}, expect=200)
         thread = (await c.get(f"/api/v1/posts/{post['id']}/comments", expect=200)).json()["items"]
-        assert state_of(thread) == ("hidden", "")
-        await c.post(f"/api/v1/comments/{comment['id']}/restore", admin, json={}, expect=200)
-        thread = (await c.get(f"/api/v1/posts/{post['id']}/comments", expect=200)).json()["items"]
-        state, html = state_of(thread)
-        assert state == "visible" and "Curiouser and curiouser!" in html
+        state, html = state_of(thread, toxic["id"])
+        assert state == "visible" and "worthless" in html
+        bobs_picture = await upload(c, bob, "post", "purple")
 
-        # -- account deletion propagates: auth → user (profile gone) → blog (reaction and comment gone)
+        # -- account deletion propagates: auth → user (profile gone) → blog (reactions, comments gone) → media
         await c.delete("/api/v1/auth/me", bob, json={"password": PASSWORD}, expect=204)
         await c.post("/api/v1/auth/login", json={"login": bob.username, "password": PASSWORD}, expect=401)
 
@@ -122,6 +172,11 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
             p = (await c.get(f"/api/v1/posts/{post['id']}", expect=200)).json()
             return p["comment_count"] == 0 and not p["reactions"].get("like")
 
-        await eventually(blog_forgot_bob, what="bob's comment and reaction removed by the blog", timeout=20)
+        await eventually(blog_forgot_bob, what="bob's comments and reaction removed by the blog", timeout=20)
+
+        async def media_gone() -> bool:
+            return (await c.get(f"/api/v1/media/{bobs_picture['id']}")).status_code == 404
+
+        await eventually(media_gone, what="bob's media (and its objects) deleted by the media service", timeout=20)
         followers = (await c.get(f"/api/v1/users/{alice.username}/followers", alice, expect=200)).json()
         assert followers["items"] == []

@@ -64,6 +64,11 @@ class Connection:
     replayed: set[tuple[str, int]] = field(default_factory=set)
     # Until the first resume, live frames delivered are remembered (bounded), so the replay skips them.
     early: set[tuple[str, int]] | None = field(default_factory=set)
+    # After a resume: per conversation, the seq up to which the client has everything (its `after`, or
+    # the last replayed). A live frame at or below it is a late copy of a replayed message (published
+    # after the replay's snapshot although committed before it) and is dropped. Exact because seqs are
+    # allocated in commit order: anything at or below a replayed seq was in the replay's snapshot.
+    floor: dict[str, int] = field(default_factory=dict)
     last_frame_at: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -87,6 +92,8 @@ class Connection:
                 self.close(CLOSE_SLOW, "slow consumer: too many frames during resume")
                 return
             self.held.append((text, conversation, seq))
+            return
+        if conversation is not None and seq is not None and seq <= self.floor.get(conversation, 0):
             return
         early = self.early
         if early is not None and conversation is not None and seq is not None:
@@ -112,7 +119,11 @@ class Connection:
         held, self.held = self.held, []
         self.resuming = False
         for text, conversation, seq in held:
-            if conversation is not None and seq is not None and (conversation, seq) in self.replayed:
+            if (
+                conversation is not None
+                and seq is not None
+                and ((conversation, seq) in self.replayed or seq <= self.floor.get(conversation, 0))
+            ):
                 continue
             self.put(text)
         self.replayed.clear()

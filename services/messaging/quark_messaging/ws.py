@@ -380,8 +380,13 @@ async def _resume(rt: MessagingRuntime, conn: Connection, frame: dict[str, Any])
         async with rt.db().session() as session:
             batches = await service.resume(session, conn.user_id, after, limit=rt.settings.resume_limit)
         count = 0
+        for cid, seen in after.items():
+            conv_key = str(cid)
+            conn.floor[conv_key] = max(conn.floor.get(conv_key, 0), seen)
         for batch in batches:
             conv_key = str(batch.conversation_id)
+            if batch.messages:
+                conn.floor[conv_key] = max(conn.floor.get(conv_key, 0), batch.messages[-1].seq)
             for m in batch.messages:
                 if conn.already_sent(conv_key, m.seq):
                     continue

@@ -384,6 +384,7 @@ class ConsumerRunner:
         self.durable = f"{service}-{consumer.purpose}".replace(".", "_")
         self._tasks: list[asyncio.Task[None]] = []
         self._advisories: dict[str, JetStreamContext.PullSubscription] = {}
+        self._subscriptions: dict[str, JetStreamContext.PullSubscription] = {}
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.held_rounds = 0  # times a batch waited for the database (observability and tests)
@@ -398,6 +399,13 @@ class ConsumerRunner:
         self._stopping.set()
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        # Leave the pull subscriptions: nats-py's fetch never marks their queue done, so a drain of the
+        # connection would otherwise wait its whole timeout for them.
+        for sub in [*self._subscriptions.values(), *self._advisories.values()]:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subscriptions.clear()
+        self._advisories.clear()
 
     async def _subscribe(self, domain: str) -> JetStreamContext.PullSubscription:
         stream = await self.bus.ensure_stream(domain)
@@ -418,7 +426,9 @@ class ConsumerRunner:
         jsm = self.bus.js._jsm
         await jsm.add_consumer(stream, config=config)
         self._advisories[domain] = await self._subscribe_advisories(stream)
-        return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
+        sub = await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
+        self._subscriptions[domain] = sub
+        return sub
 
     async def _subscribe_advisories(self, stream: str) -> JetStreamContext.PullSubscription:
         """Capture JetStream's MAX_DELIVERIES advisories for this consumer in a stream of their own.

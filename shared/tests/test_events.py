@@ -151,7 +151,9 @@ async def test_poison_event_goes_to_dead_letter_and_consumption_continues(quark:
     headers, body = letters[0]
     assert json.loads(body)["id"] == poison["event_id"]
     assert "RuntimeError" in headers["Quark-Error"]
-    assert ATTEMPTS[poison["event_id"]] == 3  # exactly max_deliver attempts
+    # max_deliver deliveries; when the poison was fetched in one batch with the good event, the first delivery
+    # ran its handler twice (the batch's transaction, then the poison alone after the batch rolled back).
+    assert ATTEMPTS[poison["event_id"]] in (3, 4)
 
 
 async def test_permanent_failure_is_dead_lettered_at_once(quark: QuarkTestEnv) -> None:

@@ -69,7 +69,6 @@ KNOWN_CHECKS: dict[tuple[str, str], tuple[Any, str]] = {
 # Services still being built when this suite was written, with what the fuzzer found in them then. Not
 # strict: once fixed they pass, and the line goes.
 PENDING: dict[str, str] = {
-    "messaging": "POST /api/v1/chats/direct answers 201 but documents only 200",
 }
 
 

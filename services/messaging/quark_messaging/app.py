@@ -23,13 +23,7 @@ async def start_hub(ctx: ServiceContext) -> None:
 
 
 async def stop_hub(ctx: ServiceContext) -> None:
-    """Close the WebSockets (1012) and leave the delivery subject.
-
-    Also a local workaround for an SDK issue (as in the user service): `EventBus.close()` drains the NATS
-    connection, and the pull subscriptions the consumers leave behind make the drain wait its whole timeout
-    (nats-py's fetch never calls `task_done()`). Nothing is lost with a short drain: consumers ack explicitly,
-    the relay awaits every publish acknowledgement, and live frames are flushed here.
-    """
+    """Close the WebSockets (1012), leave the delivery subject and flush the live frames already sent."""
     if "messaging" in ctx.extras:
         await runtime_of(ctx).hub.stop()
     sender = ctx.extras.get("messaging_sender")
@@ -38,7 +32,6 @@ async def stop_hub(ctx: ServiceContext) -> None:
     if ctx.bus is not None and ctx.bus.is_connected:
         with contextlib.suppress(Exception):
             await ctx.bus.nc.flush(timeout=1)
-        ctx.bus.DRAIN_TIMEOUT = 0.2
 
 
 module = QuarkModule(

@@ -1,20 +1,27 @@
-"""The station's main journey, end to end over HTTP, in embedded mode and in fleet mode.
+"""The station's main journey, end to end over HTTP and WebSocket, in embedded mode and in fleet mode.
 
-register → verify email → login with 2FA → edit profile with an avatar upload → follow → publish a post with
-an image → the follower sees it in the home timeline → comment and react → the AI moderator flags a toxic
-comment and the blog hides it → an admin restores it → account deletion propagates to every service.
-Every hop between services is an event on NATS (auth → user → blog), so the journey only passes when the
-outbox, the relays and the durable consumers of every module work together.
+register → verify email → login with 2FA → edit profile with an avatar upload → follow → publish a post
+with an image → the follower sees it in the home timeline → comment and react → the author gets a live
+notification over WebSocket → a direct message round trip (REST one way, WebSocket the other) → the AI
+moderator flags a toxic comment and the blog hides it → an admin restores it → account deletion
+propagates to every service (profile, posts' comments and reactions, media, chats).
+Every hop between services is an event on NATS, so the journey only passes when the outbox, the relays
+and the durable consumers of every module work together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pyotp
 import pytest
+import websockets
 from PIL import Image
 from stationkit import PASSWORD, Client, Person, Station, client
 
@@ -60,6 +67,36 @@ async def upload(c: Client, who: Person, purpose: str, colour: str) -> dict[str,
         return body if body["status"] == "ready" else None
 
     return dict(await eventually(ready, what=f"media {media['id']} processed", timeout=30))
+
+
+class LiveSocket:
+    """A messaging WebSocket as a client app holds it: token in Sec-WebSocket-Protocol, frames collected."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+
+    async def next(self, kind: str, timeout: float = 20) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = json.loads(await self.ws.recv())
+                if frame.get("type") == "ping":
+                    await self.ws.send(json.dumps({"type": "pong"}))
+                elif frame.get("type") == kind:
+                    return dict(frame)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+
+@asynccontextmanager
+async def live(station: Station, who: Person) -> AsyncIterator[LiveSocket]:
+    url = station.url("/api/v1/messages/ws").replace("http://", "ws://", 1)
+    async with websockets.connect(url, subprotocols=[websockets.Subprotocol("quark.v1"),
+                                                     websockets.Subprotocol(f"bearer.{who.access_token}")]) as ws:
+        socket = LiveSocket(ws)
+        ready = await socket.next("ready")
+        assert ready["user_id"] == who.id
+        yield socket
 
 
 TOXIC = "You are a worthless stupid idiot and everyone hates you, shut the fuck up."
@@ -125,13 +162,33 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         assert by_url["id"] == post["id"] and "<em>poor</em>" in by_url["body_html"]
         assert [str(m) for m in by_url["media_ids"]] == [picture["id"]]
 
-        # -- comment and react
-        comment = (await c.post(f"/api/v1/posts/{post['id']}/comments", bob,
-                                json={"body": "Curiouser and curiouser!"}, expect=201)).json()
-        await c.post(f"/api/v1/posts/{post['id']}/reactions", bob, json={"kind": "like"}, expect=201)
-        await c.post(f"/api/v1/posts/{post['id']}/reactions", bob, json={"kind": "like"}, expect=409)
-        shown = (await c.get(f"/api/v1/posts/{post['id']}", expect=200)).json()
-        assert shown["comment_count"] == 1 and shown["reactions"].get("like") == 1
+        # -- comment and react; alice (the author) is online and gets the notification live over WebSocket
+        async with live(station, alice) as alice_live:
+            comment = (await c.post(f"/api/v1/posts/{post['id']}/comments", bob,
+                                    json={"body": "Curiouser and curiouser!"}, expect=201)).json()
+            note = (await alice_live.next("notification"))["notification"]
+            assert note["kind"] == "comment" and note["actor_id"] == bob.id
+            await c.post(f"/api/v1/posts/{post['id']}/reactions", bob, json={"kind": "like"}, expect=201)
+            await c.post(f"/api/v1/posts/{post['id']}/reactions", bob, json={"kind": "like"}, expect=409)
+            shown = (await c.get(f"/api/v1/posts/{post['id']}", expect=200)).json()
+            assert shown["comment_count"] == 1 and shown["reactions"].get("like") == 1
+
+            # -- direct messages: bob writes over REST, alice reads live and answers over the WebSocket
+            async def direct_chat() -> dict[str, Any] | None:
+                resp = await c.post("/api/v1/chats/direct", bob, json={"user_id": alice.id})
+                return resp.json() if resp.status_code in (200, 201) else None
+
+            chat = dict(await eventually(direct_chat, what="direct chat (messaging knows both users)", timeout=20))
+            sent = (await c.post(f"/api/v1/chats/{chat['id']}/messages", bob, expect=201,
+                                 json={"body": "Tea at six?", "client_msg_id": "bob-1"})).json()
+            got = (await alice_live.next("message"))["message"]
+            assert got["id"] == sent["id"] and got["body"] == "Tea at six?"
+            await alice_live.send({"type": "send", "conversation_id": chat["id"], "body": "Always tea time!",
+                                   "client_msg_id": "alice-1", "ref": 1})
+            ack = await alice_live.next("ack")
+            assert ack["client_msg_id"] == "alice-1" and ack["duplicate"] is False
+        history = (await c.get(f"/api/v1/chats/{chat['id']}/messages", bob, expect=200)).json()
+        assert [m["body"] for m in history["items"]] == ["Tea at six?", "Always tea time!"]
 
         # -- AI moderation: the toxic comment is flagged (quark.ai.moderation_flagged) and the blog hides it;
         #    an admin (made with `quark create-admin`) reviews it and restores it
@@ -178,5 +235,10 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
             return (await c.get(f"/api/v1/media/{bobs_picture['id']}")).status_code == 404
 
         await eventually(media_gone, what="bob's media (and its objects) deleted by the media service", timeout=20)
+
+        async def chat_gone() -> bool:
+            return (await c.get(f"/api/v1/chats/{chat['id']}", alice)).status_code == 404
+
+        await eventually(chat_gone, what="the direct chat with bob deleted by the messaging service", timeout=20)
         followers = (await c.get(f"/api/v1/users/{alice.username}/followers", alice, expect=200)).json()
         assert followers["items"] == []

@@ -125,7 +125,7 @@ class Station:
 
 @dataclass
 class Seeded:
-    users: list[dict[str, str]]  # username, id, token
+    users: list[dict[str, str]]  # username, id, token, chat (a direct chat of theirs, with messaging)
     has_messaging: bool
 
 
@@ -170,8 +170,22 @@ async def seed(station: Station, users: int, follows: int, posts: int) -> Seeded
             call("POST", "/api/v1/posts", rng.choice(people)["token"], json={
                 "title": f"Seed post {i}", "body": "Some *seed* text " * 20, "tags": ["load"], "publish": True})
             for i in range(posts)))
+        has_messaging = "messaging" in station.bases
+        if has_messaging:
+            async def open_chat(p: dict[str, str]) -> None:
+                other = rng.choice([o for o in people if o is not p])
+                for _ in range(100):  # the messaging service learns about users from quark.user.* events
+                    resp = await http.post(station.url("/api/v1/chats/direct"), json={"user_id": other["id"]},
+                                           headers={"Authorization": f"Bearer {p['token']}"})
+                    if resp.status_code in (200, 201):
+                        p["chat"] = resp.json()["id"]
+                        return
+                    await asyncio.sleep(0.1)
+                raise SystemExit(f"direct chat for {p['username']}: {resp.status_code} {resp.text[:200]}")
+
+            await asyncio.gather(*(open_chat(p) for p in people))
     await settle(station)
-    return Seeded(people, "messaging" in station.bases)
+    return Seeded(people, has_messaging)
 
 
 async def settle(station: Station, quiet_polls: int = 3) -> None:
@@ -237,10 +251,8 @@ def plan(seeded: Seeded, station_urls: dict[str, str], n: int, rng: random.Rando
         me = rng.choice(users)
         r = rng.random()
         if seeded.has_messaging and rng.random() < 0.05:
-            other = rng.choice(users)
-            body = json.dumps({"recipient": other["username"], "body": f"hi {i}",
-                               "client_message_id": uuid.uuid4().hex}).encode()
-            ops.append(("message", "POST", station_urls["message"], me["token"], body))
+            body = json.dumps({"body": f"hi {i}", "client_msg_id": uuid.uuid4().hex}).encode()
+            ops.append(("message", "POST", station_urls["message"].format(chat=me["chat"]), me["token"], body))
         elif r < 0.6:
             ops.append(("home", "GET", station_urls["home"], me["token"], None))
         elif r < 0.9:
@@ -270,9 +282,16 @@ async def generate(ops: list[Op], rate: float, connections: int) -> dict[str, An
         parts = urlsplit(url)
         pool = pools[parts.port or 80]
         conn = await pool.get()
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            status, answer = await conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""),
-                                                token, body)
+            try:
+                status, answer = await conn.request(method, target, token, body)
+            except (IndexError, ConnectionResetError, asyncio.IncompleteReadError):
+                # The server closed this keep-alive connection while it sat idle (uvicorn's keep-alive
+                # timeout) before reading the request: open a new one and send it again, as clients do.
+                conn.writer.close()
+                conn = await Conn.open(parts.port or 80)
+                status, answer = await conn.request(method, target, token, body)
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
             status, answer = 599, repr(exc).encode()
             conn = await Conn.open(parts.port or 80)
@@ -423,7 +442,7 @@ def main() -> int:
                         "user": station.url("/api/v1/feed/user/") + "{username}?limit=20",
                         "compose": station.url("/api/v1/posts")}
                 if seeded.has_messaging:
-                    urls["message"] = station.url("/api/v1/messages")
+                    urls["message"] = station.url("/api/v1/chats/") + "{chat}/messages"
                 rng = random.Random(11)
                 print(f"{mode}: mix 60% home, 30% user timeline, 10% compose"
                       f"{', +5% messages' if seeded.has_messaging else ''}", flush=True)

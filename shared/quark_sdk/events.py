@@ -553,9 +553,10 @@ class ConsumerRunner:
                 parsed.append((msg, event))
         if not parsed:
             return
-        # A redelivered batch may hold the message that crashed the process last time: one by one, so the
-        # messages before it are applied and acknowledged instead of sharing its fate.
-        if len(parsed) > 1 and all(self._num_delivered(m) == 1 for m, _ in parsed):
+        # A message delivered twice already may be the one that crashed the process each time: such a batch
+        # goes one by one, so the messages before it are applied and acknowledged instead of sharing its fate.
+        # (Once redelivered is normal after any restart: those still go as a batch, which is much faster.)
+        if len(parsed) > 1 and all(self._num_delivered(m) <= 2 for m, _ in parsed):
             try:
                 outcomes: list[str] = []
                 async with self.db.transaction() as session:
@@ -574,7 +575,16 @@ class ConsumerRunner:
                 if is_unavailable_error(exc):
                     raise _DatabaseUnavailable() from exc
                 log.info("batch of %d failed in %s (%r); retrying one by one", len(parsed), self.durable, exc)
-        for msg, event in parsed:
+        loop = asyncio.get_running_loop()
+        touched = loop.time()
+        for index, (msg, event) in enumerate(parsed):
+            if loop.time() - touched > 1.0:
+                # One by one is slower than the batch: keep the rest from passing ack_wait meanwhile (each
+                # expiry would spend a delivery of a message that is only waiting its turn).
+                for waiting, _ in parsed[index:]:
+                    with contextlib.suppress(Exception):
+                        await waiting.in_progress()
+                touched = loop.time()
             await self._process_one(msg, event)
 
     async def _process_one(self, msg: Msg, event: CloudEvent) -> None:

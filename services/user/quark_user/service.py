@@ -1019,6 +1019,10 @@ def _clean_variants(variants: dict[str, str]) -> dict[str, str]:
 
 async def apply_media_processed(session: AsyncSession, event: MediaProcessed) -> None:
     owner = parse_user_id(event.owner_id)
+    if owner is not None:
+        # Wait for an avatar choice in flight (PATCH /me locks the profile, finds no asset yet and marks it
+        # pending): after this lock the query below sees that choice, and a later PATCH sees our asset row.
+        await session.execute(select(Profile.user_id).where(Profile.user_id == owner).with_for_update())
     waiting = list((await session.scalars(
         select(Profile).where(_live(), or_(Profile.avatar_pending_media_id == event.media_id,
                                            Profile.avatar_media_id == event.media_id))

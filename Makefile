@@ -39,7 +39,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared/quark_sdk $(wildcard plugin-hub/quark_hub) $(wildcard services/*/quark_*)
+	$(BIN)/mypy shared/quark_sdk $(wildcard plugin-hub/quark_hub) $(filter-out %.egg-info,$(wildcard services/*/quark_*))
 
 format: install
 	$(BIN)/ruff format .

@@ -75,6 +75,7 @@ class Station:
 
     def start(self) -> None:
         from quark_sdk.cli import installed_modules
+        from quark_sdk.embedded import parent_death_signal
 
         self.root.mkdir(parents=True)
         cmd = [str(VENV_BIN / "quark"), "dev", "--port", str(self.port), "--data-dir", str(self.root)]
@@ -82,8 +83,9 @@ class Station:
             cmd += ["--fleet", "--free-ports"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUARK_")} | STATION_ENV
         log = self.root / "station.log"
+        # SIGINT (a clean stop) if this benchmark dies: a killed run must not leave a station behind.
         self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=parent_death_signal(signal.SIGINT))
         banner = "Quark fleet is up" if self.mode == "fleet" else "Quark is up at"
         deadline = time.monotonic() + 240
         while banner not in log.read_text(errors="replace"):

@@ -77,7 +77,7 @@ def _stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTER
         proc.wait(5)
 
 
-def _die_with_parent(sig: int) -> Any:
+def parent_death_signal(sig: int) -> Any:
     """preexec_fn: the child gets `sig` when the process that started it dies (Linux), so a
     SIGKILLed `quark dev` leaves no stray servers. Only for servers started from the main thread."""
     if not sys.platform.startswith("linux"):
@@ -192,7 +192,7 @@ class EmbeddedPostgres:
         with open(logfile, "ab") as out:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent(signal.SIGQUIT) if self.die_with_parent else None, **run_as,
+                preexec_fn=parent_death_signal(signal.SIGQUIT) if self.die_with_parent else None, **run_as,
             )
         _wait_until(lambda: self._ready(bins), timeout, f"PostgreSQL on port {self.port}", self.proc, logfile)
         return self
@@ -296,7 +296,7 @@ class EmbeddedRedis:
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True,
-                                     preexec_fn=_die_with_parent(signal.SIGTERM) if self.die_with_parent else None)
+                                     preexec_fn=parent_death_signal(signal.SIGTERM) if self.die_with_parent else None)
         _wait_until(lambda: port_open(self.host, self.port), timeout, f"Valkey on port {self.port}", self.proc,
                     self.data_dir / "valkey.log")
         return self
@@ -332,7 +332,7 @@ class EmbeddedNats:
                 "-sd", str(self.data_dir / "jetstream"), "-l", str(logfile)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True,
-                                     preexec_fn=_die_with_parent(signal.SIGTERM) if self.die_with_parent else None)
+                                     preexec_fn=parent_death_signal(signal.SIGTERM) if self.die_with_parent else None)
         _wait_until(lambda: port_open(self.host, self.port), timeout, f"NATS on port {self.port}", self.proc, logfile)
         return self
 

@@ -25,7 +25,7 @@ import nats
 from nats.js import api
 
 from quark_sdk.cli import installed_modules
-from quark_sdk.embedded import free_port
+from quark_sdk.embedded import free_port, parent_death_signal
 from quark_sdk.testing import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,8 +80,9 @@ class Station:
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUARK_")}
         env.update(STATION_ENV)
         with open(self.log, "ab") as out:
+            # SIGINT (a clean stop) if the test process dies: a killed run must not leave a station behind.
             self.proc = subprocess.Popen(cmd, cwd=self.data_dir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=parent_death_signal(signal.SIGINT))
         deadline = time.monotonic() + timeout
         banner = "Quark fleet is up" if self.mode == "fleet" else "Quark is up at"
         while banner not in self.log.read_text(errors="replace"):

@@ -336,6 +336,18 @@ async def quark(quark_servers: QuarkServers) -> AsyncIterator[QuarkTestEnv]:
         await env.close()
 
 
+def wait_until(probe: Any, *, timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """`eventually` for synchronous code (subprocess fixtures): poll until truthy, fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s (last value: {last!r})")
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
 async def eventually(probe: Any, *, timeout: float = 15.0, interval: float = 0.02, what: str = "condition") -> Any:
     """Poll an async (or sync) probe until it returns a truthy value, or fail after `timeout` seconds."""
     loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ import pytest
 
 from quark_sdk.cli import main
 from quark_sdk.embedded import free_port
+from quark_sdk.testing import wait_until
 
 HERE = Path(__file__).parent
 
@@ -45,32 +46,22 @@ class DevProcess:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_up(self, timeout: float = 60) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             assert self.proc.poll() is None, self.log.read_text()
             try:
-                if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
-                    return
+                return httpx.get(self.url + "/health/ready", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("quark dev did not come up:\n" + self.log.read_text())
+                return False
+
+        wait_until(ready, timeout=timeout, interval=0.1, what="quark dev ready")
 
     def output(self) -> str:
         return self.log.read_text()
 
 
 def wait_for_effect(client: httpx.Client, event_id: str, timeout: float = 20) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if client.get("/api/v1/sample/effects").json().get(event_id) == 1:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"event {event_id} not applied")
+    wait_until(lambda: client.get("/api/v1/sample/effects").json().get(event_id) == 1, timeout=timeout,
+               what=f"event {event_id} applied")
 
 
 @pytest.mark.slow
@@ -99,12 +90,7 @@ def test_quark_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     # Even a SIGKILLed `quark dev` leaves no server behind: they die with their parent.
     again.proc.kill()
     again.proc.wait(10)
-    import time
-
-    deadline = time.monotonic() + 30
-    while processes_using(data) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert processes_using(data) == []
+    wait_until(lambda: processes_using(data) == [], timeout=30, interval=0.1, what="no server left running")
 
 
 def test_invalid_setting_fails_with_one_line_naming_it(capsys: pytest.CaptureFixture[str],

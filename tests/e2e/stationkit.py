@@ -26,7 +26,7 @@ from nats.js import api
 
 from quark_sdk.cli import installed_modules
 from quark_sdk.embedded import free_port, parent_death_signal
-from quark_sdk.testing import eventually
+from quark_sdk.testing import eventually, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 QUARK = Path(sys.executable).with_name("quark")
@@ -85,11 +85,14 @@ class Station:
                                          start_new_session=True, preexec_fn=parent_death_signal(signal.SIGINT))
         deadline = time.monotonic() + timeout
         banner = "Quark fleet is up" if self.mode == "fleet" else "Quark is up at"
-        while banner not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = self.log.read_text(errors="replace")[-4000:]
-                raise RuntimeError(f"station ({self.mode}) did not start:\n{tail}")
-            time.sleep(0.1)
+        proc = self.proc
+
+        def started() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"station ({self.mode}) exited:\n{self.log.read_text(errors='replace')[-4000:]}")
+            return banner in self.log.read_text(errors="replace")
+
+        wait_until(started, timeout=timeout, interval=0.1, what=f"station ({self.mode}) started")
         self.infra = json.loads((self.data_dir / "infra.json").read_text())
         manifests = {m.name: m.manifest() for m in installed_modules()}
         if self.mode == "fleet":
@@ -105,15 +108,13 @@ class Station:
                 self._wait(base + "/health/ready", deadline)
 
     def _wait(self, url: str, deadline: float) -> None:
-        while True:
+        def ready() -> bool:
             try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    return
+                return httpx.get(url, timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} not ready:\n{self.log.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.1)
+                return False
+
+        wait_until(ready, timeout=max(0.0, deadline - time.monotonic()), interval=0.1, what=f"{url} ready")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

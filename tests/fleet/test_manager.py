@@ -12,13 +12,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 from fleetkit import ALL_MODULES, REPO, load_compose
+
+from quark_sdk.testing import wait_until
 
 SCRIPT = REPO / "quark-manager.sh"
 
@@ -156,14 +157,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait_until(probe: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def local_fleet(tmp_path: Path) -> Iterator[dict[str, str]]:
     refs = loadable_module_refs()
@@ -230,16 +223,16 @@ def test_local_mode_starts_reports_and_stops_the_fleet(local_fleet: dict[str, st
     one = names[-1]
     stopped_one = run("--local", "stop", one, env=env)
     assert stopped_one.returncode == 0, stopped_one.stderr
-    _wait_until(lambda: not _alive(module_pids[one]), 30, f"{one} to exit")
+    wait_until(lambda: not _alive(module_pids[one]), timeout=30, what=f"{one} to exit")
     partial = run("--local", "status", env=env)
     assert partial.returncode == 1 and "stopped" in partial.stdout
 
     stopped = run("--local", "stop", env=env, timeout=120)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    _wait_until(lambda: not _alive(supervisor), 30, "the fleet supervisor to exit")
+    wait_until(lambda: not _alive(supervisor), timeout=30, what="the fleet supervisor to exit")
     for name, pid in module_pids.items():
-        _wait_until(lambda pid=pid: not _alive(pid), 30, f"module {name} to exit")
-    _wait_until(lambda: not _port_open(postgres_port), 30, "the embedded PostgreSQL to stop")
+        wait_until(lambda pid=pid: not _alive(pid), timeout=30, what=f"module {name} to exit")
+    wait_until(lambda: not _port_open(postgres_port), timeout=30, what="the embedded PostgreSQL to stop")
     assert not (data / "run" / "fleet.pid").exists() and not (data / "fleet.json").exists()
 
     after = run("--local", "status", env=env)

@@ -336,6 +336,16 @@ async def quark(quark_servers: QuarkServers) -> AsyncIterator[QuarkTestEnv]:
         await env.close()
 
 
+def assert_problem(resp: httpx.Response, status: int | tuple[int, ...]) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with that status (or one of those): returns its body."""
+    statuses = (status,) if isinstance(status, int) else status
+    assert resp.status_code in statuses, f"{resp.status_code} not in {statuses}: {resp.text[:500]}"
+    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers.get("content-type")
+    body: dict[str, Any] = resp.json()
+    assert body["status"] == resp.status_code
+    return body
+
+
 def wait_until(probe: Any, *, timeout: float = 15.0, interval: float = 0.05, what: str = "condition") -> Any:
     """`eventually` for synchronous code (subprocess fixtures): poll until truthy, fail after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -26,6 +26,7 @@ import pytest
 from quark_sdk.app import QuarkModule
 from quark_sdk.events import CloudEvent, stream_for, subject_for
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -251,13 +252,6 @@ def unb64(part: str) -> dict[str, Any]:
 # -- problem responses ------------------------------------------------------------------------------------
 
 
-def assert_problem(resp: httpx.Response, status: int | tuple[int, ...]) -> dict[str, Any]:
-    statuses = (status,) if isinstance(status, int) else status
-    assert resp.status_code in statuses, f"{resp.status_code} not in {statuses}: {resp.text[:500]}"
-    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
-    body: dict[str, Any] = resp.json()
-    assert body["status"] == resp.status_code
-    return body
 
 
 # -- running a service on its own event loop (for the synchronous schemathesis runner) -------------------

@@ -28,6 +28,7 @@ from quark_sdk.embedded import free_port
 from quark_sdk.events import CloudEvent, processed_event_ids
 from quark_sdk.outbox import outbox_table
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
 
 API = "/api/v1/ai"
 
@@ -254,9 +255,3 @@ async def start_ai(quark: QuarkTestEnv, **settings: Any) -> AI:
     return AI(quark, svc)
 
 
-def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, f"{resp.status_code} != {status}: {resp.text}"
-    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers["content-type"]
-    body: dict[str, Any] = resp.json()
-    assert body["status"] == status
-    return body

@@ -14,6 +14,7 @@ from quark_auth import service
 from quark_auth.runtime import AuthRuntime, get_runtime
 from quark_sdk.events import CloudEvent, dead_letter_stream, stream_for, subject_for
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
 
 API = "/api/v1/auth"
 PASSWORD = "correct horse battery"
@@ -153,12 +154,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
-    body: dict[str, Any] = resp.json()
-    assert body["status"] == status
-    return body
 
 
 

@@ -12,6 +12,7 @@ import httpx
 from quark_blog.runtime import BlogRuntime, runtime_of
 from quark_sdk.events import CloudEvent, processed_event_ids
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
 
 
 @dataclass
@@ -113,9 +114,3 @@ class Blog:
         return wanted <= consumed
 
 
-def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, f"{resp.status_code} != {status}: {resp.text}"
-    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers["content-type"]
-    body: dict[str, Any] = resp.json()
-    assert body["status"] == status
-    return body

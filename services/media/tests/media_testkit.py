@@ -23,6 +23,7 @@ from quark_media.runtime import MediaRuntime, runtime_of
 from quark_sdk.events import CloudEvent, stream_for, subject_for
 from quark_sdk.outbox import outbox_table
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
 
 API = "/api/v1/media"
 DURABLES = {"auth": "media-accounts", "post": "media-usage", "user": "media-usage"}
@@ -245,9 +246,3 @@ async def start(quark: QuarkTestEnv, tmp_path: Path, **settings: Any) -> MediaHa
     return MediaHarness(quark, await quark.start(module, **settings))
 
 
-def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, f"{resp.status_code} != {status}: {resp.text}"
-    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers["content-type"]
-    body = dict(resp.json())
-    assert body["status"] == status
-    return body

@@ -22,6 +22,7 @@ from quark_sdk.embedded import free_port
 from quark_sdk.events import CloudEvent, processed_event_ids
 from quark_sdk.outbox import outbox_table
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
 
 
 @dataclass
@@ -266,9 +267,3 @@ async def send(inst: Instance, who: Person, chat: str, body: str = "hi", **extra
     return dict(resp.json())
 
 
-def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, f"{resp.status_code} != {status}: {resp.text}"
-    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers["content-type"]
-    body: dict[str, Any] = resp.json()
-    assert body["status"] == status
-    return body

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from quark_sdk.events import CloudEvent, stream_for, subject_for
 from quark_sdk.outbox import outbox_table
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
 from quark_user.app import module
 
 API = "/api/v1/users"
@@ -159,9 +160,3 @@ async def start(quark: QuarkTestEnv, **settings: Any) -> UserHarness:
     return UserHarness(quark, await quark.start(module, **settings))
 
 
-def assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, f"{resp.status_code} != {status}: {resp.text}"
-    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers["content-type"]
-    body = dict(resp.json())
-    assert body["status"] == status
-    return body

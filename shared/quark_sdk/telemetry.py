@@ -33,6 +33,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler
 from opentelemetry.trace import Tracer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -248,6 +249,13 @@ def _span_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
     return exporters
 
 
+def _sampler(environ: Mapping[str, str], exporters: list[SpanExporter]) -> Sampler | None:
+    """None lets the SDK read ``OTEL_TRACES_SAMPLER``; with no exporter, record nothing."""
+    if environ.get("OTEL_TRACES_SAMPLER", "").strip() or exporters:
+        return None
+    return ALWAYS_OFF
+
+
 def setup_tracing(service: str, *, environ: Mapping[str, str] = os.environ) -> TracerProvider:
     """Install (once per process) the global tracer provider and return it.
 
@@ -255,12 +263,19 @@ def setup_tracing(service: str, *, environ: Mapping[str, str] = os.environ) -> T
     HTTP and NATS; they are exported with OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT``
     (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, and printed when
     ``QUARK_TRACE_CONSOLE=1``. Later calls return the provider already installed.
+
+    Sampling follows ``OTEL_TRACES_SAMPLER`` when it is set. Otherwise every span is
+    recorded when there is somewhere to export it, and none when there is not: an
+    unrecorded span still has valid ids (logs and propagation keep working) but skips
+    the attribute and event bookkeeping nobody would read — about a tenth of a
+    request's CPU on the hot routes (docs/performance.md).
     """
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return current
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
-    for exporter in _span_exporters(environ):
+    exporters = _span_exporters(environ)
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}), sampler=_sampler(environ, exporters))
+    for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     installed = trace.get_tracer_provider()

@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -293,8 +294,23 @@ def test_exporters_follow_the_environment() -> None:
     assert isinstance(console, ConsoleSpanExporter)
 
 
+def test_spans_are_recorded_only_when_they_can_be_exported() -> None:
+    """No exporter: spans keep valid ids (logs, propagation) but are not recorded."""
+    console = ConsoleSpanExporter()
+    assert telemetry._sampler({}, []) is ALWAYS_OFF
+    assert telemetry._sampler({}, [console]) is None  # the SDK default: parent-based, always on
+    assert telemetry._sampler({"OTEL_TRACES_SAMPLER": "traceidratio"}, []) is None  # the SDK reads it
+
+    provider = TracerProvider(sampler=telemetry._sampler({}, []))
+    with provider.get_tracer("quark.test").start_as_current_span("work") as span:
+        assert span.get_span_context().is_valid
+        assert not span.is_recording()
+        headers = telemetry.inject_trace_context({})
+    assert trace.format_trace_id(span.get_span_context().trace_id) in headers["traceparent"]
+
+
 def test_inject_extract_round_trip_keeps_the_trace() -> None:
-    t = telemetry.tracer("quark.test")
+    t = TracerProvider().get_tracer("quark.test")  # recording spans, as when an exporter is set
     with t.start_as_current_span("publish") as producer:
         headers = telemetry.inject_trace_context({"Nats-Msg-Id": "abc"})
     sent = producer.get_span_context()

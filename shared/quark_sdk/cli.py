@@ -171,7 +171,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: Any, t0: float) -> int:
     import uvicorn
 
-    from quark_sdk.app import create_service_app
+    from quark_sdk.app import FreezeHeapAfterStartup, create_service_app
     from quark_sdk.gateway import EmbeddedGateway, MountedModule
 
     base = f"http://{args.host}:{args.port}"
@@ -188,8 +188,8 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
     from quark_sdk.telemetry import setup_logging
 
     setup_logging("quark", level="WARNING")
-    config = uvicorn.Config(gateway, host=args.host, port=args.port, lifespan="on", log_level="warning",
-                            access_log=False, ws_ping_interval=20, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(FreezeHeapAfterStartup(gateway), host=args.host, port=args.port, lifespan="on",
+                            log_level="warning", access_log=False, ws_ping_interval=20, timeout_graceful_shutdown=10)
     uvicorn.Server(config).run()
     return 0
 
@@ -286,7 +286,7 @@ def _wait_healthy(urls: dict[str, str], procs: dict[str, subprocess.Popen[bytes]
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from quark_sdk.app import create_service_app
+    from quark_sdk.app import FreezeHeapAfterStartup, create_service_app
 
     module = load_module(args.module)
     overrides: dict[str, Any] = {}
@@ -296,8 +296,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["host"] = args.host
     settings = module.settings_cls.load(**overrides)
     app = create_service_app(module, settings, migrate_on_start=False if args.no_migrate else None)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                lifespan="on", ws_ping_interval=20, timeout_graceful_shutdown=10)
+    uvicorn.run(FreezeHeapAfterStartup(app), host=settings.host, port=settings.port, log_level="warning",
+                access_log=False, lifespan="on", ws_ping_interval=20, timeout_graceful_shutdown=10)
     return 0
 
 

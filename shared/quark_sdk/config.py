@@ -75,6 +75,8 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_logs: bool = True
     outbox_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    # Seconds between relay rounds while events keep coming (0: none); batches them under load.
+    outbox_linger: float = Field(default=0.0, ge=0, le=1)
     consumer_max_deliver: int = Field(default=5, ge=1, le=100)
     heartbeat_interval: float = Field(default=5.0, gt=0, le=300)
     # Reuse of a verified access token (never past its exp; 0 turns it off): verification is per-request CPU.

@@ -112,3 +112,46 @@ def test_modules_lists_and_unknown_module_is_a_clear_error(capsys: pytest.Captur
     capsys.readouterr()
     assert main(["serve", "no-such-module"]) == 2
     assert "unknown module(s): no-such-module" in capsys.readouterr().err
+
+
+async def test_serving_processes_freeze_the_startup_heap() -> None:
+    """`quark serve` / `quark dev` wrap their app in FreezeHeapAfterStartup: once startup completes,
+    the start-up objects leave the collector's generations and collections become rarer."""
+    import asyncio
+    import gc
+
+    from quark_sdk.app import FreezeHeapAfterStartup
+
+    events: list[str] = []
+
+    async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+        assert scope["type"] == "lifespan"
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                events.append(f"startup, frozen={gc.get_freeze_count() > 0}")
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    inbox: asyncio.Queue[dict] = asyncio.Queue()
+    for message in ({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}):
+        inbox.put_nowait(message)
+
+    async def send(message: dict) -> None:
+        events.append(f"{message['type']}, frozen={gc.get_freeze_count() > 0}")
+
+    thresholds = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        await FreezeHeapAfterStartup(app)({"type": "lifespan"}, inbox.get, send)  # type: ignore[arg-type]
+        assert events == [
+            "startup, frozen=False",
+            "lifespan.startup.complete, frozen=True",
+            "lifespan.shutdown.complete, frozen=True",
+        ]
+        assert gc.get_threshold()[0] > thresholds[0]
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

@@ -218,3 +218,33 @@ async def test_consumer_holds_events_while_its_database_is_down(quark: QuarkTest
         assert await dead_letters(svc) == []
     finally:
         pg.stop()
+
+
+async def test_relay_linger_batches_a_stream_of_commits(quark: QuarkTestEnv) -> None:
+    """With `outbox_linger`, the first event after a quiet spell goes at once and the events committed
+    while the relay lingers share the next round (one transaction, one JetStream flush)."""
+    svc = await quark.start(module, outbox_linger=0.5)
+    relay = svc.ctx.relay
+    assert relay is not None and relay.linger == 0.5
+    rounds: list[int] = []
+    publish = relay.publish_pending
+
+    async def counted() -> int:
+        n = await publish()
+        if n:
+            rounds.append(n)
+        return n
+
+    relay.publish_pending = counted  # type: ignore[method-assign]
+    first = await svc.client.post("/api/v1/sample/notes", params={"text": "first"})
+    assert first.status_code == 201
+    await eventually(lambda: rounds == [1], what="the first event published alone")
+    for i in range(10):  # ten commits, each waking the relay, well within the linger
+        assert (await svc.client.post("/api/v1/sample/notes", params={"text": f"burst {i}"})).status_code == 201
+    await eventually(lambda: sum(rounds) == 11, what="the burst published")
+    assert len(rounds) <= 3, rounds  # not one round per commit
+    assert await eventually(lambda: _all_effects(svc, 11)) is True
+
+
+async def _all_effects(svc: RunningModule, n: int) -> bool:
+    return len(await effects(svc)) == n

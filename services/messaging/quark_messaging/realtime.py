@@ -282,12 +282,22 @@ class Hub:
         await self.ctx.cache().zrem(self._presence_key(conn.user_id), conn.id)
 
     async def online(self, user_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-        ids = list(user_ids)
-        if not ids:
-            return set()
+        """Users with an open connection on any instance. This instance's own connections answer
+        for their users without a Valkey round trip (a DM's recipient is usually one of them)."""
+        online: set[uuid.UUID] = set()
+        ask: list[uuid.UUID] = []
+        for uid in user_ids:
+            conns = self.by_user.get(uid)
+            if conns and any(not c.closed for c in conns):
+                online.add(uid)
+            else:
+                ask.append(uid)
+        if not ask:
+            return online
         now = time.time()
         pipe = self.ctx.cache().pipeline(transaction=False)
-        for uid in ids:
+        for uid in ask:
             pipe.zcount(self._presence_key(uid), now, "+inf")
         counts = await pipe.execute()
-        return {uid for uid, n in zip(ids, counts, strict=True) if n}
+        online.update(uid for uid, n in zip(ask, counts, strict=True) if n)
+        return online

@@ -12,6 +12,8 @@ class MessagingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="QUARK_MESSAGING_", extra="ignore", validate_default=True)
 
     port: int = Field(default=3005, ge=1, le=65535)
+    # Chat traffic is a steady stream of events: let the outbox relay batch them (SDK setting, seconds).
+    outbox_linger: float = Field(default=0.01, ge=0, le=1)
 
     # -- input limits
     max_body_chars: int = Field(default=4000, ge=10, le=20_000)  # one message: 413 above

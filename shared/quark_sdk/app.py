@@ -314,7 +314,7 @@ class FreezeHeapAfterStartup:
     collect the youngest generation every 10,000 allocations instead of 700.
 
     Each full collection stalls the event loop for as long as it walks the heap: in bench/messaging.py
-    (1,000 WebSockets open) they came every few seconds and took 150–250 ms — far beyond the DM latency
+    (1,000 WebSockets open) they came every few seconds and took 150-250 ms — far beyond the DM latency
     target. Frozen, the walk is ~40% shorter; with the higher threshold, none happened in a 10 s run.
     Only for processes that serve until they exit — frozen objects are never freed, so in-process
     test stations do not use it.

@@ -87,17 +87,44 @@ async def add_event(
     session: AsyncSession, payload: EventPayload, *, subject: str | None = None, source: str | None = None
 ) -> CloudEvent:
     """Record an event in the caller's transaction; it is published after commit."""
-    service = source or session.info.get("quark_service")
-    if not service:
-        raise RuntimeError("add_event needs a session from quark_sdk.db.Database (or an explicit source)")
-    headers = telemetry.inject_trace_context({})
-    event = CloudEvent.new(payload, source=f"quark/{service}", subject=subject,
-                           traceparent=headers.get("traceparent"))
-    await session.execute(
-        _INSERT_EVENT, {"id": event.id, "type": event.type, "body": event.to_bytes().decode(), "headers": headers}
-    )
+    event, row = _outbox_row(session, payload, subject, source)
+    await session.execute(_INSERT_EVENT, row)
     session.info["quark_outbox_dirty"] = True
     return event
+
+
+class OutboxBatch:
+    """Events of one transaction written with a single INSERT: for hot paths that record many events
+    per transaction (a group commit of chat messages). `flush()` before the transaction commits —
+    events added after the last flush are not written."""
+
+    def __init__(self, session: AsyncSession, *, source: str | None = None) -> None:
+        self.session = session
+        self.source = source
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, payload: EventPayload, *, subject: str | None = None) -> CloudEvent:
+        event, row = _outbox_row(self.session, payload, subject, self.source)
+        self.rows.append(row)
+        return event
+
+    async def flush(self) -> None:
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        await self.session.execute(_INSERT_EVENT, rows)
+        self.session.info["quark_outbox_dirty"] = True
+
+
+def _outbox_row(
+    session: AsyncSession, payload: EventPayload, subject: str | None, source: str | None
+) -> tuple[CloudEvent, dict[str, Any]]:
+    service = source or session.info.get("quark_service")
+    if not service:
+        raise RuntimeError("outbox events need a session from quark_sdk.db.Database (or an explicit source)")
+    headers = telemetry.inject_trace_context({})
+    event = CloudEvent.new(payload, source=f"quark/{service}", subject=subject, traceparent=headers.get("traceparent"))
+    return event, {"id": event.id, "type": event.type, "body": event.to_bytes().decode(), "headers": headers}
 
 
 class OutboxRelay:

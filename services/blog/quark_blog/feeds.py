@@ -25,6 +25,7 @@ from quark_blog.common import (
     normalize_tag_param,
     page_of,
     summary_from_row,
+    summary_from_values,
     viewer_id,
 )
 from quark_blog.models import SEARCH_CONFIG, Category, Post, Tag
@@ -208,11 +209,11 @@ _HYDRATE_RAW = f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = ANY($1::uu
 )
 
 
-async def _hydrate(rt: BlogRuntime, ids: list[uuid.UUID], viewer: str) -> list[dict[str, Any]]:
+async def _hydrate(rt: BlogRuntime, ids: list[str], viewer: str) -> list[dict[str, Any]]:
     """One asyncpg round trip, no transaction: the page's posts that the viewer may still see."""
     pool = await rt.read_pool()
     rows = await pool.fetch(_HYDRATE_RAW, ids, viewer)
-    return [summary_from_row(r) for r in rows]
+    return [summary_from_values(r) for r in rows]
 
 
 async def home_timeline(rt: BlogRuntime, viewer: str, limit: int, cursor: str | None) -> Page:
@@ -248,7 +249,7 @@ async def home_timeline(rt: BlogRuntime, viewer: str, limit: int, cursor: str | 
         if pos is not None:
             batch = [(sc, m) for sc, m in batch if (sc, m) < pos]
         if batch:
-            found = {str(r["id"]): r for r in await _hydrate(rt, [uuid.UUID(m) for _, m in batch], viewer)}
+            found = {str(r["id"]): r for r in await _hydrate(rt, [m for _, m in batch], viewer)}
             items.extend(found[m] for _, m in batch if m in found)
             pos = batch[-1]
         if at_floor or fetched < window:

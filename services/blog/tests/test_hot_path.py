@@ -161,3 +161,17 @@ async def test_home_parameters_are_validated_and_documented(blog: Blog) -> None:
     spec = (await blog.client.get("/openapi.json")).json()
     params = {p["name"]: p for p in spec["paths"]["/api/v1/feed/home"]["get"]["parameters"]}
     assert params["limit"]["schema"]["maximum"] == 100 and params["cursor"]["schema"]["maxLength"] == 4000
+
+
+async def test_summary_keys_name_the_summary_columns_in_order(blog: Blog) -> None:
+    """The home timeline reads SUMMARY_COLUMNS by position (summary_from_values)."""
+    from quark_blog.common import SUMMARY_COLUMNS, SUMMARY_FROM, SUMMARY_KEYS, summary_from_row, summary_from_values
+
+    alice = blog.person("alice")
+    await blog.register(alice)
+    post = await blog.post(alice, "Positional")
+    pool = await blog.rt.read_pool()
+    row = await pool.fetchrow(f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = $1::uuid", post["id"])
+    assert row is not None and tuple(row.keys()) == SUMMARY_KEYS
+    assert summary_from_values(row) == summary_from_row(row)
+    assert str(summary_from_values(row)["id"]) == post["id"]

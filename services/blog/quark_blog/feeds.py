@@ -248,15 +248,19 @@ async def home_timeline(rt: BlogRuntime, viewer: str, limit: int, cursor: str | 
             batch = [(sc, m) for sc, m in batch if sc > floor]
         if pos is not None:
             batch = [(sc, m) for sc, m in batch if (sc, m) < pos]
+        consumed = True
         if batch:
-            found = {str(r["id"]): r for r in await _hydrate(rt, [m for _, m in batch], viewer)}
-            items.extend(found[m] for _, m in batch if m in found)
-            pos = batch[-1]
-        if at_floor or fetched < window:
-            from_db = floor > 0
-            break
+            # Hydrate only what the page still needs: the window's spare entries are for stale ones.
+            head = batch[: want - len(items)]
+            consumed = len(head) == len(batch)
+            found = {str(r["id"]): r for r in await _hydrate(rt, [m for _, m in head], viewer)}
+            items.extend(found[m] for _, m in head if m in found)
+            pos = head[-1]
         if len(items) >= want:
             from_db = False
+            break
+        if consumed and (at_floor or fetched < window):
+            from_db = floor > 0
             break
         if not batch:  # a run of equal scores longer than the window: step below it
             assert pos is not None

@@ -295,6 +295,26 @@ async def test_server_spans_are_named_by_route_template_and_record_errors(servic
     assert spans["GET"].attributes is not None and "http.route" not in spans["GET"].attributes  # unmatched
 
 
+def test_unrecorded_tracing_uses_the_light_context_middleware(service: str) -> None:
+    """No exporter (this module's provider samples nothing): no OpenTelemetry server-span
+    middleware, only the trace context; a recording provider gets OpenTelemetry's middleware."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    light = [m.cls for m in make_app(service).user_middleware]
+    assert telemetry.TraceContextMiddleware in light and OpenTelemetryMiddleware not in light
+    full = [m.cls for m in make_app(service + "-rec", tracer_provider=TracerProvider()).user_middleware]
+    assert OpenTelemetryMiddleware in full and telemetry.TraceContextMiddleware not in full
+
+
+async def test_light_path_starts_a_trace_when_none_comes_in(service: str) -> None:
+    app = make_app(service)
+    async with client(app) as c:
+        assert (await c.get("/api/v1/posts/1")).status_code == 200
+        first = app.state.seen["trace_id"]
+        assert (await c.get("/api/v1/posts/2")).status_code == 200
+    assert first != "0" * 32 and app.state.seen["trace_id"] not in (first, "0" * 32)
+
+
 def test_setup_tracing_is_idempotent(tracing: TracerProvider) -> None:
     assert telemetry.setup_tracing("another-service") is tracing
     assert trace.get_tracer_provider() is tracing

@@ -11,7 +11,6 @@ inbox makes even a late duplicate harmless. NATS being down only delays events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_sdk import telemetry
 from quark_sdk.db import NAMING_CONVENTION, Database
 from quark_sdk.events import CloudEvent, EventBus, EventBusUnavailable, EventPayload
-from quark_sdk.tasks import cancel_and_wait
+from quark_sdk.tasks import cancel_and_wait, wait_event
 
 log = logging.getLogger("quark.outbox")
 
@@ -191,10 +190,7 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("outbox relay for %s failed a round (%r); retrying", self.service, exc)
                 delay = min(max(delay, 0.1) * 2, 5.0)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the relay's own cancellation.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            await wait_event(self._wake, delay)
 
     async def publish_pending(self) -> int:
         """Publish one batch of pending events; returns how many were marked sent."""

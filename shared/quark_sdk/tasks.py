@@ -30,3 +30,19 @@ async def cancel_and_wait(tasks: asyncio.Task[object] | Iterable[asyncio.Task[ob
             return
         # asyncio.wait never raises on the tasks' outcomes; a task that swallowed the cancel is cancelled again.
         _, pending = await asyncio.wait(pending, timeout=min(0.5, remaining))
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait at most `timeout` seconds for `event`; True if it is set.
+
+    For background loops that sleep until woken. `asyncio.wait_for(event.wait(), t)` on Python 3.11
+    swallows the waiting task's cancellation when the event is set at the same moment — the loop then
+    goes round again and nothing can stop it (asyncio's final task cancellation hangs)."""
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ from quark_blog.runtime import install, runtime_of
 from quark_blog.service import next_scheduled_at, publish_due_posts
 from quark_blog.settings import BlogSettings
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+from quark_sdk.tasks import wait_event
 
 log = logging.getLogger("quark.blog")
 
@@ -46,8 +45,7 @@ async def scheduler(ctx: ServiceContext) -> None:
         nxt = await next_scheduled_at(rt)
         if nxt is not None:
             delay = max(0.0, min(interval, (nxt - rt.now()) / timedelta(seconds=1)))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(rt.wake_scheduler.wait(), delay)
+        await wait_event(rt.wake_scheduler, delay)
 
 
 module = QuarkModule(

@@ -1,5 +1,4 @@
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from quark_media.models import Base
 from quark_media.runtime import install, runtime_of
 from quark_media.settings import MediaSettings
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+from quark_sdk.tasks import wait_event
 
 log = logging.getLogger("quark.media")
 
@@ -41,8 +41,7 @@ async def recover_processing(ctx: ServiceContext) -> None:
         if resumed:
             log.info("resumed processing of %d media", resumed)
         rt.wake_recovery.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(rt.wake_recovery.wait(), settings.recovery_interval)
+        await wait_event(rt.wake_recovery, settings.recovery_interval)
 
 
 async def sweep_orphans(ctx: ServiceContext) -> None:

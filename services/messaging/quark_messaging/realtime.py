@@ -30,6 +30,7 @@ from nats.aio.subscription import Subscription
 
 from quark_sdk.app import ServiceContext
 from quark_sdk.events import EventBusUnavailable
+from quark_sdk.tasks import wait_event
 
 log = logging.getLogger("quark.messaging.realtime")
 
@@ -157,8 +158,7 @@ class Hub:
 
     async def start(self) -> None:
         self._subscriber = asyncio.create_task(self._subscribe(), name="messaging-hub-subscribe")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.subscribed.wait(), 5)
+        await wait_event(self.subscribed, 5)
 
     async def _subscribe(self) -> None:
         """Subscribe as soon as NATS is there; nats-py re-subscribes by itself after a reconnect."""

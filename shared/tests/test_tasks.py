@@ -46,9 +46,9 @@ async def test_cancel_and_wait_re_cancels_a_task_that_swallows_once() -> None:
 
     async def stubborn() -> None:
         with contextlib.suppress(asyncio.CancelledError):  # swallowed once, as buggy library code does
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # until cancelled
         try:
-            await asyncio.sleep(60)
+            await asyncio.Event().wait()  # until cancelled
         finally:
             stopped.set()
 

@@ -270,8 +270,8 @@ def setup_tracing(service: str, *, environ: Mapping[str, str] = os.environ) -> T
     Sampling follows ``OTEL_TRACES_SAMPLER`` when it is set. Otherwise every span is
     recorded when there is somewhere to export it, and none when there is not: an
     unrecorded span still has valid ids (logs and propagation keep working) but skips
-    the attribute and event bookkeeping nobody would read — about a tenth of a
-    request's CPU on the hot routes (docs/performance.md).
+    the attribute and event bookkeeping nobody would read (measured on the home
+    timeline in docs/blog.md).
     """
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
@@ -455,7 +455,7 @@ class TraceContextMiddleware:
             for name, value in scope.get("headers") or ()
             if name in (b"traceparent", b"tracestate")
         }
-        parent = propagate.extract(carrier) if carrier else Context()
+        parent = extract_trace_context(carrier)
         span = self.tracer.start_span("HTTP", context=parent, kind=trace.SpanKind.SERVER)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         try:

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from quark_hub.app import module as hub_module
 from quark_sdk.app import create_service_app
 from quark_sdk.events import CloudEvent, stream_for
-from quark_sdk.testing import QuarkTestEnv, RunningModule
+from quark_sdk.testing import QuarkTestEnv, RunningModule, read_stream
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_TESTS = str(REPO / "shared" / "tests")
@@ -159,14 +159,8 @@ class EventTap:
         await self._nc.close()
 
     async def events(self, type_suffix: str = "") -> list[CloudEvent]:
-        js = self._nc.jetstream()
-        try:
-            info = await js.stream_info(self.stream)
-        except nats.js.errors.NotFoundError:
-            return []
         out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(self.stream, seq)
+        for msg in await read_stream(self._nc.jetstream(), self.stream):
             ev = CloudEvent.from_bytes(msg.data or b"")
             if ev.type.endswith(type_suffix):
                 out.append(ev)

@@ -358,6 +358,20 @@ def wait_until(probe: Any, *, timeout: float = 15.0, interval: float = 0.05, wha
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
+async def read_stream(js: Any, stream: str) -> list[Any]:
+    """Every message a JetStream stream holds, oldest first; [] while the stream does not exist or
+    is empty (a provisioned, empty stream reports first_seq 0, which is no message)."""
+    import nats.js.errors
+
+    try:
+        info = await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        return []
+    if info.state.messages == 0:
+        return []
+    return [await js.get_msg(stream, seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+
+
 async def eventually(probe: Any, *, timeout: float = 15.0, interval: float = 0.02, what: str = "condition") -> Any:
     """Poll an async (or sync) probe until it returns a truthy value, or fail after `timeout` seconds."""
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from quark_sdk.embedded import EmbeddedNats
 from quark_sdk.events import CloudEvent, dead_letter_stream, stream_for, subject_for
 from quark_sdk.outbox import OutboxBatch, outbox_table
-from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
+from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually, read_stream
 from sample.module import ATTEMPTS, Noted, module
 
 
@@ -30,16 +30,8 @@ async def stream_messages(svc: RunningModule, domain: str) -> int:
 
 async def dead_letters(svc: RunningModule) -> list[tuple[dict[str, str], bytes]]:
     assert svc.ctx.bus is not None
-    js = svc.ctx.bus.js
-    name = dead_letter_stream(svc.settings.event_namespace)
-    info = await js.stream_info(name)
-    if info.state.messages == 0:
-        return []
-    out = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        msg = await js.get_msg(name, seq)
-        out.append((dict(msg.headers or {}), msg.data or b""))
-    return out
+    messages = await read_stream(svc.ctx.bus.js, dead_letter_stream(svc.settings.event_namespace))
+    return [(dict(msg.headers or {}), msg.data or b"") for msg in messages]
 
 
 async def test_committed_event_is_consumed_exactly_once(quark: QuarkTestEnv) -> None:

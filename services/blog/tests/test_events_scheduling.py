@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from quark_blog.service import publish_due_posts
 from quark_sdk.events import stream_for
-from quark_sdk.testing import QuarkTestEnv, eventually
+from quark_sdk.testing import QuarkTestEnv, eventually, read_stream
 
 
 async def _count(blog: Blog, sql: str, **params: Any) -> int:
@@ -23,16 +23,8 @@ async def _count(blog: Blog, sql: str, **params: Any) -> int:
 async def _published_events(blog: Blog, domain: str) -> list[dict[str, Any]]:
     bus = blog.svc.ctx.bus
     assert bus is not None
-    name = stream_for(domain, blog.quark.namespace)
-    try:
-        info = await bus.js.stream_info(name)
-    except Exception:
-        return []
-    out = []
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        msg = await bus.js.get_msg(name, seq)
-        out.append(json.loads(msg.data or b"{}"))
-    return out
+    messages = await read_stream(bus.js, stream_for(domain, blog.quark.namespace))
+    return [json.loads(msg.data or b"{}") for msg in messages]
 
 
 async def test_same_event_twice_applies_once(blog: Blog) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from user_testkit import assert_problem, start
 
 from quark_sdk.events import EVENT_CATALOGUE, processed_event_ids, stream_for
-from quark_sdk.testing import QuarkTestEnv, eventually
+from quark_sdk.testing import QuarkTestEnv, eventually, read_stream
 
 
 def registered(uid: uuid.UUID, username: str, display_name: str | None) -> dict[str, object]:
@@ -47,15 +47,7 @@ async def test_published_events_reach_the_user_stream(quark: QuarkTestEnv) -> No
     stream = stream_for("user", bus.namespace)
 
     async def in_stream() -> list[str]:
-        try:
-            info = await bus.js.stream_info(stream)
-        except Exception:
-            return []
-        types = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await bus.js.get_msg(stream, seq)
-            types.append((msg.headers or {}).get("Ce-Type", ""))
-        return types
+        return [(msg.headers or {}).get("Ce-Type", "") for msg in await read_stream(bus.js, stream)]
 
     assert await eventually(in_stream, what="profile_created relayed") == ["quark.user.profile_created"]
     assert (await h.get("/me", alice)).json()["username"] == "alice"

@@ -134,7 +134,7 @@ async def test_only_one_hub_monitors(quark: QuarkTestEnv, tmp_path: Path) -> Non
     second = await start_hub(quark, tmp_path)  # same namespace: the same registry
     async with fake_instance() as blog, tap(quark) as events:
         await register(first, manifest("blog"), blog.url)
-        monitors = [first.ctx.extras["hub_monitor"], second.ctx.extras["hub_monitor"]]
+        monitors = [first.ctx.runtime.monitor, second.ctx.runtime.monitor]
         await eventually(lambda: sum(m.leading for m in monitors) == 1, what="one leader")
         hits = blog.hits
         await eventually(lambda: blog.hits >= hits + 3, what="probing continues")
@@ -170,4 +170,4 @@ async def test_the_hub_docks_itself_in_process(quark: QuarkTestEnv, tmp_path: Pa
     # Its public reads only (test_gateway_exposure.py checks the rule against every route).
     assert "Path(`/modules/discovery`)" in router["rule"] and "Path(`/hub`)" in router["rule"]
     assert "PathPrefix(`/api/v1/hub`)" not in router["rule"]
-    assert svc.ctx.extras["hub"].self_instance_id == inst["instance_id"]
+    assert svc.ctx.runtime.self_instance_id == inst["instance_id"]

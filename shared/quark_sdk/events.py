@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import nats
 import nats.errors
@@ -331,7 +331,10 @@ class EventBus:
 
 # ----------------------------------------------------------------------------- consumers
 
-Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+RuntimeT = TypeVar("RuntimeT")
+# A handler gets its module's runtime by parameter (cosmicpython's bootstrap injection), then the
+# consumer's transaction and the event: `async def on_followed(rt, session, event)`.
+Handler = Callable[[RuntimeT, AsyncSession, "CloudEvent"], Awaitable[None]]
 
 
 class PermanentEventError(Exception):
@@ -343,20 +346,23 @@ class _DatabaseUnavailable(Exception):
 
 
 @dataclass
-class Consumer:
-    """A durable consumer: (service, purpose) → handlers keyed by event type."""
+class Consumer(Generic[RuntimeT]):
+    """A durable consumer: (service, purpose) → handlers keyed by event type.
+
+    Typed by the runtime its handlers receive: `replica = Consumer[BlogRuntime]("replica")`.
+    """
 
     purpose: str
-    handlers: dict[str, Handler] = field(default_factory=dict)
+    handlers: dict[str, Handler[RuntimeT]] = field(default_factory=dict)
     max_deliver: int | None = None
     backoff: tuple[float, ...] = (0.05, 0.5, 2.0, 5.0, 15.0)
     batch_size: int = 200
     ack_wait: float = 30.0
 
-    def on(self, *type_names: str) -> Callable[[Handler], Handler]:
+    def on(self, *type_names: str) -> Callable[[Handler[RuntimeT]], Handler[RuntimeT]]:
         """Decorator: `@consumer.on("quark.user.followed")`."""
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: Handler[RuntimeT]) -> Handler[RuntimeT]:
             for name in type_names:
                 if name in self.handlers:
                     raise ValueError(f"{self.purpose}: a handler for {name} is already registered")
@@ -372,11 +378,12 @@ class Consumer:
 class ConsumerRunner:
     """Runs one `Consumer` against every stream its event types live in."""
 
-    def __init__(self, consumer: Consumer, *, bus: EventBus, db: Database, service: str,
-                 max_deliver: int = 5) -> None:
+    def __init__(self, consumer: Consumer[Any], *, bus: EventBus, db: Database, service: str,
+                 max_deliver: int = 5, runtime: Any = None) -> None:
         if not consumer.handlers:
             raise ValueError(f"consumer {consumer.purpose} has no handlers")
         self.consumer = consumer
+        self.runtime = runtime  # passed to every handler
         self.bus = bus
         self.db = db
         self.service = service
@@ -636,7 +643,7 @@ class ConsumerRunner:
             f"consume {event.type}", context=ctx, attributes={"messaging.system": "nats",
                                                                "messaging.consumer.group.name": self.durable,
                                                                "messaging.message.id": event.id}):
-            await handler(session, event)
+            await handler(self.runtime, session, event)
         telemetry.EVENT_HANDLE_DURATION.labels(self.service, self.durable).observe(time.perf_counter() - started)
 
     async def _ack(self, msg: Msg, event: CloudEvent, outcome: str) -> None:

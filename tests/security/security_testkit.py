@@ -224,11 +224,10 @@ async def start(quark: QuarkTestEnv, spec: ServiceSpec, tmp_path: Path, **overri
         await eventually(lambda r=runner: r.ready.is_set(), what="consumer subscribed")
     if spec.name == "ai":
         # Approving a draft creates a blog draft over HTTP: give the ai service a real blog to talk to.
-        from quark_ai.runtime import runtime_of as ai_runtime
         from quark_blog.app import module as blog_module
 
         blog = await quark.start(blog_module, write_rate_limit=100_000)
-        ai_runtime(svc.ctx).blog_http = blog.client
+        svc.ctx.runtime.blog_http = blog.client
     return Running(spec, svc, quark)
 
 

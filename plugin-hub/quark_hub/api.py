@@ -28,8 +28,8 @@ from quark_hub.schemas import (
     TokenResponse,
 )
 from quark_sdk.app import get_context
-from quark_sdk.auth import Principal, require_role
-from quark_sdk.errors import PayloadTooLarge, Unauthenticated
+from quark_sdk.auth import OptionalUser, Principal, require_role
+from quark_sdk.errors import PayloadTooLarge, PermissionDenied, Unauthenticated
 from quark_sdk.registry import MODULE_NAME
 from quark_sdk.routing import GuardedRoute
 
@@ -52,6 +52,28 @@ def caller_address(request: Request, hub: Hub) -> str:
 
 
 ClientAddr = Annotated[str, Depends(caller_address)]
+
+# Who may see the registry's internals (instance URLs, health, manifests) when env=prod.
+READER_ROLES = ("admin", "operator")
+READER_SCOPE = "hub:read"
+
+
+async def internal_reader(request: Request, principal: OptionalUser) -> None:
+    """In prod, discovery and the dashboard list internal addresses: an admin or operator user token (or a
+    service token granted `hub:read`) is required. dev and test stay open (the local station's page)."""
+    settings = get_runtime(request).settings
+    if settings.env != "prod":
+        return
+    if principal is None:
+        raise Unauthenticated("the registry lists internal addresses: an admin or operator token is required")
+    if principal.is_user and any(principal.has_role(r) for r in READER_ROLES):
+        return
+    if principal.is_service and principal.has_scope(READER_SCOPE):
+        return
+    raise PermissionDenied("requires role admin or operator (or a service token with scope hub:read)")
+
+
+Reader = Depends(internal_reader)
 
 
 async def limit_registration(request: Request, hub: Hub, addr: ClientAddr) -> None:
@@ -120,19 +142,19 @@ LimitQ = Annotated[int, Query(ge=1, le=500)]
 CursorQ = Annotated[str | None, Query(max_length=64)]
 
 
-@router.get("/services")
+@router.get("/services", dependencies=[Reader])
 async def services(hub: Hub, name: NameQ = None, capability: CapabilityQ = [],  # noqa: B006 - FastAPI query
                    health: HealthQ = None, limit: LimitQ = 100, cursor: CursorQ = None) -> DiscoveryPage:
     """Docked modules: manifests, instances, health, last heartbeat, events published and consumed."""
     return await _discover(hub, name, capability, health, limit, cursor)
 
 
-@router.get("/services/{name}")
+@router.get("/services/{name}", dependencies=[Reader])
 async def service_detail(name: str, hub: Hub) -> ModuleView:
     return await service.describe(hub, name)
 
 
-@router.get("/events")
+@router.get("/events", dependencies=[Reader])
 async def recent_events(hub: Hub, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> HubEventPage:
     """The latest quark.hub.module.* events, newest first (the same ones published on NATS)."""
     return await service.recent_events(hub, limit)
@@ -141,7 +163,7 @@ async def recent_events(hub: Hub, limit: Annotated[int, Query(ge=1, le=1000)] = 
 discovery_router = APIRouter(tags=["hub"])
 
 
-@discovery_router.get("/modules/discovery")
+@discovery_router.get("/modules/discovery", dependencies=[Reader])
 async def discovery(hub: Hub, name: NameQ = None, capability: CapabilityQ = [],  # noqa: B006 - FastAPI query
                     health: HealthQ = None, limit: LimitQ = 100, cursor: CursorQ = None) -> DiscoveryPage:
     """Same as GET /api/v1/hub/services (the path DESIGN §3 gives discovery)."""

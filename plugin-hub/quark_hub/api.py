@@ -28,7 +28,7 @@ from quark_hub.schemas import (
     TokenResponse,
 )
 from quark_sdk.app import get_context
-from quark_sdk.auth import OptionalUser, Principal, require_role
+from quark_sdk.auth import OptionalUser, Principal, authenticate_token, require_role
 from quark_sdk.errors import PayloadTooLarge, PermissionDenied, Unauthenticated
 from quark_sdk.registry import MODULE_NAME
 from quark_sdk.routing import GuardedRoute
@@ -98,6 +98,22 @@ async def registration_token(request: Request, hub: Hub) -> None:
         raise Unauthenticated("a valid registration token is required")
 
 
+MODULE_TOKEN_HEADER = "x-quark-module-token"  # noqa: S105 - a header name
+
+
+async def registration_identity(request: Request, hub: Hub, addr: ClientAddr) -> str:
+    """Who is registering (service.INTERNAL_IDENTITY lists the kinds): a module name stays with its identity."""
+    token = request.headers.get(MODULE_TOKEN_HEADER)
+    if token:
+        principal = await authenticate_token(request, token.strip())
+        if not principal.is_service:
+            raise Unauthenticated(f"{MODULE_TOKEN_HEADER} must be a hub service token")
+        return service.client_identity(principal.subject)
+    if hub.settings.registration_token is not None:
+        return "token"
+    return f"open@{addr}"
+
+
 # -- registry -----------------------------------------------------------------------------------------
 
 router = APIRouter(prefix="/api/v1/hub", tags=["hub"], route_class=GuardedRoute)
@@ -105,9 +121,20 @@ router = APIRouter(prefix="/api/v1/hub", tags=["hub"], route_class=GuardedRoute)
 
 @router.post("/modules/register", status_code=201,
              dependencies=[Depends(limit_registration), Depends(registration_token)])
-async def register(body: RegisterRequest, hub: Hub, addr: ClientAddr) -> RegisterResponse:
-    """Dock an instance (or renew one that registers again with its instance_id)."""
-    return await service.register(hub, body, remote_addr=addr)
+async def register(body: RegisterRequest, hub: Hub, addr: ClientAddr,
+                   identity: Annotated[str, Depends(registration_identity)]) -> RegisterResponse:
+    """Dock an instance (or renew one that registers again with its instance_id).
+
+    A module name that is docked stays with the registration identity that docked it (409
+    module-name-taken otherwise); one docked with its service token (X-Quark-Module-Token) stays bound to it."""
+    return await service.register(hub, body, remote_addr=addr, identity=identity)
+
+
+@router.delete("/modules/{name}/owner", status_code=204)
+async def release_owner(name: str, hub: Hub, _: Admin) -> Response:
+    """Unbind a module name from its service client (an admin's decision, e.g. after re-keying a module)."""
+    await service.release_owner(hub, name)
+    return Response(status_code=204)
 
 
 @router.put("/modules/{name}/instances/{instance_id}/heartbeat", dependencies=[Depends(registration_token)])

@@ -28,8 +28,8 @@ from quark_hub.schemas import (
     TokenResponse,
 )
 from quark_sdk.app import RuntimeDep
-from quark_sdk.auth import Principal, require_role
-from quark_sdk.errors import PayloadTooLarge, Unauthenticated
+from quark_sdk.auth import OptionalUser, Principal, authenticate_token, require_role
+from quark_sdk.errors import PayloadTooLarge, PermissionDenied, Unauthenticated
 from quark_sdk.registry import MODULE_NAME
 from quark_sdk.routing import GuardedRoute
 
@@ -48,6 +48,27 @@ def caller_address(request: Request, hub: Hub) -> str:
 
 
 ClientAddr = Annotated[str, Depends(caller_address)]
+
+# Who may see the registry's internals (instance URLs, health, manifests) when env=prod.
+READER_ROLES = ("admin", "operator")
+READER_SCOPE = "hub:read"
+
+
+async def internal_reader(hub: Hub, principal: OptionalUser) -> None:
+    """In prod, discovery and the dashboard list internal addresses: an admin or operator user token (or a
+    service token granted `hub:read`) is required. dev and test stay open (the local station's page)."""
+    if hub.settings.env != "prod":
+        return
+    if principal is None:
+        raise Unauthenticated("the registry lists internal addresses: an admin or operator token is required")
+    if principal.is_user and any(principal.has_role(r) for r in READER_ROLES):
+        return
+    if principal.is_service and principal.has_scope(READER_SCOPE):
+        return
+    raise PermissionDenied("requires role admin or operator (or a service token with scope hub:read)")
+
+
+Reader = Depends(internal_reader)
 
 
 async def limit_registration(request: Request, hub: Hub, addr: ClientAddr) -> None:
@@ -72,6 +93,22 @@ async def registration_token(request: Request, hub: Hub) -> None:
         raise Unauthenticated("a valid registration token is required")
 
 
+MODULE_TOKEN_HEADER = "x-quark-module-token"  # noqa: S105 - a header name
+
+
+async def registration_identity(request: Request, hub: Hub, addr: ClientAddr) -> str:
+    """Who is registering (service.INTERNAL_IDENTITY lists the kinds): a module name stays with its identity."""
+    token = request.headers.get(MODULE_TOKEN_HEADER)
+    if token:
+        principal = await authenticate_token(request, token.strip())
+        if not principal.is_service:
+            raise Unauthenticated(f"{MODULE_TOKEN_HEADER} must be a hub service token")
+        return service.client_identity(principal.subject)
+    if hub.settings.registration_token is not None:
+        return "token"
+    return f"open@{addr}"
+
+
 # -- registry -----------------------------------------------------------------------------------------
 
 router = APIRouter(prefix="/api/v1/hub", tags=["hub"], route_class=GuardedRoute)
@@ -79,9 +116,20 @@ router = APIRouter(prefix="/api/v1/hub", tags=["hub"], route_class=GuardedRoute)
 
 @router.post("/modules/register", status_code=201,
              dependencies=[Depends(limit_registration), Depends(registration_token)])
-async def register(body: RegisterRequest, hub: Hub, addr: ClientAddr) -> RegisterResponse:
-    """Dock an instance (or renew one that registers again with its instance_id)."""
-    return await service.register(hub, body, remote_addr=addr)
+async def register(body: RegisterRequest, hub: Hub, addr: ClientAddr,
+                   identity: Annotated[str, Depends(registration_identity)]) -> RegisterResponse:
+    """Dock an instance (or renew one that registers again with its instance_id).
+
+    A module name that is docked stays with the registration identity that docked it (409
+    module-name-taken otherwise); one docked with its service token (X-Quark-Module-Token) stays bound to it."""
+    return await service.register(hub, body, remote_addr=addr, identity=identity)
+
+
+@router.delete("/modules/{name}/owner", status_code=204)
+async def release_owner(name: str, hub: Hub, _: Admin) -> Response:
+    """Unbind a module name from its service client (an admin's decision, e.g. after re-keying a module)."""
+    await service.release_owner(hub, name)
+    return Response(status_code=204)
 
 
 @router.put("/modules/{name}/instances/{instance_id}/heartbeat", dependencies=[Depends(registration_token)])
@@ -116,19 +164,19 @@ LimitQ = Annotated[int, Query(ge=1, le=500)]
 CursorQ = Annotated[str | None, Query(max_length=64)]
 
 
-@router.get("/services")
+@router.get("/services", dependencies=[Reader])
 async def services(hub: Hub, name: NameQ = None, capability: CapabilityQ = [],  # noqa: B006 - FastAPI query
                    health: HealthQ = None, limit: LimitQ = 100, cursor: CursorQ = None) -> DiscoveryPage:
     """Docked modules: manifests, instances, health, last heartbeat, events published and consumed."""
     return await _discover(hub, name, capability, health, limit, cursor)
 
 
-@router.get("/services/{name}")
+@router.get("/services/{name}", dependencies=[Reader])
 async def service_detail(name: str, hub: Hub) -> ModuleView:
     return await service.describe(hub, name)
 
 
-@router.get("/events")
+@router.get("/events", dependencies=[Reader])
 async def recent_events(hub: Hub, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> HubEventPage:
     """The latest quark.hub.module.* events, newest first (the same ones published on NATS)."""
     return await service.recent_events(hub, limit)
@@ -137,7 +185,7 @@ async def recent_events(hub: Hub, limit: Annotated[int, Query(ge=1, le=1000)] = 
 discovery_router = APIRouter(tags=["hub"])
 
 
-@discovery_router.get("/modules/discovery")
+@discovery_router.get("/modules/discovery", dependencies=[Reader])
 async def discovery(hub: Hub, name: NameQ = None, capability: CapabilityQ = [],  # noqa: B006 - FastAPI query
                     health: HealthQ = None, limit: LimitQ = 100, cursor: CursorQ = None) -> DiscoveryPage:
     """Same as GET /api/v1/hub/services (the path DESIGN §3 gives discovery)."""

@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
 from quark_hub import service
+from quark_hub.api import internal_reader
 from quark_hub.runtime import HubRuntime, stop_if_cancelled
 from quark_hub.settings import HubSettings
 from quark_sdk.app import ServiceContext, get_context
@@ -35,7 +36,7 @@ COALESCE = 0.05  # a burst of changes (a fleet docking) becomes one snapshot
 router = APIRouter(tags=["hub"])
 
 
-@router.get("/hub", include_in_schema=False)
+@router.get("/hub", include_in_schema=False, dependencies=[Depends(internal_reader)])
 async def page() -> Response:
     html = (STATIC / "dashboard.html").read_bytes()
     return Response(html, media_type="text/html; charset=utf-8",
@@ -91,6 +92,7 @@ async def stream_snapshots(rt: HubRuntime) -> AsyncIterator[str]:
 
 
 @router.get("/api/v1/hub/stream", response_class=StreamingResponse,
+            dependencies=[Depends(internal_reader)],
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "`snapshot` events: the dashboard's whole state"}})
 async def stream(request: Request) -> StreamingResponse:

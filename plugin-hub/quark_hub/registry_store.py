@@ -9,6 +9,7 @@ sharing a Redis never see each other. Layout (under the hub's prefix):
                                   so the monitor can announce the expiry with the instance's address)
   instance:<name>:<id>    HASH    one instance; the key's TTL *is* the lease
   manifests               HASH    name -> JSON manifest, kept after instances leave (identity needs scopes)
+  owners                  HASH    name -> the service-client identity a module name is bound to, for good
   events                  LIST    recent hub events, newest first, capped
   changes                 channel a message on every change (dashboards re-render)
   lock:<name>             STRING  a lease-style lock (monitor leadership, first-start key generation)
@@ -104,6 +105,8 @@ class InstanceRecord:
     latency_ms: float | None = None
     last_error: str | None = None
     remote_addr: str = ""
+    # Who registered it (see service.registration_identity): a module's live instances share one identity.
+    identity: str = ""
 
     @property
     def routable(self) -> bool:
@@ -145,6 +148,7 @@ class InstanceRecord:
             latency_ms=num("latency_ms"),
             last_error=data.get("last_error") or None,
             remote_addr=data.get("remote_addr", ""),
+            identity=data.get("identity", ""),
         )
 
 
@@ -271,6 +275,16 @@ class RegistryStore:
 
     async def known_module_names(self) -> set[str]:
         return {_text(n) for n in await self.redis.hkeys(self.key("manifests"))}
+
+    async def owner(self, name: str) -> str | None:
+        raw = await self.redis.hget(self.key("owners"), name)
+        return None if raw is None else _text(raw)
+
+    async def bind_owner(self, name: str, identity: str) -> None:
+        await self.redis.hsetnx(self.key("owners"), name, identity)
+
+    async def release_owner(self, name: str) -> bool:
+        return bool(await self.redis.hdel(self.key("owners"), name))
 
     async def recent_events(self, limit: int) -> list[dict[str, Any]]:
         raw = await self.redis.lrange(self.key("events"), 0, max(0, limit - 1))

@@ -30,11 +30,23 @@ from quark_hub.schemas import (
     RegisterRequest,
     RegisterResponse,
 )
-from quark_sdk.errors import Conflict, InvalidInput, NotFound
+from quark_sdk.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from quark_sdk.events import CloudEvent
 from quark_sdk.registry import MODULE_NAME, Manifest
 
 REQUIREMENTS = ("database", "event_bus", "cache", "storage")
+
+# Registration identities (who docked a module's instances), strongest first:
+#   client:<name>  the module's own service token (hub-issued, sub = the module), sent as X-Quark-Module-Token;
+#                  binds the name to that client for good (only it, or an admin release, docks it again)
+#   token          the station's shared registration token
+#   open@<addr>    an open registry (dev): the caller's address
+#   internal       the hub docking itself, in-process
+INTERNAL_IDENTITY = "internal"
+
+
+def client_identity(name: str) -> str:
+    return f"client:{name}"
 
 
 def ts(value: float) -> datetime:
@@ -59,14 +71,19 @@ def _unknown_instance(name: str, instance_id: str) -> NotFound:
 # -- registration ------------------------------------------------------------------------------------
 
 
-async def register(rt: HubRuntime, req: RegisterRequest, *, remote_addr: str = "") -> RegisterResponse:
+async def register(rt: HubRuntime, req: RegisterRequest, *, remote_addr: str = "",
+                   identity: str = INTERNAL_IDENTITY) -> RegisterResponse:
     """Dock an instance, or renew a live one that registers again with its id (the SDK does after a 404)."""
     manifest = req.manifest
     health_url = req.health_url or req.instance_url + manifest.health_check
     if not rt.settings.allow_foreign_health_urls and _origin(health_url) != _origin(req.instance_url):
         raise InvalidInput("health_url must be on the same scheme, host and port as instance_url",
                            field="health_url")
+    if identity.startswith("client:") and identity != client_identity(manifest.name):
+        raise PermissionDenied(f"a service token of {identity.removeprefix('client:')} cannot dock module "
+                               f"{manifest.name}", code="module-identity-mismatch")
     snapshot = await rt.store.snapshot()
+    await _check_identity(rt, snapshot, manifest.name, identity)
     _check_prefixes(snapshot, manifest)
     now, ttl = time.time(), rt.settings.lease_ttl
     existing = await rt.store.get_instance(manifest.name, req.instance_id) if req.instance_id else None
@@ -86,7 +103,7 @@ async def register(rt: HubRuntime, req: RegisterRequest, *, remote_addr: str = "
         record = InstanceRecord(
             instance_id=instance_id, module=manifest.name, version=manifest.version,
             instance_url=req.instance_url, health_url=health_url, registered_at=now, last_heartbeat=now,
-            lease_ttl=ttl, health="healthy", health_since=now, remote_addr=remote_addr,
+            lease_ttl=ttl, health="healthy", health_since=now, remote_addr=remote_addr, identity=identity,
         )
     staged: list[CloudEvent] = []
     async with rt.db.transaction() as session:
@@ -108,11 +125,33 @@ async def register(rt: HubRuntime, req: RegisterRequest, *, remote_addr: str = "
         for payload in payloads:
             staged.append(await events.stage(session, payload))
         await rt.store.put_instance(manifest, record)
+        if identity.startswith("client:"):
+            await rt.store.bind_owner(manifest.name, identity)
     await events.announce(rt, staged)
     if not staged:
         await rt.store.notify("registry")
     return RegisterResponse(instance_id=record.instance_id, module=manifest.name, lease_ttl=ttl,
                             heartbeat_interval=rt.settings.heartbeat_every, docked=existing is None)
+
+
+async def _check_identity(rt: HubRuntime, snapshot: Snapshot, name: str, identity: str) -> None:
+    """A module name belongs to whoever docked it: another registration identity may not take it over (its
+    instances would join the module's load balancer and its manifest would replace the module's routes)."""
+    owner = await rt.store.owner(name)
+    module = snapshot.module(name)
+    holders = {i.identity for i in (module.instances if module else []) if i.identity}
+    taken_by = owner if owner is not None and owner != identity else next(
+        (h for h in sorted(holders) if h != identity), None)
+    if taken_by is not None:
+        raise Conflict(f"module {name} is docked under another registration identity; it cannot be taken over"
+                       + (f" (an admin may release the name: DELETE /api/v1/hub/modules/{name}/owner)"
+                          if owner is not None else " while its instances are live"),
+                       code="module-name-taken")
+
+
+async def release_owner(rt: HubRuntime, name: str) -> None:
+    if not MODULE_NAME.fullmatch(name) or not await rt.store.release_owner(name):
+        raise NotFound(f"module {name[:40]!r} is not bound to a service client", code="unknown-module")
 
 
 def _check_prefixes(snapshot: Snapshot, manifest: Manifest) -> None:

@@ -20,6 +20,9 @@ PUBLIC_PATHS = (
     "/hub",
     "/hub/static/",
 )
+# In prod the gateway reaches only the JWKS: discovery and the dashboard list internal instance URLs, so
+# they stay on the internal network (and even there need an admin or operator token, see api.internal_reader).
+PROD_PUBLIC_PATHS = ("/api/v1/hub/.well-known/jwks.json",)
 
 
 class HubSettings(ServiceSettings):
@@ -91,6 +94,12 @@ class HubSettings(ServiceSettings):
             raise ConfigError("QUARK_HUB_REGISTRATION_TOKEN must be set when QUARK_ENV=prod (every module sends it "
                               "to register); generate one: python3 -c 'import secrets; "
                               "print(secrets.token_urlsafe(32))'")
+        return self
+
+    @model_validator(mode="after")
+    def _prod_exposes_nothing_internal(self) -> HubSettings:
+        if self.env == "prod" and "traefik_public_paths" not in self.model_fields_set:
+            self.traefik_public_paths = list(PROD_PUBLIC_PATHS)
         return self
 
     @field_validator("traefik_public_paths")

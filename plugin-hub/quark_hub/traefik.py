@@ -2,11 +2,13 @@
 
 One router and one load-balancer service per module that has at least one routable (healthy or
 degraded) instance; every such instance is a server. The router matches the module's route
-prefixes (DESIGN §3) — except the hub's own, which matches only its public read paths (registry
-writes, this configuration, /token and /clients stay on the internal network) — and goes through
-three shared middlewares: a per-client rate limit, security headers and CORS. Traefik also
-health-checks the servers itself, so a crash between two of the hub's probes costs at most
-Traefik's own check interval.
+prefixes by whole segments (`/api/v1/a` never matches `/api/v1/ab`, as the hub's overlap check assumes),
+with an explicit priority: the longest prefix wins, and a module that claims `/` gets it only as a
+separate lowest-priority catch-all router (the web client). The hub's own router matches only its
+public read paths (registry writes, this configuration, /token and /clients stay on the internal
+network). Every router goes through three shared middlewares: a per-client rate limit, security
+headers and CORS. Traefik also health-checks the servers itself, so a crash between two of the
+hub's probes costs at most Traefik's own check interval.
 """
 
 from __future__ import annotations
@@ -29,8 +31,27 @@ HUB = "hub"
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
+# Explicit router priorities (Traefik's default, the rule's length, lets a module that lists many prefixes
+# outrank every other router). A prefix router ranks by its longest prefix, so the longest prefix wins; the
+# catch-all "/" (the web client) ranks below everything; the hub's narrowed public router sits in between.
+CATCH_ALL = "/"
+CATCH_ALL_PRIORITY = 1
+PREFIX_PRIORITY_BASE = 1000
+
+
+def segment_match(prefix: str) -> str:
+    """A prefix matched by whole path segments: /api/v1/a matches /api/v1/a and /api/v1/a/..., never /api/v1/ab.
+
+    (Traefik's PathPrefix is a plain string prefix; the hub checks overlaps by segment, so the rules must too.)"""
+    return f"Path(`{prefix}`) || PathPrefix(`{prefix}/`)"
+
+
 def rule_for(prefixes: Sequence[str]) -> str:
-    return " || ".join(f"PathPrefix(`{p}`)" for p in prefixes)
+    return " || ".join(segment_match(p) for p in prefixes)
+
+
+def priority_for(prefixes: Sequence[str]) -> int:
+    return PREFIX_PRIORITY_BASE + max((len(p) for p in prefixes), default=0)
 
 
 def public_rule(paths: Sequence[str]) -> str:
@@ -79,17 +100,25 @@ def middlewares(settings: HubSettings) -> dict[str, Any]:
 def build_config(modules: Sequence[ModuleRecord], settings: HubSettings) -> dict[str, Any]:
     routers: dict[str, Any] = {}
     services: dict[str, Any] = {}
+
+    def router(rule: str, service: str, priority: int) -> dict[str, Any]:
+        return {"rule": rule, "service": service, "priority": priority,
+                "entryPoints": list(settings.traefik_entrypoints), "middlewares": list(MIDDLEWARES)}
+
     for module in sorted(modules, key=lambda m: m.name):
         servers = sorted({i.instance_url for i in module.instances if i.routable})
-        prefixes = list(module.manifest.exposes.api)
-        if not servers or not prefixes or (module.name == HUB and not settings.traefik_public_paths):
+        prefixes = [p for p in module.manifest.exposes.api if p != CATCH_ALL]
+        catch_all = CATCH_ALL in module.manifest.exposes.api and module.name != HUB
+        if not servers or not (prefixes or catch_all) or (module.name == HUB and not settings.traefik_public_paths):
             continue
-        routers[module.name] = {
-            "rule": public_rule(settings.traefik_public_paths) if module.name == HUB else rule_for(prefixes),
-            "service": module.name,
-            "entryPoints": list(settings.traefik_entrypoints),
-            "middlewares": list(MIDDLEWARES),
-        }
+        if module.name == HUB:
+            public = settings.traefik_public_paths
+            routers[HUB] = router(public_rule(public), HUB, priority_for(public))
+        elif prefixes:
+            routers[module.name] = router(rule_for(prefixes), module.name, priority_for(prefixes))
+        if catch_all:  # its own router, so the module's other prefixes keep their rank
+            routers[f"{module.name}-catch-all"] = router(f"PathPrefix(`{CATCH_ALL}`)", module.name,
+                                                        CATCH_ALL_PRIORITY)
         services[module.name] = {"loadBalancer": {
             "servers": [{"url": url} for url in servers],
             "passHostHeader": True,

@@ -93,8 +93,9 @@ def test_other_modules_keep_their_prefix_routers_and_the_evaluator_is_faithful()
                                         health_url="http://b:1/health/ready", registered_at=1.0, last_heartbeat=1.0,
                                         lease_ttl=15, health="healthy")])
     rule = build_config([blog], HubSettings())["http"]["routers"]["blog"]["rule"]
-    assert rule == "PathPrefix(`/api/v1/posts`)"
+    assert rule == "Path(`/api/v1/posts`) || PathPrefix(`/api/v1/posts/`)"
     assert rule_matches(rule, "POST", "/api/v1/posts/1") and not rule_matches(rule, "GET", "/api/v1/feed")
+    assert not rule_matches(rule, "GET", "/api/v1/postsx")
     assert rule_matches("(Path(`/a`) || Path(`/b`)) && Method(`GET`)", "GET", "/b")
     assert not rule_matches("Path(`/a`) || Path(`/b`) && Method(`GET`)", "POST", "/b")
 

@@ -134,7 +134,7 @@ def validate(config: dict[str, Any]) -> None:
             assert mw in http["middlewares"], f"router {name} uses a missing middleware {mw}"
         # Traefik v3 rule syntax: matchers with backquoted arguments, joined by ||.
         for part in router["rule"].split(" || "):
-            assert re.fullmatch(r"PathPrefix\(`/[A-Za-z0-9_\-./]+`\)", part), part
+            assert re.fullmatch(r"Path\(`/[A-Za-z0-9_\-./]+`\)|PathPrefix\(`/[A-Za-z0-9_\-./]*/`\)", part), part
 
 
 def test_schema_rejects_what_traefik_would_not_take() -> None:
@@ -170,7 +170,9 @@ def test_config_for_modules_in_every_state_is_valid() -> None:
     validate(config)
     http = config["http"]
     assert set(http["routers"]) == {"blog"} and set(http["services"]) == {"blog"}
-    assert http["routers"]["blog"]["rule"] == "PathPrefix(`/api/v1/posts`) || PathPrefix(`/api/v1/feed`)"
+    assert http["routers"]["blog"]["rule"] == ("Path(`/api/v1/posts`) || PathPrefix(`/api/v1/posts/`) || "
+                                               "Path(`/api/v1/feed`) || PathPrefix(`/api/v1/feed/`)")
+    assert http["routers"]["blog"]["priority"] == 1000 + len("/api/v1/posts")
     assert http["routers"]["blog"]["entryPoints"] == ["web"]
     assert http["services"]["blog"]["loadBalancer"]["servers"] == [{"url": "http://127.0.5.1:3004"},
                                                                    {"url": "http://127.0.5.2:3004"}]

@@ -130,7 +130,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def _start_infra(data_dir: Path, modules: list[QuarkModule]) -> Any:
     from quark_sdk.embedded import EmbeddedInfra
 
-    infra = EmbeddedInfra(data_dir, die_with_parent=True)
+    # Every module on the bus connects as its own NATS user (quark_sdk.natsauth; passwords in .quark/secrets).
+    bus = [m for m in modules if m.manifest().requires.event_bus or m.consumers]
+    infra = EmbeddedInfra(data_dir, die_with_parent=True, bus_modules=bus)
     infra.start(databases=[m.database_name for m in modules if _has_database(m)])
     return infra
 
@@ -362,6 +364,18 @@ def use_running_embedded_servers(data_dir: Path) -> None:
         os.environ.setdefault("QUARK_REDIS_URL", f"redis://127.0.0.1:{ports['redis']}/0")
         os.environ.setdefault("QUARK_NATS_URL", f"nats://127.0.0.1:{ports['nats']}")
         os.environ.setdefault("QUARK_DATA_DIR", str(data_dir.resolve()))
+        _use_nats_users(data_dir, f"nats://127.0.0.1:{ports['nats']}")
+
+
+def _use_nats_users(data_dir: Path, nats_url: str) -> None:
+    """Each installed module's own NATS user, as `quark dev` generated them (none: an unauthenticated server)."""
+    from quark_sdk import natsauth
+    from quark_sdk.secrets import EnvFileSecrets
+
+    passwords = EnvFileSecrets(data_dir / "secrets", {}).get(natsauth.SECRETS_PATH)
+    if passwords:
+        for key, value in natsauth.module_env(installed_modules(), nats_url, passwords).items():
+            os.environ.setdefault(key, value)
 
 
 def build_parser(modules: Sequence[QuarkModule] = ()) -> argparse.ArgumentParser:

@@ -317,6 +317,8 @@ class EmbeddedNats:
     port: int = 0
     host: str = "127.0.0.1"
     die_with_parent: bool = False
+    # A nats-server config file (users and their permissions: quark_sdk.natsauth); None: no authentication.
+    config: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -330,6 +332,8 @@ class EmbeddedNats:
         logfile = self.data_dir / "nats.log"
         args = [str(_binary_from_bin_dir("nats-server")), "-a", self.host, "-p", str(self.port), "-js",
                 "-sd", str(self.data_dir / "jetstream"), "-l", str(logfile)]
+        if self.config is not None:
+            args += ["-c", str(self.config)]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True,
                                      preexec_fn=parent_death_signal(signal.SIGTERM) if self.die_with_parent else None)
@@ -357,6 +361,8 @@ class EmbeddedInfra:
     data_dir: Path
     persist_redis: bool = True
     die_with_parent: bool = False
+    # Modules (quark_sdk.app.QuarkModule) that get their own NATS user; empty: NATS without authentication.
+    bus_modules: list[Any] = field(default_factory=list)
     postgres: EmbeddedPostgres = field(init=False)
     redis: EmbeddedRedis = field(init=False)
     nats: EmbeddedNats = field(init=False)
@@ -385,6 +391,7 @@ class EmbeddedInfra:
         for name, server in (("postgres", self.postgres), ("redis", self.redis), ("nats", self.nats)):
             wanted = ports.get(name, 0)
             server.port = wanted if wanted and not port_open("127.0.0.1", wanted) else 0
+        self._nats_users()
         started: list[Any] = []
         try:
             for server in (self.postgres, self.redis, self.nats):
@@ -402,14 +409,32 @@ class EmbeddedInfra:
         }))
         return self
 
+    def _nats_users(self) -> None:
+        """A NATS user per module: passwords generated into <data_dir>/secrets, the server config beside NATS."""
+        if not self.bus_modules:
+            return
+        from quark_sdk import natsauth
+        from quark_sdk.secrets import EnvFileSecrets
+
+        store = EnvFileSecrets(self.data_dir / "secrets", {})
+        self._nats_passwords = natsauth.ensure_passwords(store, [m.name for m in self.bus_modules])
+        self.nats.config = natsauth.write_config(self.data_dir / "nats" / "nats.conf", self.bus_modules,
+                                                 self._nats_passwords)
+
     def env(self) -> dict[str, str]:
-        """Environment variables that point services at these servers."""
-        return {
+        """Environment variables that point services at these servers (with NATS users: each module's own URL)."""
+        env = {
             "QUARK_POSTGRES_URL": self.postgres.url,
             "QUARK_REDIS_URL": self.redis.url,
             "QUARK_NATS_URL": self.nats.url,
             "QUARK_DATA_DIR": str(self.data_dir),
         }
+        passwords: dict[str, str] = getattr(self, "_nats_passwords", {})
+        if passwords:
+            from quark_sdk import natsauth
+
+            env.update(natsauth.module_env(self.bus_modules, self.nats.url, passwords))
+        return env
 
     def stop(self) -> None:
         errors = []

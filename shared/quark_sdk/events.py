@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -169,9 +170,16 @@ class EventBus:
     DUPLICATE_WINDOW = 120.0
 
     def __init__(self, url: str, *, service: str, namespace: str = "") -> None:
+        from quark_sdk.natsauth import redact
+
         self.url = url
         self.service = service
         self.namespace = namespace
+        # Credentials in the URL (nats://<module>:<password>@host) mean a per-module NATS user with permissions
+        # from its manifest (quark_sdk.natsauth): then this bus uses its own inbox prefix, creates only the
+        # streams it may, and consumes streams carrying private events by single-filter consumers.
+        self.restricted = any(urlsplit(u.strip()).username for u in url.split(","))
+        self.display_url = redact(url)
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._streams_ready: set[str] = set()
@@ -186,13 +194,13 @@ class EventBus:
     @property
     def js(self) -> JetStreamContext:
         if self._js is None or not self.is_connected:
-            raise EventBusUnavailable(f"not connected to NATS at {self.url}")
+            raise EventBusUnavailable(f"not connected to NATS at {self.display_url}")
         return self._js
 
     @property
     def nc(self) -> NatsClient:
         if self._nc is None:
-            raise EventBusUnavailable(f"not connected to NATS at {self.url}")
+            raise EventBusUnavailable(f"not connected to NATS at {self.display_url}")
         return self._nc
 
     async def connect(self, *, wait: bool = True, timeout: float = 10) -> None:
@@ -204,12 +212,16 @@ class EventBus:
                 await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def _connect_loop(self) -> None:
+        from quark_sdk.natsauth import inbox_prefix
+
         delay = 0.1
+        extra: dict[str, Any] = {"inbox_prefix": inbox_prefix(self.service)} if self.restricted else {}
         while True:
             try:
                 self._nc = await nats.connect(
-                    self.url.split(","),
+                    [u.strip() for u in self.url.split(",")],
                     name=f"quark-{self.service}",
+                    **extra,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,
                     connect_timeout=2,
@@ -226,7 +238,7 @@ class EventBus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("NATS at %s unreachable (%s); retrying in %.1fs", self.url, exc, delay)
+                log.warning("NATS at %s unreachable (%s); retrying in %.1fs", self.display_url, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -261,10 +273,17 @@ class EventBus:
         self._js = None
         self._connected.clear()
 
-    async def ensure_stream(self, domain: str) -> str:
-        """Create (or update) the stream of one producing domain; idempotent."""
+    async def ensure_stream(self, domain: str, *, create: bool = True) -> str:
+        """Create (or update) the stream of one producing domain; idempotent.
+
+        With `create=False` only check that it exists (nats.js.errors.NotFoundError if not): a module with its
+        own NATS user may not create another domain's stream, whose producer creates it on first publish."""
         name = stream_for(domain, self.namespace)
         if name in self._streams_ready:
+            return name
+        if not create:
+            await self.js._jsm.stream_info(name)
+            self._streams_ready.add(name)
             return name
         subjects = [subject_for(f"quark.{domain}.>", self.namespace)]
         config = api.StreamConfig(
@@ -396,10 +415,31 @@ class ConsumerRunner:
         self.ready = asyncio.Event()
         self.held_rounds = 0  # times a batch waited for the database (observability and tests)
 
+    def slots(self) -> list[tuple[str, str, list[str]]]:
+        """(domain, JetStream consumer name, event types) this runner consumes through.
+
+        One consumer per domain (named after the durable), except on a stream that carries private events
+        while connected with a per-module NATS user: there one single-filter consumer per event type, since
+        permissions can only name a consumer's filter in its create subject (see quark_sdk.natsauth)."""
+        from quark_sdk.natsauth import PRIVATE_DOMAINS, may_read, slot_name
+
+        out: list[tuple[str, str, list[str]]] = []
+        for domain in sorted(self.consumer.domains()):
+            types = sorted(t for t in self.consumer.handlers if domain_of(t) == domain)
+            if not (self.bus.restricted and domain in PRIVATE_DOMAINS):
+                out.append((domain, self.durable, types))
+                continue
+            for t in types:
+                if may_read(self.service, t):
+                    out.append((domain, slot_name(self.durable, t), [t]))
+                else:
+                    log.error("%s may not read the private event %s; not consuming it", self.service, t)
+        return out
+
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._run_domain(domain), name=f"consumer-{self.durable}-{domain}")
-            for domain in sorted(self.consumer.domains())
+            asyncio.create_task(self._run_domain(domain, name, types), name=f"consumer-{name}-{domain}")
+            for domain, name, types in self.slots()
         ]
 
     async def stop(self) -> None:
@@ -414,14 +454,17 @@ class ConsumerRunner:
         self._subscriptions.clear()
         self._advisories.clear()
 
-    async def _subscribe(self, domain: str) -> JetStreamContext.PullSubscription:
-        stream = await self.bus.ensure_stream(domain)
+    async def _subscribe(self, domain: str, name: str | None = None,
+                         types: Sequence[str] | None = None) -> JetStreamContext.PullSubscription:
+        name = name or self.durable
+        # A per-module NATS user may not create another domain's stream: its producer does, on first publish.
+        stream = await self.bus.ensure_stream(domain, create=not self.bus.restricted)
         await self.bus.ensure_stream("dlq")
-        subjects = [subject_for(t, self.bus.namespace) for t in sorted(self.consumer.handlers)
-                    if domain_of(t) == domain]
+        wanted = types if types is not None else [t for t in sorted(self.consumer.handlers) if domain_of(t) == domain]
+        subjects = [subject_for(t, self.bus.namespace) for t in wanted]
         config = api.ConsumerConfig(
-            durable_name=self.durable,
-            name=self.durable,
+            durable_name=name,
+            name=name,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             max_deliver=self.max_deliver,
@@ -432,12 +475,14 @@ class ConsumerRunner:
         )
         jsm = self.bus.js._jsm
         await jsm.add_consumer(stream, config=config)
-        self._advisories[domain] = await self._subscribe_advisories(stream)
-        sub = await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=stream)
-        self._subscriptions[domain] = sub
+        key = f"{domain}:{name}"
+        self._advisories[key] = await self._subscribe_advisories(stream, name)
+        sub = await self.bus.js.pull_subscribe_bind(durable=name, stream=stream)
+        self._subscriptions[key] = sub
         return sub
 
-    async def _subscribe_advisories(self, stream: str) -> JetStreamContext.PullSubscription:
+    async def _subscribe_advisories(self, stream: str, consumer: str | None = None
+                                    ) -> JetStreamContext.PullSubscription:
         """Capture JetStream's MAX_DELIVERIES advisories for this consumer in a stream of their own.
 
         A delivery that kills the process (OOM, native crash, SIGKILL mid-batch) never reaches the code that
@@ -445,8 +490,9 @@ class ConsumerRunner:
         and only says so in an advisory — a core NATS message, lost if nobody listens at that instant (a
         crash-looping consumer often does not). Kept in a stream, the advisory outlives the crashes and the
         restarted consumer dead-letters the message from it, so no event is ever silently dropped."""
-        name = f"{stream}_ADV_{self.durable}"
-        subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{self.durable}"
+        consumer = consumer or self.durable
+        name = f"{stream}_ADV_{consumer}"
+        subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
         jsm = self.bus.js._jsm
         config = api.StreamConfig(name=name, subjects=[subject], storage=api.StorageType.FILE,
                                   retention=api.RetentionPolicy.WORK_QUEUE, max_age=self.bus.STREAM_MAX_AGE,
@@ -457,15 +503,20 @@ class ConsumerRunner:
             if exc.err_code != 10058:
                 raise
         await jsm.add_consumer(name, config=api.ConsumerConfig(
-            durable_name=self.durable, name=self.durable, ack_policy=api.AckPolicy.EXPLICIT,
+            durable_name=consumer, name=consumer, ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL, ack_wait=30))
-        return await self.bus.js.pull_subscribe_bind(durable=self.durable, stream=name)
+        return await self.bus.js.pull_subscribe_bind(durable=consumer, stream=name)
 
-    async def _drain_advisories(self, domain: str) -> None:
+    async def _drain_advisories(self, domain: str, name: str | None = None) -> None:
         """Dead-letter every message JetStream gave up on (see `_subscribe_advisories`)."""
-        sub = self._advisories.get(domain)
+        from quark_sdk.natsauth import PRIVATE_DOMAINS
+
+        sub = self._advisories.get(f"{domain}:{name or self.durable}")
         if sub is None:
             return
+        # A per-module NATS user may not read a stream carrying private events by sequence (that would read
+        # them all): the dead letter then points at the message, which stays in its stream.
+        by_pointer = self.bus.restricted and domain in PRIVATE_DOMAINS
         try:
             advisories = await sub.fetch(16, timeout=0.05)
         except (nats.errors.TimeoutError, TimeoutError):
@@ -474,6 +525,16 @@ class ConsumerRunner:
         for advisory in advisories:
             info = json.loads(advisory.data)
             stream, seq = info["stream"], int(info["stream_seq"])
+            reason = (f"delivered {info.get('deliveries', self.max_deliver)} times without an outcome "
+                      "(the consumer crashed or timed out each time)")
+            if by_pointer:
+                log.error("message %d of stream %s exhausted its deliveries in %s; dead-lettering a pointer to it",
+                          seq, stream, self.durable)
+                await self._publish_dead_letter(b"", f"{stream}:{seq}", str(seq),
+                                                f"{reason}; the message stays in stream {stream} at sequence {seq}")
+                telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, "dead_lettered").inc()
+                await advisory.ack()
+                continue
             try:
                 raw = await jsm.get_msg(stream, seq)
             except nats.js.errors.NotFoundError:
@@ -485,8 +546,6 @@ class ConsumerRunner:
             if event_id and event_id in await self._applied([event_id]):
                 await advisory.ack()  # applied, only its ack was lost
                 continue
-            reason = (f"delivered {info.get('deliveries', self.max_deliver)} times without an outcome "
-                      "(the consumer crashed or timed out each time)")
             log.error("event %s (stream %s seq %d) exhausted its deliveries in %s; dead-lettering", event_id or "?",
                       stream, seq, self.durable)
             await self._publish_dead_letter(raw.data or b"", raw.subject or "", str(seq), reason)
@@ -501,20 +560,20 @@ class ConsumerRunner:
                 inbox_table.c.consumer == self.durable, inbox_table.c.event_id.in_(ids)))
             return set(rows.scalars().all())
 
-    async def _run_domain(self, domain: str) -> None:
+    async def _run_domain(self, domain: str, name: str | None = None, types: Sequence[str] | None = None) -> None:
         delay = 0.1
         sub: JetStreamContext.PullSubscription | None = None
         while not self._stopping.is_set():
             try:
                 if sub is None:
                     await self.bus.wait_connected()
-                    sub = await self._subscribe(domain)
+                    sub = await self._subscribe(domain, name, types)
                     self.ready.set()
                     delay = 0.1
                 try:
                     msgs = await sub.fetch(self.consumer.batch_size, timeout=1.0)
                 except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when nothing came
-                    await self._drain_advisories(domain)  # idle: the moment to look for given-up messages
+                    await self._drain_advisories(domain, name)  # idle: the moment to look for given-up messages
                     continue
                 await self.process_batch(msgs)
             except asyncio.CancelledError:

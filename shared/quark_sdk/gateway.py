@@ -21,6 +21,7 @@ from quark_sdk import telemetry
 from quark_sdk.app import ServiceContext
 from quark_sdk.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 
+CATCH_ALL = "/"
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -41,14 +42,22 @@ class MountedModule:
 class EmbeddedGateway:
     def __init__(self, modules: list[MountedModule]) -> None:
         self.modules = {m.name: m for m in modules}
-        self._routes = sorted(((p, m) for m in modules for p in m.prefixes), key=lambda r: -len(r[0]))
+        # The same rule as the hub's Traefik routers: whole segments, longest prefix first, and "/" only as
+        # the catch-all, consulted after every prefix and after the gateway's own paths (/health, /metrics...).
+        self._routes = sorted(((p, m) for m in modules for p in m.prefixes if p != CATCH_ALL),
+                              key=lambda r: -len(r[0]))
+        self._catch_all = next((m for m in modules if CATCH_ALL in m.prefixes), None)
         self._stack: contextlib.AsyncExitStack | None = None
 
     def route(self, path: str) -> MountedModule | None:
+        """The module serving `path` by its prefixes (None: the gateway's own paths, the catch-all or a 404)."""
         for prefix, module in self._routes:
-            if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "?"):
+            if path == prefix or path.startswith(prefix + "/"):
                 return module
         return None
+
+    def _own_path(self, path: str) -> bool:
+        return path in ("/metrics", "/health") or path.startswith(("/health/", "/openapi/"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -56,6 +65,8 @@ class EmbeddedGateway:
             return
         path: str = scope.get("path", "")
         module = self.route(path)
+        if module is None and self._catch_all is not None and not self._own_path(path):
+            module = self._catch_all
         if module is not None:
             await module.app(scope, receive, send)
             return

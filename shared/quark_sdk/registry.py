@@ -45,6 +45,8 @@ class ManifestExposes(BaseModel):
     @classmethod
     def _prefixes(cls, v: list[str]) -> list[str]:
         for p in v:
+            if p == "/":  # the catch-all (the web client): routed below every other prefix, by hub and gateway
+                continue
             if not re.fullmatch(r"/[A-Za-z0-9_\-./]{1,127}", p) or p.endswith("/") or ".." in p:
                 raise ValueError(f"route prefix {p!r} must start with / and contain only URL path characters")
         return v

@@ -139,7 +139,15 @@ class Station:
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.infra['ports']['nats']}"
+        """The station's NATS as the operator user (`quark dev` gives every module its own user)."""
+        url = f"nats://127.0.0.1:{self.infra['ports']['nats']}"
+        users = self.data_dir / ".quark" / "secrets" / "nats" / "users.json"
+        for candidate in (self.data_dir / "secrets" / "nats" / "users.json", users):
+            if candidate.exists():
+                from quark_sdk.natsauth import OPERATOR_USER, with_credentials
+
+                return with_credentials(url, OPERATOR_USER, json.loads(candidate.read_text())[OPERATOR_USER])
+        return url
 
     # -- tools a journey needs ----------------------------------------------------------------
 

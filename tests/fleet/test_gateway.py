@@ -124,8 +124,10 @@ def test_hub_turns_the_manifests_into_traefik_routers() -> None:
             assert "PathPrefix(`/api/v1/hub`)" not in rule and "Method(`GET`)" in rule
             continue
         for route in ROUTES.get(record.name, (0, ()))[1]:
-            prefixes = re.findall(r"PathPrefix\(`([^`]+)`\)", rule)
-            assert prefix_covers(prefixes, route), f"no router for {route}"
+            # Whole segments: Path(`p`) || PathPrefix(`p/`) for each prefix p.
+            exact = re.findall(r"(?<!Prefix)Path\(`([^`]+)`\)", rule)
+            under = re.findall(r"PathPrefix\(`([^`]+)`\)", rule)
+            assert route in exact or any(route.startswith(p) for p in under), f"no router for {route}"
         servers = config["http"]["services"][record.name]["loadBalancer"]["servers"]
         assert servers == [{"url": f"http://{record.name}:{record.manifest.port}"}]
         assert set(routers[record.name]["middlewares"]) == {"quark-rate-limit", "quark-security-headers", "quark-cors"}

@@ -3,6 +3,8 @@ from pydantic_settings import SettingsConfigDict
 
 from quark_sdk.config import ServiceSettings
 
+WEBP_MAX_DIMENSION = 16_383
+
 
 class MediaSettings(ServiceSettings):
     """Settings of the media service; every field reads `QUARK_MEDIA_<FIELD>`."""
@@ -24,7 +26,9 @@ class MediaSettings(ServiceSettings):
     # Uploads.
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     max_pixels: int = Field(default=40_000_000, ge=10_000, le=500_000_000)  # decompression-bomb guard
-    max_dimension: int = Field(default=16_384, ge=64, le=65_535)
+    # The "original" variant is WebP, whose format holds at most 16383 px per side: a larger image would be
+    # accepted and then fail in processing, so the limit cannot be set past it (issue 16.11).
+    max_dimension: int = Field(default=WEBP_MAX_DIMENSION, ge=64, le=WEBP_MAX_DIMENSION)
 
     # Uploads per user per window (sliding, in Redis); 0 disables.
     upload_rate_limit: int = Field(default=120, ge=0, le=1_000_000)

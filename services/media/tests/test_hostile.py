@@ -188,3 +188,36 @@ async def test_filename_is_never_a_storage_key(quark: QuarkTestEnv, tmp_path: Pa
     for key in await h.objects():
         assert "passwd" not in key and ".." not in key
     assert not (tmp_path / "etc").exists()
+
+
+def _strip(width: int, height: int) -> bytes:
+    """A one-colour PNG (a few hundred bytes whatever its size): only its dimensions matter."""
+    buf = io.BytesIO()
+    Image.new("1", (width, height), 1).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("size", [(16_384, 1), (1, 16_384)], ids=["wide", "tall"])
+async def test_a_side_over_webps_16383_limit_is_refused_at_upload(quark: QuarkTestEnv, tmp_path: Path,
+                                                                   size: tuple[int, int]) -> None:
+    """Issue 16.11: WebP stores at most 16383 px per side, so a 16384-px image was accepted, then failed
+    in processing. It is a 422 at upload now, and nothing is stored."""
+    h = await start(quark, tmp_path)
+    alice = h.account()
+    before = await h.snapshot()
+    body = assert_problem(await h.upload(alice, _strip(*size), filename="strip.png", content_type="image/png"), 422)
+    assert "16383" in body["detail"]
+    assert await h.snapshot() == before
+    # The largest side WebP can hold is accepted and processed.
+    done = await h.upload_ok(alice, _strip(16_383, 1), filename="strip.png", content_type="image/png")
+    settled = await h.settled(done["id"], alice)
+    assert (settled["status"], settled["width"]) == ("ready", 16_383), settled
+
+
+def test_max_dimension_cannot_be_set_past_webps_limit() -> None:
+    from quark_media.settings import MediaSettings
+    from quark_sdk.config import ConfigError
+
+    with pytest.raises(ConfigError, match="MAX_DIMENSION"):
+        MediaSettings.load(max_dimension=16_384)
+    assert MediaSettings.load().max_dimension == 16_383

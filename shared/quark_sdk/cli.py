@@ -26,7 +26,7 @@ from quark_sdk.config import ConfigError
 log = logging.getLogger("quark.cli")
 
 # Docking order: the hub first (others register with it), then identity, then the rest.
-START_ORDER = ("hub", "auth", "user", "media", "blog", "messaging", "ai")
+START_ORDER = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "mailer")
 
 
 class CliError(Exception):

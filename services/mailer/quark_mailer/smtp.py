@@ -48,8 +48,9 @@ class SmtpSender:
                 msg,
                 hostname=s.smtp_host,
                 port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                # No username, no AUTH (an empty one from a compose default counts as none).
+                username=s.smtp_username or None,
+                password=s.smtp_password.get_secret_value() if s.smtp_username and s.smtp_password else None,
                 use_tls=s.smtp_security == "tls",
                 start_tls=s.smtp_security == "starttls",
                 timeout=s.smtp_timeout,

@@ -390,6 +390,8 @@ class ConsumerRunner:
         self.held_rounds = 0  # times a batch waited for the database (observability and tests)
 
     async def start(self) -> None:
+        for outcome in telemetry.CONSUMER_OUTCOMES:
+            telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, outcome)  # the series exist at 0
         self._tasks = [
             asyncio.create_task(self._run_domain(domain), name=f"consumer-{self.durable}-{domain}")
             for domain in sorted(self.consumer.domains())

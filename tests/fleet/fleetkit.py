@@ -46,6 +46,13 @@ EXPORTED_METRICS = frozenset({
     "quark_websocket_connections",
     "quark_hub_module_health",
 })
+# Traefik's own metrics the dashboard and the gateway alerts use (tests/fleet/test_prometheus.py scrapes a real
+# Traefik and finds each of them).
+TRAEFIK_METRICS = frozenset({
+    "traefik_service_requests_total",
+    "traefik_service_request_duration_seconds",
+    "traefik_router_requests_total",
+})
 
 
 def folder_of(module: str) -> Path:

@@ -437,6 +437,8 @@ class ConsumerRunner:
         return out
 
     async def start(self) -> None:
+        for outcome in telemetry.CONSUMER_OUTCOMES:
+            telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, outcome)  # the series exist at 0
         self._tasks = [
             asyncio.create_task(self._run_domain(domain, name, types), name=f"consumer-{name}-{domain}")
             for domain, name, types in self.slots()

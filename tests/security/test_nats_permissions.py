@@ -64,8 +64,8 @@ class Conn:
 
     async def violation(self, needle: str) -> str:
         def seen() -> str | None:
-            return next((e for e in self.errors if "permissions violation" in e.lower() and needle.lower() in e.lower()),
-                        None)
+            wanted = needle.lower()
+            return next((e for e in self.errors if "permissions violation" in e.lower() and wanted in e.lower()), None)
 
         return str(await eventually(seen, timeout=5, what=f"a permissions violation for {needle}"))
 

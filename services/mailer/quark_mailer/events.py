@@ -9,15 +9,15 @@ dead-letter stream `QUARK_DLQ` (subject `quark.dlq.mailer.mail`) and consumption
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_mailer import service
-from quark_mailer.runtime import runtime_for_session
+from quark_mailer.runtime import MailerRuntime
 from quark_mailer.schemas import EmailRequestedIn
 from quark_sdk.events import CloudEvent, Consumer
 
 # One mail per delivery round: a slow relay must not hold a batch of others past their ack_wait.
-mail = Consumer("mail", batch_size=1, ack_wait=60.0)
+mail = Consumer[MailerRuntime]("mail", batch_size=1, ack_wait=60.0)
 
 
 @mail.on("quark.auth.email_requested")
-async def on_email_requested(session: AsyncSession, event: CloudEvent) -> None:
-    await service.deliver(session, runtime_for_session(session), event_id=event.id,
+async def on_email_requested(rt: MailerRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await service.deliver(session, rt, event_id=event.id,
                           request=event.payload(EmailRequestedIn))

@@ -18,7 +18,7 @@ from fleetkit import REPO
 from test_manager import find_shellcheck
 
 SCRIPT = REPO / ".ci" / "run"
-RECORD = '#!/bin/bash\necho "$(basename "$0") $*" >> "$CALLS"\n'
+RECORD = '#!/bin/bash\necho "${0##*/} $*" >> "$CALLS"\n'
 
 
 def fake_path(tmp_path: Path, *, present: tuple[str, ...], uid: int = 0) -> tuple[str, Path]:

@@ -198,20 +198,28 @@ class EmbeddedPostgres:
         return self
 
     def _clear_stale_pid(self) -> None:
+        """A crashed cluster leaves postmaster.pid and the socket lock `.s.PGSQL.<port>.lock` behind, naming a
+        PID that is gone (or a zombie nobody reaped yet, or reused by an unrelated process): remove both so
+        the restart does not stop on them. A live postmaster on this data dir is an error, as before."""
         pidfile = self.data_dir / "postmaster.pid"
-        if not pidfile.exists():
-            return
-        try:
-            pid = int(pidfile.read_text().splitlines()[0])
-            os.kill(pid, 0)
-        except (ValueError, IndexError, ProcessLookupError):
+        if pidfile.exists():
+            try:
+                pid = int(pidfile.read_text().splitlines()[0])
+            except (ValueError, IndexError, OSError):
+                pid = 0
+            if pid and _is_live_postgres(pid):
+                raise EmbeddedError(
+                    f"PostgreSQL already runs on {self.data_dir} (pid {pid}); is another `quark dev` using this "
+                    "data dir?")
             pidfile.unlink(missing_ok=True)
-            return
-        except PermissionError:
-            pass
-        raise EmbeddedError(
-            f"PostgreSQL already runs on {self.data_dir} (pid {pid}); is another `quark dev` using this data dir?"
-        )
+        for lock in self.data_dir.glob(".s.PGSQL.*.lock"):
+            try:
+                pid = int(lock.read_text().splitlines()[0])
+            except (ValueError, IndexError, OSError):
+                pid = 0
+            if not (pid and _is_live_postgres(pid)):
+                lock.unlink(missing_ok=True)
+                Path(str(lock)[: -len(".lock")]).unlink(missing_ok=True)
 
     def _ready(self, bins: Path) -> bool:
         if not port_open(self.host, self.port):
@@ -248,6 +256,23 @@ class EmbeddedPostgres:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self.proc = None
+
+
+def _is_live_postgres(pid: int) -> bool:
+    """True when `pid` is a running (not zombie) postgres process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return not sys.platform.startswith("linux")  # gone meanwhile; elsewhere trust kill(0)
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "")
+    return state != "Z" and b"postgres" in cmdline
 
 
 def _ident(name: str) -> str:
@@ -420,3 +445,71 @@ class EmbeddedInfra:
                 errors.append(exc)
         if errors:
             log.warning("errors while stopping embedded servers: %s", errors)
+
+
+# --------------------------------------------------------------------------- supervision
+
+
+class InfraWatchdog:
+    """Restarts an embedded server that died (crash, OOM kill, an operator's kill -9), on its port and data.
+
+    Both topologies run one: `poll()` on each server's process reaps it (no zombie keeps its PID "alive" for
+    PostgreSQL's stale-lock check), then the server starts again with back-off until it is up. The modules
+    reconnect by themselves (asyncpg pools, redis-py, nats-py all retry); the outage is logged once at
+    WARNING, and its end at WARNING too.
+    """
+
+    def __init__(self, infra: EmbeddedInfra, interval: float = 0.2, max_backoff: float = 5.0) -> None:
+        import threading
+
+        self.infra = infra
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.restarts: dict[str, int] = {"postgres": 0, "redis": 0, "nats": 0}
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="quark-infra-watchdog", daemon=True)
+
+    def start(self) -> InfraWatchdog:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """No more restarts (call before stopping the servers)."""
+        self._stopping.set()
+
+    def join(self, timeout: float = 30) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _servers(self) -> list[tuple[str, Any]]:
+        return [("postgres", self.infra.postgres), ("redis", self.infra.redis), ("nats", self.infra.nats)]
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            for name, server in self._servers():
+                proc = server.proc
+                if proc is None or proc.poll() is None or self._stopping.is_set():
+                    continue
+                self._recover(name, server, proc.returncode)
+
+    def _recover(self, name: str, server: Any, code: int | None) -> None:
+        log.warning("embedded %s (port %s) exited with %s; restarting it", name, server.port, code)
+        if name == "postgres":
+            # Backends of a killed postmaster exit when they notice; the old process group goes first.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc = None
+        delay, t0 = 0.05, time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                server.start(timeout=30)
+                self.restarts[name] += 1
+                log.warning("embedded %s is back on port %s after %.1fs", name, server.port, time.monotonic() - t0)
+                return
+            except EmbeddedError as exc:
+                _stop_process(server.proc, signal.SIGKILL, 5)
+                server.proc = None
+                first = str(exc).splitlines()[0]
+                log.warning("embedded %s did not start again yet (%s); retrying in %.1fs", name, first, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, self.max_backoff)

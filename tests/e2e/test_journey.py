@@ -244,7 +244,7 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         assert followers["items"] == []
 
 
-async def test_the_fleet_is_served_through_traefik(station: Station) -> None:
+async def test_traefik_routed_every_module_and_the_websocket(station: Station) -> None:
     """Fleet mode: the journey above went through real Traefik on the station's port, WebSocket included —
     Traefik's own metrics counted it per module — and the hub's internal paths are not routed."""
     if station.mode != "fleet":

@@ -302,6 +302,7 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
             return
         state["pids"] = {n: c.pid for n, c in sup.children.items() if n in urls}
         state["supervisor"] = sup.snapshot()
+        state["updated_at"] = time.time()  # the hub's /hub page shows the supervisor while this is fresh
         write_json_atomic(data_dir / "fleet.json", state)
 
     sup = Supervisor(children, policy=policy, control_dir=data_dir / "run" / "control", on_change=publish)
@@ -322,14 +323,14 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
         for name, url in urls.items():
             print(f"  {name:<10} {url}   pid {sup.children[name].pid}", flush=True)
         print(f"  logs       {logs}", flush=True)
-        last = json.dumps(sup.snapshot(), sort_keys=True)
+        last, written = json.dumps(sup.snapshot(), sort_keys=True), time.monotonic()
         while not stop["flag"]:
             time.sleep(0.2)
             sup.poll()
             now = json.dumps(sup.snapshot(), sort_keys=True)
-            if now != last:  # back-off countdowns and restarts reach fleet.json (and so the manager)
+            if now != last or time.monotonic() - written > 2:  # changes at once, else a heartbeat every 2 s
                 publish()
-                last = now
+                last, written = now, time.monotonic()
     finally:
         order = (["traefik"] if gateway is not None else []) + [m.name for m in reversed(modules)]
         sup.stop_all(order)

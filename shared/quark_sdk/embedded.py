@@ -421,11 +421,19 @@ class EmbeddedInfra:
             raise
         for db in databases:
             self.postgres.ensure_database(db)
-        self.state_file.write_text(json.dumps({
-            "ports": {"postgres": self.postgres.port, "redis": self.redis.port, "nats": self.nats.port},
+        self.write_state()
+        return self
+
+    def write_state(self) -> None:
+        """infra.json: the ports (reused on the next start) and the servers' pids (for operators and tests)."""
+        servers = {"postgres": self.postgres, "redis": self.redis, "nats": self.nats}
+        tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        tmp.write_text(json.dumps({
+            "ports": {name: server.port for name, server in servers.items()},
+            "pids": {name: server.proc.pid if server.proc is not None else None for name, server in servers.items()},
             "pid": os.getpid(),
         }))
-        return self
+        os.replace(tmp, self.state_file)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point services at these servers."""
@@ -504,6 +512,7 @@ class InfraWatchdog:
             try:
                 server.start(timeout=30)
                 self.restarts[name] += 1
+                self.infra.write_state()
                 log.warning("embedded %s is back on port %s after %.1fs", name, server.port, time.monotonic() - t0)
                 return
             except EmbeddedError as exc:

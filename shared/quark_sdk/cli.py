@@ -516,8 +516,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     builtin = {"dev", "serve", "migrate", "modules", "create", "docs", "-h", "--help"}
     try:
         # Module commands need the modules loaded; the built-in ones do not pay for it.
-        modules = installed_modules() if argv and argv[0] not in builtin else []
-        if (argv and argv[0] in {"migrate"}) or modules:
+        if not argv or argv[0] in {"-h", "--help"}:
+            modules = installed_modules(broken=[])  # the help lists the modules' commands too (create-admin…)
+        else:
+            modules = installed_modules() if argv[0] not in builtin else []
+        if (argv and argv[0] in {"migrate"}) or (modules and argv and argv[0] not in builtin):
             use_running_embedded_servers(Path(os.environ.get("QUARK_DATA_DIR", ".quark")))
     except CliError as exc:
         print(f"quark: {exc}", file=sys.stderr)

@@ -502,7 +502,11 @@ local_status() {
     printf '%s\n' "  starting up…"
     return 0
   fi
-  local name mpid url state restarts down=0 colour
+  local name mpid url state restarts down=0 colour gateway
+  gateway="$("$PYTHON" -c 'import json, sys; g = json.load(open(sys.argv[1])).get("gateway") or {}; print(g.get("url", ""), g.get("dashboard", ""))' "$FLEET_JSON" 2>/dev/null || true)"
+  if [ -n "${gateway// /}" ]; then
+    printf '  gateway    %s (Traefik; dashboard %s)\n' "${gateway%% *}" "${gateway#* }"
+  fi
   printf '  %-10s %-8s %-8s %-9s %s\n' MODULE STATE PID RESTARTS URL
   while read -r name mpid url state restarts; do
     module_selected "$name" || continue

@@ -209,6 +209,7 @@ def test_local_mode_starts_reports_and_stops_the_fleet(local_fleet: dict[str, st
     assert status.returncode == 0, status.stdout
     for name in names:
         assert f"{name} " in status.stdout and fleet["modules"][name] in status.stdout
+    assert f"gateway    {fleet['gateway']['url']} (Traefik" in status.stdout
     assert status.stdout.count("running") >= len(names)
 
     health = run("--local", "health", env=env)

@@ -426,7 +426,7 @@ class EmbeddedInfra:
 
     def write_state(self) -> None:
         """infra.json: the ports (reused on the next start) and the servers' pids (for operators and tests)."""
-        servers = {"postgres": self.postgres, "redis": self.redis, "nats": self.nats}
+        servers: dict[str, Any] = {"postgres": self.postgres, "redis": self.redis, "nats": self.nats}
         tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
         tmp.write_text(json.dumps({
             "ports": {name: server.port for name, server in servers.items()},

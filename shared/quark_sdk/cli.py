@@ -22,6 +22,7 @@ from typing import Any
 
 from quark_sdk.app import QuarkModule
 from quark_sdk.config import ConfigError
+from quark_sdk.embedded import EmbeddedError
 
 log = logging.getLogger("quark.cli")
 
@@ -320,6 +321,7 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
         if gateway is not None:
             print(f"  gateway    {public}   (Traefik; dashboard {gateway.admin_url}/dashboard/, "
                   f"metrics {gateway.metrics_url})", flush=True)
+            print(f"  status     {public}/hub   (modules, health, restarts: the hub's live page)", flush=True)
         for name, url in urls.items():
             print(f"  {name:<10} {url}   pid {sup.children[name].pid}", flush=True)
         print(f"  logs       {logs}", flush=True)
@@ -528,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(modules).parse_args(argv)
     try:
         return int(args.func(args))
-    except (CliError, ConfigError) as exc:
+    except (CliError, ConfigError, EmbeddedError) as exc:
         print(f"quark: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

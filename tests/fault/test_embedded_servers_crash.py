@@ -31,7 +31,7 @@ import pytest
 from fault_testkit import HERE, report
 
 from quark_sdk.embedded import free_port, port_open
-from quark_sdk.testing import eventually
+from quark_sdk.testing import eventually, wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -150,3 +150,30 @@ async def test_each_embedded_server_killed_under_load_recovers_within_10s(scratc
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_postmaster_pid_and_socket_lock_are_cleared(tmp_path: Path) -> None:
+    """What a SIGKILLed postmaster leaves: postmaster.pid and `.s.PGSQL.<port>.lock` naming a PID that is gone,
+    a zombie nobody reaped, or reused by an unrelated process. All three are stale; a live postgres is not."""
+    from quark_sdk.embedded import EmbeddedPostgres
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits; not reaped until the end of the test
+    wait_until(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+               timeout=10, interval=0.01, what="the child to exit (a zombie)")
+    try:
+        for stale in (_dead_pid(), zombie.pid, os.getpid()):  # gone, zombie, alive but not postgres
+            data = tmp_path / f"pg{stale}"
+            data.mkdir()
+            (data / "postmaster.pid").write_text(f"{stale}\n{data}\n")
+            (data / ".s.PGSQL.5999.lock").write_text(f"{stale}\n{data}\n")
+            (data / ".s.PGSQL.5999").touch()
+            EmbeddedPostgres(data)._clear_stale_pid()
+            assert not [p.name for p in data.iterdir()], stale
+    finally:
+        zombie.wait()

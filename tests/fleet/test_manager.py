@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fleetkit import ALL_MODULES, REPO, load_compose
 
+from quark_sdk.embedded import free_port
 from quark_sdk.testing import wait_until
 
 SCRIPT = REPO / "quark-manager.sh"
@@ -172,9 +173,10 @@ def local_fleet(tmp_path: Path) -> Iterator[dict[str, str]]:
     wrapper.chmod(0o755)
     env = {**os.environ, "QUARK_BIN": str(wrapper), "QUARK_PYTHON": sys.executable,
            "QUARK_DATA_DIR": str(tmp_path / "data"), "QUARK_MANAGER_LOG": str(tmp_path / "manager.log"),
-           "QUARK_START_TIMEOUT": "150", "QUARK_STOP_TIMEOUT": "40", "NO_COLOR": "1"}
+           "QUARK_START_TIMEOUT": "240", "QUARK_STOP_TIMEOUT": "40", "NO_COLOR": "1"}
     for var in [v for v in env if v.startswith("QUARK_") and v.endswith(("_URL", "_PORT"))]:
         env.pop(var)  # a developer's own QUARK_POSTGRES_URL etc. must not leak into the embedded fleet
+    env["QUARK_PORT"] = str(free_port())  # Traefik's public port: :8000 may be taken on a shared machine
     env["QUARK_REFS"] = ",".join(refs)
     try:
         yield env
@@ -188,11 +190,12 @@ def local_fleet(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.mark.slow
 @pytest.mark.fleet
+@pytest.mark.timeout(900)  # two whole-fleet starts (one process per module) on a possibly busy machine
 def test_local_mode_starts_reports_and_stops_the_fleet(local_fleet: dict[str, str]) -> None:
     env = local_fleet
     data = Path(env["QUARK_DATA_DIR"])
 
-    started = run("--local", "--free-ports", "start", env=env, timeout=200)
+    started = run("--local", "--free-ports", "start", env=env, timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr
     assert "local fleet up" in started.stdout
     supervisor = int((data / "run" / "fleet.pid").read_text())
@@ -252,7 +255,7 @@ def test_local_mode_starts_reports_and_stops_the_fleet(local_fleet: dict[str, st
     assert re.search(rf"{one}\s+running\s+\d+\s+1\s", run("--local", "status", env=env).stdout)
 
     # A whole-fleet restart without --free-ports keeps the fleet's --free-ports.
-    restarted = run("--local", "restart", env=env, timeout=300)
+    restarted = run("--local", "restart", env=env, timeout=400)
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     fleet = json.loads((data / "fleet.json").read_text())
     assert fleet["free_ports"] is True

@@ -159,6 +159,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     sock = _bind_public(args.host, args.port)
     if args.fleet:
         _fleet_ports(args, modules)
+        if any(m.name == "hub" for m in modules):  # Traefik and its config must be there before anything starts
+            from quark_sdk.frontdoor import find_source_config, traefik_binary
+
+            try:
+                traefik_binary(), find_source_config()
+            except EmbeddedError as exc:
+                sock.close()
+                raise CliError(str(exc)) from None
         sock.close()  # Traefik binds it; the gap is a few seconds of start-up
     infra = _start_infra(data_dir, modules)
     from quark_sdk.embedded import InfraWatchdog

@@ -35,7 +35,10 @@ PROVIDER_PATH = "/api/v1/hub/traefik/config"
 def find_source_config() -> Path:
     """deploy/traefik/traefik.yml of this checkout (QUARK_TRAEFIK_CONFIG overrides)."""
     if os.environ.get("QUARK_TRAEFIK_CONFIG"):
-        return Path(os.environ["QUARK_TRAEFIK_CONFIG"]).resolve()
+        chosen = Path(os.environ["QUARK_TRAEFIK_CONFIG"]).resolve()
+        if not chosen.is_file():
+            raise EmbeddedError(f"QUARK_TRAEFIK_CONFIG={chosen} is not a file")
+        return chosen
     starts = [Path.cwd(), Path(__file__).resolve().parent]
     for start in starts:
         for folder in [start, *start.parents]:

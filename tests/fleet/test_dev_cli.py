@@ -83,3 +83,15 @@ def test_quark_is_up_only_when_the_port_answers(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def test_fleet_without_its_traefik_config_is_one_line_exit_2_and_touches_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**clean_env(), "QUARK_TRAEFIK_CONFIG": str(tmp_path / "missing.yml")}
+    done = subprocess.run([str(QUARK), "dev", "--fleet", "--free-ports", "--port", str(free_port()), "--data-dir",
+                           str(data)], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    if "no modules installed" in done.stderr or "hub" not in {m.name for m in installed_modules(broken=[])}:
+        pytest.skip("needs the hub installed")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [f"quark: QUARK_TRAEFIK_CONFIG={tmp_path / 'missing.yml'} is not a file"]
+    assert not data.exists()

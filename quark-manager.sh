@@ -422,7 +422,7 @@ local_start() {
     )")
   fi
   [ "$FREE_PORTS" -eq 1 ] && args+=(--free-ports)
-  printf 'FREE_PORTS=%s\n' "$FREE_PORTS" >"$OPTIONS_FILE"
+  printf 'FREE_PORTS=%s\nSELECTION=%s\n' "$FREE_PORTS" "${SELECTION[*]}" >"$OPTIONS_FILE"
   info "starting ${SELECTION[*]:-every installed module} without Docker (quark ${args[*]})"
   printf '\n=== %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "quark ${args[*]}" >>"$FLEET_LOG"
   # Its own session, so a Ctrl-C in this terminal or closing it leaves the fleet running; the embedded
@@ -641,10 +641,17 @@ main() {
   fi
   case "$COMMAND" in
     restart)
-      # A whole-fleet restart keeps the options the fleet was started with (--free-ports).
-      if [ "$LOCAL" -eq 1 ] && [ "${#SELECTION[@]}" -eq 0 ] && [ -f "$OPTIONS_FILE" ] &&
-        grep -qx 'FREE_PORTS=1' "$OPTIONS_FILE"; then
-        FREE_PORTS=1
+      # A whole-fleet restart keeps what the fleet was started with: --free-ports and its modules.
+      if [ "$LOCAL" -eq 1 ] && [ "${#SELECTION[@]}" -eq 0 ] && [ -f "$OPTIONS_FILE" ]; then
+        grep -qx 'FREE_PORTS=1' "$OPTIONS_FILE" && FREE_PORTS=1
+        local remembered
+        remembered="$(sed -n 's/^SELECTION=//p' "$OPTIONS_FILE")"
+        if [ -n "$remembered" ]; then
+          # The whole fleet stops; it starts again with the modules it had.
+          local_stop && read -r -a SELECTION <<<"$remembered" && local_start || rc=$?
+          log_line "end $COMMAND all (modules: $remembered) exit=$rc"
+          return "$rc"
+        fi
       fi
       "${prefix}_stop" && "${prefix}_start" || rc=$?
       ;;

@@ -83,10 +83,13 @@ def parent_death_signal(sig: int) -> Any:
     if not sys.platform.startswith("linux"):
         return None
 
-    def prctl() -> None:
-        import ctypes
+    import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+    # Loaded here, in the parent: the child may already run as another user who cannot read the stdlib.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+    def prctl() -> None:
+        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
 
     return prctl
 
@@ -211,6 +214,8 @@ class EmbeddedPostgres:
                 raise EmbeddedError(
                     f"PostgreSQL already runs on {self.data_dir} (pid {pid}); is another `quark dev` using this "
                     "data dir?")
+            if pid:
+                _kill_orphans(pid)  # backends of a killed postmaster must be gone before a new one starts
             pidfile.unlink(missing_ok=True)
         for lock in self.data_dir.glob(".s.PGSQL.*.lock"):
             try:
@@ -245,9 +250,19 @@ class EmbeddedPostgres:
         if not self.psql(exists).strip():
             self.psql(f'CREATE DATABASE "{_ident(name)}"')
 
-    def stop(self, timeout: float = 30) -> None:
-        # SIGINT = PostgreSQL "fast" shutdown: roll back sessions, checkpoint, exit.
-        _stop_process(self.proc, signal.SIGINT, timeout)
+    def stop(self, timeout: float = 60) -> None:
+        # SIGINT = PostgreSQL "fast" shutdown: roll back sessions, checkpoint, exit. If that takes too long
+        # (a slow disk under load), SIGQUIT ("immediate": crash recovery on the next start), and never leave
+        # orphaned backends behind: they would keep writing while the next cluster starts on the same data.
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("PostgreSQL did not shut down within %.0fs; immediate shutdown", timeout)
+                _stop_process(proc, signal.SIGQUIT, 10)
+            _kill_orphans(proc.pid)
         self.proc = None
 
     def kill(self) -> None:
@@ -273,6 +288,31 @@ def _is_live_postgres(pid: int) -> bool:
         return not sys.platform.startswith("linux")  # gone meanwhile; elsewhere trust kill(0)
     state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "")
     return state != "Z" and b"postgres" in cmdline
+
+
+def _kill_orphans(pgid: int, timeout: float = 10) -> None:
+    """SIGKILL what is left of a postmaster's process group (it runs in a session of its own, so the group
+    id is the postmaster's pid): only postgres processes, and wait until they are gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) != pgid or fields[0] == "Z":
+                    continue
+                if b"postgres" in (stat.parent / "cmdline").read_bytes():
+                    left.append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        if not left or time.monotonic() > deadline:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _ident(name: str) -> str:

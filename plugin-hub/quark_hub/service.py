@@ -120,6 +120,10 @@ def _check_prefixes(snapshot: Snapshot, manifest: Manifest) -> None:
     for other in snapshot.modules:
         if other.name == manifest.name or not other.instances:
             continue
+        if manifest.exposes.fallback and other.manifest.exposes.fallback:
+            raise Conflict(f"module {other.name} already serves the fallback route /", code="route-conflict",
+                           extra={"errors": [{"field": "manifest.exposes.fallback",
+                                              "message": f"{other.name} is the fallback module"}]})
         for mine in manifest.exposes.api:
             for theirs in other.manifest.exposes.api:
                 if _overlaps(mine, theirs):

@@ -27,6 +27,7 @@ MIDDLEWARES = (RATE_LIMIT, SECURITY_HEADERS, CORS)
 # The hub's own module name: its router is narrowed to settings.traefik_public_paths (reads only).
 HUB = "hub"
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
+FALLBACK_PRIORITY = 1
 
 
 def rule_for(prefixes: Sequence[str]) -> str:
@@ -82,14 +83,23 @@ def build_config(modules: Sequence[ModuleRecord], settings: HubSettings) -> dict
     for module in sorted(modules, key=lambda m: m.name):
         servers = sorted({i.instance_url for i in module.instances if i.routable})
         prefixes = list(module.manifest.exposes.api)
-        if not servers or not prefixes or (module.name == HUB and not settings.traefik_public_paths):
+        if not servers or not (prefixes or module.manifest.exposes.fallback) or (
+                module.name == HUB and not settings.traefik_public_paths):
             continue
-        routers[module.name] = {
-            "rule": public_rule(settings.traefik_public_paths) if module.name == HUB else rule_for(prefixes),
-            "service": module.name,
-            "entryPoints": list(settings.traefik_entrypoints),
-            "middlewares": list(MIDDLEWARES),
-        }
+        if prefixes:
+            routers[module.name] = {
+                "rule": public_rule(settings.traefik_public_paths) if module.name == HUB else rule_for(prefixes),
+                "service": module.name,
+                "entryPoints": list(settings.traefik_entrypoints),
+                "middlewares": list(MIDDLEWARES),
+            }
+        if module.manifest.exposes.fallback and module.name != HUB:
+            # Every path no other router claims (the web client's pages): priority 1 is Traefik's lowest, so
+            # any module's prefix wins over it whatever the rules' lengths.
+            routers[f"{module.name}-fallback"] = {
+                "rule": "PathPrefix(`/`)", "priority": FALLBACK_PRIORITY, "service": module.name,
+                "entryPoints": list(settings.traefik_entrypoints), "middlewares": list(MIDDLEWARES),
+            }
         services[module.name] = {"loadBalancer": {
             "servers": [{"url": url} for url in servers],
             "passHostHeader": True,

@@ -26,7 +26,7 @@ from quark_sdk.config import ConfigError
 log = logging.getLogger("quark.cli")
 
 # Docking order: the hub first (others register with it), then identity, then the rest.
-START_ORDER = ("hub", "auth", "user", "media", "blog", "messaging", "ai")
+START_ORDER = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "web")
 
 
 class CliError(Exception):
@@ -182,7 +182,8 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
     for module in modules:
         settings = module.settings_cls.load(port=args.port, host=args.host, instance_url=base)
         app = create_service_app(module, settings, migrate_on_start=False, health_url=f"{base}/health/{module.name}")
-        mounted.append(MountedModule(module.name, app, tuple(module.manifest().exposes.api)))
+        exposes = module.manifest().exposes
+        mounted.append(MountedModule(module.name, app, tuple(exposes.api), fallback=exposes.fallback))
     gateway = EmbeddedGateway(mounted)
     print(_banner(base, infra, [m.name for m in modules], time.monotonic() - t0), flush=True)
     from quark_sdk.telemetry import setup_logging

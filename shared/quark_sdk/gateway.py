@@ -31,6 +31,7 @@ class MountedModule:
     name: str
     app: FastAPI
     prefixes: tuple[str, ...]
+    fallback: bool = False  # serves every path no prefix claims (after the gateway's own /health, /metrics...)
 
     @property
     def ctx(self) -> ServiceContext:
@@ -42,6 +43,7 @@ class EmbeddedGateway:
     def __init__(self, modules: list[MountedModule]) -> None:
         self.modules = {m.name: m for m in modules}
         self._routes = sorted(((p, m) for m in modules for p in m.prefixes), key=lambda r: -len(r[0]))
+        self.fallback = next((m for m in modules if m.fallback), None)
         self._stack: contextlib.AsyncExitStack | None = None
 
     def route(self, path: str) -> MountedModule | None:
@@ -60,6 +62,9 @@ class EmbeddedGateway:
             await module.app(scope, receive, send)
             return
         if scope["type"] != "http":
+            if self.fallback is not None:
+                await self.fallback.app(scope, receive, send)
+                return
             await send({"type": "websocket.close", "code": 4404})
             return
         if path == "/metrics":
@@ -91,6 +96,9 @@ class EmbeddedGateway:
             if mod is not None:
                 await self._json(send, 200, mod.app.openapi())
                 return
+        if self.fallback is not None:  # the lowest priority: after every prefix and the gateway's own paths
+            await self.fallback.app(scope, receive, send)
+            return
         if path == "/":
             await self._json(send, 200, {
                 "name": "Quark", "modules": {

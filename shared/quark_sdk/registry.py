@@ -40,6 +40,8 @@ class ManifestExposes(BaseModel):
     model_config = ConfigDict(extra="forbid")
     api: list[str] = Field(default_factory=list, max_length=32)
     events: list[str] = Field(default_factory=list, max_length=128)
+    # Serves every path no other module claims: the gateway's lowest-priority route `/` (the web client).
+    fallback: bool = False
 
     @field_validator("api")
     @classmethod

@@ -1,0 +1,41 @@
+"""The web module: pages for people (Jinja2 + HTMX) and the backend-for-frontend API under /api/v1/web.
+
+It owns the gateway's fallback route (every path no other module claims, `/` included) and keeps no
+database: its state is the browser sessions in Valkey. Everything else comes from the other modules'
+public APIs, called with the person's own token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+from quark_web import runtime
+from quark_web.bff import router as bff_router
+from quark_web.pages import routers as page_routers
+from quark_web.settings import WebSettings
+
+
+async def install_runtime(ctx: ServiceContext) -> None:
+    await runtime.install(ctx)
+
+
+async def close_runtime(ctx: ServiceContext) -> None:
+    await runtime.close(ctx)
+
+
+module = QuarkModule(
+    name="web",
+    settings_cls=WebSettings,
+    root=Path(__file__).resolve().parent.parent,
+    routers=[bff_router, *page_routers],
+    on_startup=[install_runtime],
+    on_shutdown=[close_runtime],
+    title="Quark web client",
+)
+
+
+def create_app() -> FastAPI:
+    return create_service_app(module)

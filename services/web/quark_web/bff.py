@@ -69,14 +69,19 @@ class MeOut(BaseModel):
 # --------------------------------------------------------------------------- fan-out helpers
 
 
-async def _soft(call: Awaitable[Any], degraded: list[str]) -> Any:
-    """The call's answer, or None when its module is down (named in `degraded`)."""
+async def _soft(call: Awaitable[Any], degraded: list[str], *, optional: bool = False) -> Any:
+    """The call's answer, or None when its module is down (named in `degraded`); with `optional`, also
+    None when it refuses (a part of the answer the person may not have, e.g. no messaging yet)."""
     try:
         return await call
     except ModuleDown as exc:
         if exc.module not in degraded:
             degraded.append(exc.module)
         return None
+    except ApiError:
+        if optional:
+            return None
+        raise
 
 
 async def _cached(rt: WebRuntime, key: str, fetch: Awaitable[Any]) -> Any:
@@ -166,9 +171,9 @@ async def me_summary(rt: WebRuntime, token: str) -> dict[str, Any]:
     degraded: list[str] = []
     account, profile, messages, notes = await asyncio.gather(
         _soft(rt.api.get("/api/v1/auth/me", token=token), degraded),
-        _soft(rt.api.get("/api/v1/users/me", token=token), degraded),
-        _soft(rt.api.get("/api/v1/messages/unread", token=token), degraded),
-        _soft(rt.api.get("/api/v1/notifications/unread-count", token=token), degraded),
+        _soft(rt.api.get("/api/v1/users/me", token=token), degraded, optional=True),
+        _soft(rt.api.get("/api/v1/messages/unread", token=token), degraded, optional=True),
+        _soft(rt.api.get("/api/v1/notifications/unread-count", token=token), degraded, optional=True),
     )
     unread = None
     if messages is not None or notes is not None:
@@ -221,7 +226,10 @@ async def get_me(request: Request) -> Response:
     token = await _token(request, rt)
     if token is None:
         raise Unauthenticated("sign in first (session cookie or bearer token)")
-    body = await me_summary(rt, token)
+    try:
+        body = await me_summary(rt, token)
+    except ApiError as exc:
+        _raise_api(exc)
     if body["account"] is None and "auth" not in body["degraded"]:
         raise Unauthenticated("the session is no longer valid")
     return _json(MeOut(**body), rt, private=True)

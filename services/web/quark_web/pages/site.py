@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from quark_sdk.errors import problem_response
 from quark_web import errors
 from quark_web.i18n import LANGUAGES
 from quark_web.pagekit import LANG_COOKIE, THEME_COOKIE, THEMES, Redirect, WebRoute, page_of, safe_next
@@ -70,4 +71,7 @@ for _path, _title in PLACEHOLDERS.items():
 
 @fallback.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
 async def not_found(path: str, request: Request) -> Response:
+    if request.url.path.startswith("/api/"):
+        # An API path no docked module serves (the gateway fell through to us): the gateway's own answer.
+        return problem_response(404, detail=f"no module serves {request.url.path}")
     return page_of(request).error_page(404, errors.NOT_FOUND)

@@ -92,7 +92,7 @@ async def tags(request: Request) -> Response:
 
 @router.get("/tags/{tag}")
 async def tag(request: Request, tag: Annotated[str, Path(max_length=60)], cursor: Cursor = None) -> Response:
-    return await _feed(page_of(request), "tag", arg=tag, cursor=cursor, base=f"/tags/{tag}", title="#" + tag)
+    return await _feed(page_of(request), "tag", arg=tag, cursor=cursor, base=f"/tags/{tag}", title=f"#{tag}")
 
 
 @router.get("/search")

@@ -108,7 +108,7 @@ async def public_profile(rt: WebRuntime, username: str) -> dict[str, Any] | None
             if isinstance(exc, ModuleDown):
                 raise
             return None
-    return await _cached(rt, f"profile:{username}", fetch())  # type: ignore[no-any-return]
+    return await _cached(rt, f"profile:{username}", fetch())
 
 
 async def media_ref(rt: WebRuntime, media_id: str) -> dict[str, Any]:

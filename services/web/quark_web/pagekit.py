@@ -74,7 +74,7 @@ def safe_next(value: str | None, default: str = "/") -> str:
     return value
 
 
-class Redirect(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Redirect(Exception):
     def __init__(self, url: str) -> None:
         self.url = url
 

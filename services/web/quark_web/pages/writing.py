@@ -191,7 +191,8 @@ async def drafts(request: Request, status: Annotated[str | None, Query(max_lengt
     page.require_user()
     st = status if status in ("draft", "scheduled", "published") else None
     listing = await page.call("GET", f"{POSTS}/mine", params={"limit": 50, "status": st, "cursor": cursor})
-    return page.render("writing/drafts.html", posts=listing["items"], filter_status=st, next_cursor=listing["next_cursor"])
+    return page.render("writing/drafts.html", posts=listing["items"], filter_status=st,
+                       next_cursor=listing["next_cursor"])
 
 
 # -- AI drafts ------------------------------------------------------------------------------------

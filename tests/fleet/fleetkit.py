@@ -26,8 +26,15 @@ ROUTES: dict[str, tuple[int, tuple[str, ...]]] = {
     "messaging": (3005, ("/api/v1/messages", "/api/v1/chats", "/api/v1/notifications", "/api/v1/messages/ws")),
     "ai": (3006, ("/api/v1/ai",)),
     "user": (3007, ("/api/v1/users",)),
+
 }
 ALL_MODULES = ("hub", "auth", "user", "media", "blog", "messaging", "ai")  # docking order (quark_sdk.cli)
+# Modules without a database of their own (no migrate job, no database role) and without Vault secrets:
+# the web client keeps only browser sessions in Redis. It is in docker-compose.yml and quark-manager.sh;
+# the Kubernetes manifests, Prometheus scrape list and Ingress do not carry it yet (ALL_MODULES does not).
+STATELESS = ("web",)
+DB_MODULES = tuple(m for m in ALL_MODULES if m not in STATELESS)
+STATION_MODULES = (*ALL_MODULES, *STATELESS)
 
 # The metric names quark_sdk.telemetry exports (test_observability checks this list against the SDK itself).
 EXPORTED_METRICS = frozenset({

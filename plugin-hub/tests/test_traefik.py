@@ -134,7 +134,7 @@ def validate(config: dict[str, Any]) -> None:
             assert mw in http["middlewares"], f"router {name} uses a missing middleware {mw}"
         # Traefik v3 rule syntax: matchers with backquoted arguments, joined by ||.
         for part in router["rule"].split(" || "):
-            assert re.fullmatch(r"PathPrefix\(`/[A-Za-z0-9_\-./]+`\)", part), part
+            assert re.fullmatch(r"PathPrefix\(`/[A-Za-z0-9_\-./]*`\)", part), part
 
 
 def test_schema_rejects_what_traefik_would_not_take() -> None:
@@ -216,3 +216,30 @@ async def test_served_config_follows_health(quark: QuarkTestEnv, tmp_path: Path)
             return "blog" in (await config())["http"]["routers"]
 
         await eventually(back, what="recovered instance routed again")
+
+
+def test_the_fallback_module_gets_a_catch_all_router_of_the_lowest_priority() -> None:
+    """The web client (`exposes.fallback`) serves every path no other module claims: `PathPrefix(/)` at
+    priority 1, so any module's prefix (Traefik ranks rules by length otherwise) always wins over it."""
+    def rec(module: str, url: str) -> InstanceRecord:
+        return InstanceRecord(instance_id="i-" + module, module=module, version="1.0.0", instance_url=url,
+                              health_url=url + "/health/ready", registered_at=1.0, last_heartbeat=1.0,
+                              lease_ttl=15, health="healthy")
+
+    web = manifest("web", api=["/api/v1/web"], port=3008)
+    web["exposes"]["fallback"] = True
+    modules = [
+        ModuleRecord("web", Manifest.model_validate(web), 1.0, [rec("web", "http://127.0.5.8:3008")]),
+        ModuleRecord("auth", Manifest.model_validate(manifest("auth", api=["/api/v1/auth"])), 1.0,
+                     [rec("auth", "http://127.0.5.1:3001")]),
+    ]
+    config = build_config(modules, HubSettings())
+    validate(config)
+    routers = config["http"]["routers"]
+    assert routers["web"]["rule"] == "PathPrefix(`/api/v1/web`)" and "priority" not in routers["web"]
+    assert routers["web-fallback"] == {**routers["web"], "rule": "PathPrefix(`/`)", "priority": 1}
+    assert "priority" not in routers["auth"]
+    assert set(config["http"]["services"]) == {"web", "auth"}
+    # A fallback module that is not routable loses its catch-all like any router.
+    modules[0].instances.clear()
+    assert "web-fallback" not in build_config(modules, HubSettings())["http"]["routers"]

@@ -86,7 +86,7 @@ class Api:
             problem.setdefault("status", resp.status_code)
             if resp.status_code in (502, 503, 504) or (resp.status_code == 404 and problem.get("detail", "")
                                                          .startswith("no module serves")):
-                raise ModuleDown(resp.status_code, problem, module)
+                raise ModuleDown(503, problem, module)  # whatever the gateway said: the module is not there
             raise ApiError(resp.status_code, problem, module)
         if resp.status_code == 204 or not resp.content:
             return None

@@ -241,3 +241,59 @@ async def test_pages_speak_russian_and_switch_language(station: Station) -> None
     theme = await b.http.get("/theme?to=dark&next=/login")
     assert theme.status_code == 303
     assert 'data-theme="dark"' in (await b.get("/login")).text
+
+
+async def test_ai_drafts_ask_edit_approve_reject(quark: Any, tmp_path: Any) -> None:
+    """Human in the loop: the assistant's draft is edited, approved into a blog *draft*, never published."""
+    from webkit import start_station
+
+    station = await start_station(quark, tmp_path, with_media=False, with_ai=True)
+    try:
+        b = station.browser()
+        await sign_up(station, b, "dana", verify=False)
+        await wait_profile(station, "dana")
+        assert (await b.get("/ai/drafts")).status_code == 200
+        asked = await b.post("/ai/drafts", {"topic": "Winter cycling in the city", "tone": "friendly",
+                                            "length": "short"})
+        assert asked.status_code == 303, asked.text
+        page = await b.get(asked.headers["location"])
+        assert page.status_code == 200 and 'value="approve"' in page.text
+        draft_id = asked.headers["location"].rsplit("/", 1)[1]
+        saved = await b.post(f"/ai/drafts/{draft_id}", {"title": "Cycling through winter", "body": "Edited text.",
+                                                        "tags": "cycling", "action": "save"})
+        assert saved.status_code == 303
+        assert "Cycling through winter" in (await b.get(f"/ai/drafts/{draft_id}")).text
+        approved = await b.post(f"/ai/drafts/{draft_id}", {"title": "Cycling through winter",
+                                                           "body": "Edited text.", "tags": "cycling",
+                                                           "action": "approve"})
+        assert approved.status_code == 303 and approved.headers["location"].startswith("/write/")
+        editor = await b.get(approved.headers["location"])
+        assert editor.status_code == 200 and "Edited text." in editor.text
+        drafts = await b.get("/drafts?status=draft")
+        assert "Cycling through winter" in drafts.text
+        assert "Cycling through winter" not in (await b.get("/explore")).text  # nothing published by itself
+        # Another draft, rejected.
+        other = await b.post("/ai/drafts", {"topic": "Night trains", "tone": "neutral", "length": "short"})
+        other_id = other.headers["location"].rsplit("/", 1)[1]
+        rejected = await b.post(f"/ai/drafts/{other_id}", {"action": "reject"})
+        assert rejected.status_code == 303 and rejected.headers["location"] == "/ai/drafts"
+        listing = await b.get("/ai/drafts")
+        assert "rejected" in listing.text and "approved" in listing.text
+    finally:
+        await station.close()
+
+
+async def test_a_module_that_is_down_shows_a_degraded_section(station: Station) -> None:
+    b = station.browser()
+    await sign_up(station, b, "erin", verify=False)
+    # The blog leaves the gateway (as when its container stops): its paths reach no module.
+    station.gateway._routes = [(p, m) for p, m in station.gateway._routes if m.name != "blog"]
+    home = await b.get("/")
+    assert home.status_code == 200 and 'data-degraded="blog"' in home.text
+    assert "Posts are not available right now" in home.text and "@erin" in home.text  # the rest still works
+    blog = await b.get("/@erin")
+    assert blog.status_code == 200 and 'data-degraded="blog"' in blog.text
+    post = await b.get("/@erin/anything")
+    assert post.status_code == 503 and "not available right now" in post.text
+    ru = await b.get("/drafts", headers={"Accept-Language": "ru"})
+    assert ru.status_code == 503 and "Эта часть станции сейчас недоступна" in ru.text

@@ -108,7 +108,7 @@ class Station:
             await c.aclose()
 
 
-async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool = True,
+async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool = True, with_ai: bool = False,
                         web_settings: dict[str, Any] | None = None) -> Station:
     modules: dict[str, RunningModule] = {}
     modules["auth"] = await quark.start(auth_module, data_dir=tmp_path / "auth", **AUTH_FAST)
@@ -117,6 +117,10 @@ async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool
         modules["media"] = await quark.start(media_module, storage_url=(tmp_path / "media-store").as_uri(),
                                              processing_workers=2)
     modules["blog"] = await quark.start(blog_module, write_rate_limit=100_000)
+    if with_ai:
+        from quark_ai.app import module as ai_module
+
+        modules["ai"] = await quark.start(ai_module, provider="local", corpus_refresh=0.0)
     modules["web"] = await quark.start(web_module, **(web_settings or {}))
     mounted = []
     for name, m in modules.items():
@@ -137,6 +141,10 @@ async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool
     web = station.web
     await web.api.client.aclose()
     web.api.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url=BASE, timeout=30)
+    if with_ai:
+        from quark_ai.runtime import runtime_of as ai_runtime
+
+        ai_runtime(modules["ai"].ctx).blog_http = station.api()  # the AI module reaches the blog via the gateway
     for name in ("user", "blog"):
         for runner in modules[name].ctx.consumers:
             await eventually(lambda r=runner: r.ready.is_set(), what=f"{name} consumer subscribed")

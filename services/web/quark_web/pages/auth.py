@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request, Response
 
 from quark_web import errors
-from quark_web.apiclient import ApiError
+from quark_web.apiclient import ApiError, ModuleDown
 from quark_web.pagekit import Page, Redirect, WebRoute, page_of, safe_next
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -30,6 +30,8 @@ def _client_headers(page: Page) -> dict[str, str]:
 
 
 def _form_error(page: Page, template: str, exc: ApiError, **values: Any) -> Response:
+    if isinstance(exc, ModuleDown):
+        raise exc  # the page-level "not available right now", not a form error
     return page.render(template, status=exc.status if 400 <= exc.status < 500 else 502,
                        error=errors.human(exc), field_errors=errors.field_errors(exc), **values)
 
@@ -74,7 +76,7 @@ async def verify_email(request: Request, token: Annotated[str, Query(max_length=
     try:
         await page.call("POST", f"{AUTH}/verify-email/confirm", json={"token": token})
     except ApiError as exc:
-        if exc.status >= 500:
+        if isinstance(exc, ModuleDown) or exc.status >= 500:
             raise
         return page.render("auth/verify.html", status=exc.status, ok=False, error=errors.human(exc))
     if page.session is not None:

@@ -27,7 +27,7 @@ from quark_sdk.embedded import EmbeddedError
 log = logging.getLogger("quark.cli")
 
 # Docking order: the hub first (others register with it), then identity, then the rest.
-START_ORDER = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "mailer")
+START_ORDER = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "mailer", "web")
 
 
 class CliError(Exception):
@@ -304,8 +304,6 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
         env["QUARK_HUB_JWKS_URL"] = urls["hub"] + "/api/v1/hub/.well-known/jwks.json"
     if "auth" in urls:
         env["QUARK_AUTH_JWKS_URL"] = urls["auth"] + "/api/v1/auth/.well-known/jwks.json"
-        # The mailer's confirmation pages call auth's public API; with no gateway process here, directly.
-        env.setdefault("QUARK_MAILER_GATEWAY_URL", urls["auth"])
     stop = {"flag": False}
 
     def request_stop(signum: int, frame: Any) -> None:

@@ -28,9 +28,15 @@ ROUTES: dict[str, tuple[int, tuple[str, ...]]] = {
     "user": (3007, ("/api/v1/users",)),
     # DESIGN: "consumes quark.auth.email_requested only"; its pages are the dev mailbox (404 in prod) and the
     # interim confirmation pages until the web client serves them (services/mailer/quark_mailer/landing.py).
-    "mailer": (3009, ("/dev/mail", "/verify-email", "/reset-password")),
+    "mailer": (3009, ("/dev/mail",)),
 }
 ALL_MODULES = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "mailer")  # docking order (quark_sdk.cli)
+# Modules without a database of their own (no migrate job, no database role) and without Vault secrets:
+# the web client keeps only browser sessions in Redis. It is in docker-compose.yml and quark-manager.sh;
+# the Kubernetes manifests, Prometheus scrape list and Ingress do not carry it yet (ALL_MODULES does not).
+STATELESS = ("web",)
+DB_MODULES = tuple(m for m in ALL_MODULES if m not in STATELESS)
+STATION_MODULES = (*ALL_MODULES, *STATELESS)
 
 # The metric names quark_sdk.telemetry exports (test_observability checks this list against the SDK itself).
 EXPORTED_METRICS = frozenset({

@@ -22,9 +22,12 @@ import yaml
 from fleetkit import (
     ALL_MODULES,
     COMPOSE_FILE,
+    DB_MODULES,
     DEPLOY,
     REPO,
     ROUTES,
+    STATELESS,
+    STATION_MODULES,
     compose_defaults,
     compose_required,
     depends_on,
@@ -91,9 +94,9 @@ def test_schema_really_rejects_a_broken_file() -> None:
 
 
 def test_every_module_is_in_compose_with_its_migrate_job(services: dict[str, dict[str, Any]]) -> None:
-    for name in ALL_MODULES:
+    for name in STATION_MODULES:
         assert name in services, f"compose lacks the {name} module"
-        assert f"{name}-migrate" in services, f"compose lacks {name}-migrate"
+        assert (f"{name}-migrate" in services) == (name in DB_MODULES), f"{name}-migrate: only with a database"
     for module in module_dirs():
         assert module.name in services, f"{module.rel} has no service in docker-compose.yml"
     for name in INFRA:
@@ -101,13 +104,14 @@ def test_every_module_is_in_compose_with_its_migrate_job(services: dict[str, dic
 
 
 def test_modules_are_built_from_their_dockerfiles(services: dict[str, dict[str, Any]]) -> None:
-    for name in ALL_MODULES:
-        for svc in (name, f"{name}-migrate"):
+    for name in STATION_MODULES:
+        for svc in (name, f"{name}-migrate") if name in DB_MODULES else (name,):
             build = services[svc].get("build")
             assert build, f"{svc} is not built from a Dockerfile"
             assert build["context"] == "."
             assert build["dockerfile"] == f"{folder_of(name).relative_to(REPO).as_posix()}/Dockerfile"
-        assert services[f"{name}-migrate"]["command"] == ["migrate", name]
+        if name in DB_MODULES:
+            assert services[f"{name}-migrate"]["command"] == ["migrate", name]
         assert services[name].get("command") is None  # the image's CMD: quark serve <module>
 
 
@@ -140,9 +144,10 @@ def test_dependency_graph_has_no_cycle(services: dict[str, dict[str, Any]]) -> N
 
 
 def test_modules_wait_for_their_infrastructure(services: dict[str, dict[str, Any]]) -> None:
-    for name in ALL_MODULES:
+    for name in STATION_MODULES:
         deps = depends_on(services[name])
-        for infra in ("postgres", "redis", "nats", "vault-init", f"{name}-migrate"):
+        migrate = (f"{name}-migrate",) if name in DB_MODULES else ()
+        for infra in ("postgres", "redis", "nats", "vault-init", *migrate):
             assert infra in deps, f"{name} does not wait for {infra}"
         if name != "hub":
             assert "hub" in deps, f"{name} should dock after the hub is up"
@@ -316,7 +321,7 @@ def test_the_registration_token_is_required_and_reaches_every_module() -> None:
         load_compose(parse_env_file(), fill_required=False)  # .env.example copied as-is: still refused
     services = load_compose({"QUARK_HUB_REGISTRATION_TOKEN": "s3cret-token"})["services"]
     for name in ALL_MODULES:
-        for svc in (name, f"{name}-migrate"):
+        for svc in (name, f"{name}-migrate") if name in DB_MODULES else (name,):
             assert environment(services[svc])["QUARK_HUB_REGISTRATION_TOKEN"] == "s3cret-token", svc
 
 
@@ -413,9 +418,11 @@ def test_module_settings_load_from_the_compose_environment(
     assert settings.port == port
     assert settings.host == "0.0.0.0"
     assert settings.public_instance_url() == f"http://{module.name}:{port}"
-    db = urlsplit(settings.service_database_url(module.name.replace("-", "_")))
-    assert (db.hostname, db.port, db.path, db.username) == ("postgres", 5432, f"/{module.name}", f"quark_{module.name}")
-    assert db.password and db.password.startswith("dev-only-")
+    if module.name in DB_MODULES:
+        db = urlsplit(settings.service_database_url(module.name.replace("-", "_")))
+        assert (db.hostname, db.port, db.path, db.username) == ("postgres", 5432, f"/{module.name}",
+                                                                f"quark_{module.name}")
+        assert db.password and db.password.startswith("dev-only-")
     assert urlsplit(settings.redis_url).hostname == "redis"
     assert urlsplit(settings.nats_url).hostname == "nats"
     assert settings.hub_url == "http://hub:3002"
@@ -423,6 +430,9 @@ def test_module_settings_load_from_the_compose_environment(
     assert settings.hub_jwks_url == "http://hub:3002/api/v1/hub/.well-known/jwks.json"
     from quark_sdk.secrets import VaultSecrets, load_secret_store
 
+    if module.name in STATELESS:
+        assert "QUARK_VAULT_ROLE_ID" not in env
+        return
     store = load_secret_store(env)
     assert isinstance(store, VaultSecrets) and store.addr == "http://vault:8200"
     assert env["QUARK_VAULT_ROLE_ID"] == f"quark-{module.name}"
@@ -439,7 +449,8 @@ def test_station_wide_environment_is_the_same_for_every_module(services: dict[st
         env = environment(services[name])
         for var in shared:
             assert env.get(var) == first[var], f"{name}: {var} differs"
-        assert env == environment(services[f"{name}-migrate"]), f"{name}-migrate must run with {name}'s settings"
+        if name in DB_MODULES:
+            assert env == environment(services[f"{name}-migrate"]), f"{name}-migrate must run with {name}'s settings"
     assert environment(services["media"])["QUARK_MEDIA_STORAGE_URL"].startswith("s3://quark-media:")
     assert environment(services["ai"])["QUARK_AI_OLLAMA_URL"] == "http://ollama:11434"
 
@@ -448,7 +459,7 @@ def test_vault_and_minio_init_jobs(services: dict[str, dict[str, Any]]) -> None:
     init = services["vault-init"]
     assert init["entrypoint"] == ["python", "/deploy/vault/init_vault.py"]
     env = environment(init)
-    for name in ALL_MODULES:
+    for name in DB_MODULES:
         module_env = environment(services[name])
         assert env[f"QUARK_{name.upper()}_VAULT_SECRET_ID"] == module_env["QUARK_VAULT_SECRET_ID"]
     minio = environment(services["minio-init"])

@@ -47,7 +47,7 @@ def test_design_routes_copy_is_current() -> None:
         if name == "mailer":
             # DESIGN: no public API. Its pages are the dev mailbox (404 in prod) and the interim confirmation
             # pages (services/mailer/quark_mailer/landing.py) that the web client takes over.
-            assert design[name][1] == () and prefixes == ("/dev/mail", "/verify-email", "/reset-password")
+            assert design[name][1] == () and prefixes == ("/dev/mail",)
         else:
             assert design[name][1] == prefixes, name
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleetkit import ALL_MODULES, REPO, load_compose
+from fleetkit import REPO, STATION_MODULES, load_compose
 
 from quark_sdk.embedded import free_port
 from quark_sdk.testing import wait_until
@@ -90,7 +90,7 @@ def test_service_lists_match_compose() -> None:
         body = text.split(f"\n{name}=(", 1)[1].split(")", 1)[0]
         return set(body.split())
 
-    assert array("MODULES") == set(ALL_MODULES)
+    assert array("MODULES") == set(STATION_MODULES)
     known = array("MODULES") | array("INFRA") | array("JOBS") | array("OPTIONAL")
     assert known == compose, f"in the script only: {known - compose}; in compose only: {compose - known}"
 

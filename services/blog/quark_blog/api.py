@@ -31,6 +31,8 @@ from quark_blog.schemas import (
     PostOut,
     PostPage,
     PostUpdate,
+    PreviewOut,
+    PreviewRequest,
     ReactionRequest,
     ReactionsOut,
     ReportCreate,
@@ -89,6 +91,13 @@ def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
 async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSession) -> dict[str, Any]:
     post = await service.create_post(rt, session, user, body)
     return await service.post_out(session, user, post)
+
+
+@posts.post("/preview", response_model=PreviewOut)
+async def preview(body: PreviewRequest, user: User, rt: Runtime) -> dict[str, Any]:
+    """The body rendered by the same Markdown + sanitiser as a saved post (for editors' live preview);
+    nothing is stored. 413 past `max_body_chars`."""
+    return {"body_html": service.render_preview(body.body, body.format, rt.settings.max_body_chars)}
 
 
 @posts.get("", response_model=PostPage)

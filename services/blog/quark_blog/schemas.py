@@ -89,6 +89,18 @@ class PostUpdate(_Body):
     visibility: Visibility | None = None
 
 
+class PreviewRequest(_Body):
+    """What the editor shows beside the source: rendered and sanitised exactly as a saved post would be."""
+
+    # The request cap (GuardedRoute) bounds it; past settings.max_body_chars it is a 413, like a post's.
+    body: str = Field(max_length=10_000_000)
+    format: BodyFormatField = "markdown"
+
+
+class PreviewOut(BaseModel):
+    body_html: str
+
+
 class ScheduleRequest(_Body):
     at: UtcTime
 

@@ -95,6 +95,13 @@ def render_checked(body: str, body_format: str, max_chars: int, what: str = "bod
     return safe, plain
 
 
+def render_preview(body: str, body_format: str, max_chars: int) -> str:
+    """Safe HTML of a body being edited (empty is fine: nothing written yet); 413 when too long."""
+    if len(body) > max_chars:
+        raise PayloadTooLarge(f"body is longer than {max_chars} characters", extra={"limit": max_chars})
+    return render.render_body(body, "html" if body_format == "html" else "markdown") if body.strip() else ""
+
+
 def _clean_title(title: str) -> str:
     cleaned = render.clean_plain(title)
     if not cleaned:

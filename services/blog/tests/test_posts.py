@@ -204,3 +204,21 @@ async def test_write_rate_limit(quark: Any) -> None:
     assert codes == [201, 201, 201, 429]
     mine = (await svc.client.get("/api/v1/posts/mine", headers=headers)).json()["items"]
     assert len(mine) == 3
+
+
+async def test_preview_renders_with_the_posts_sanitiser_and_stores_nothing(blog: Blog) -> None:
+    """POST /api/v1/posts/preview: the editor's live preview is the saved post's own rendering, nothing kept."""
+    alice = blog.person("alice")
+    c = blog.client
+    body = "# Hi\n\n**bold** <script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=alert(1)>"
+    resp = await c.post("/api/v1/posts/preview", json={"body": body}, headers=alice.headers)
+    assert resp.status_code == 200, resp.text
+    html = resp.json()["body_html"]
+    assert "<h1>Hi</h1>" in html and "<strong>bold</strong>" in html
+    assert "<script" not in html and "javascript:" not in html and "onerror" not in html
+    empty = await c.post("/api/v1/posts/preview", json={"body": "  "}, headers=alice.headers)
+    assert empty.json() == {"body_html": ""}
+    assert_problem(await c.post("/api/v1/posts/preview", json={"body": "x"}), 401)
+    assert_problem(await c.post("/api/v1/posts/preview", json={"body": "x", "format": "rtf"}, headers=alice.headers),
+                   422)
+    assert (await c.get("/api/v1/posts/mine", headers=alice.headers)).json()["items"] == []

@@ -239,3 +239,4 @@ def test_markdown_render_is_safe_for_any_text(raw: str) -> None:
     out = render_body(raw, "markdown")
     assert sanitize_html(out) == out
     assert_safe(out)
+

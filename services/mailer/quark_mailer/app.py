@@ -2,7 +2,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from quark_mailer import devbox, landing
+from quark_mailer import devbox
 from quark_mailer.events import mail
 from quark_mailer.models import Base
 from quark_mailer.runtime import MailerRuntime, build_runtime
@@ -22,7 +22,7 @@ module = QuarkModule(
     settings_cls=MailerSettings,
     root=Path(__file__).resolve().parent.parent,
     runtime=build_runtime,
-    routers=[devbox.router, landing.router],
+    routers=[devbox.router],
     metadata=Base.metadata,
     consumers=[mail],
     on_startup=[apply_delivery_schedule],

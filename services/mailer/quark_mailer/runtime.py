@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
-
 from quark_mailer.render import Renderer
 from quark_mailer.settings import MailerSettings
 from quark_mailer.smtp import SmtpSender
@@ -22,13 +20,8 @@ class MailerRuntime:
     settings: MailerSettings
     renderer: Renderer
     sender: SmtpSender
-    http: httpx.AsyncClient  # auth's public API through the gateway (landing.py)
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
 
 async def build_runtime(ctx: ServiceContext[MailerSettings, MailerRuntime]) -> MailerRuntime:
     settings = ctx.settings
-    return MailerRuntime(settings=settings, renderer=Renderer(settings), sender=SmtpSender(settings),
-                         http=httpx.AsyncClient(base_url=settings.gateway_url, timeout=10))
+    return MailerRuntime(settings=settings, renderer=Renderer(settings), sender=SmtpSender(settings))

@@ -1,4 +1,4 @@
-"""The dev mailbox (/dev/mail) outside prod only, and the interim confirmation pages."""
+"""The dev mailbox (/dev/mail) outside prod only (the links it shows open the web client's pages)."""
 
 from __future__ import annotations
 
@@ -51,22 +51,3 @@ async def test_production_has_no_dev_mailbox(quark: QuarkTestEnv, tmp_path: Path
     for path in ("/dev/mail", f"/dev/mail/{Mailbox(tmp_path / 'mail').ids()[0]}"):
         body = assert_problem(await svc.client.get(path), 404)
         assert "leaked" not in str(body)
-
-
-async def test_interim_pages_show_a_form_and_change_nothing_on_get(quark: QuarkTestEnv, tmp_path: Path) -> None:
-    svc = await start_mailer(quark, smtp_port=free_port(), data_dir=tmp_path)
-    page = await svc.client.get("/verify-email", params={"token": TOKEN})
-    assert page.status_code == 200
-    assert 'action="/verify-email"' in page.text and f'value="{TOKEN}"' in page.text
-    reset = await svc.client.get("/reset-password", params={"token": TOKEN})
-    assert reset.status_code == 200 and 'name="new_password"' in reset.text
-    assert_problem(await svc.client.get("/verify-email"), 422)
-    assert_problem(await svc.client.post("/verify-email", data={}), 422)
-    assert_problem(await svc.client.get("/reset-password", params={"token": "x" * 600}), 422)
-
-
-async def test_interim_page_says_when_auth_is_unreachable(quark: QuarkTestEnv, tmp_path: Path) -> None:
-    svc = await start_mailer(quark, smtp_port=free_port(), data_dir=tmp_path,
-                             gateway_url=f"http://127.0.0.1:{free_port()}")
-    resp = await svc.client.post("/verify-email", data={"token": TOKEN})
-    assert resp.status_code == 503 and "cannot be reached" in resp.text

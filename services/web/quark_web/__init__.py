@@ -1,0 +1,1 @@
+"""Quark web client: server-rendered pages (Jinja2 + HTMX) and the backend-for-frontend API."""

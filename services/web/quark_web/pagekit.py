@@ -1,0 +1,291 @@
+"""What every page shares: the request's `Page` (session, language, CSRF, theme), rendering, and `WebRoute`,
+the route class that wraps each page handler with CSRF checks, human error pages and security headers.
+
+The SDK gives modules routers, not middleware, so all of this lives in the route class: a page module
+only writes handlers that call the APIs and render a template.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from quark_web import errors
+from quark_web.apiclient import ApiError, ModuleDown
+from quark_web.i18n import LANGUAGES, negotiate, translator
+from quark_web.runtime import WebRuntime, runtime
+from quark_web.sessions import WebSession
+
+log = logging.getLogger("quark.web")
+
+TEMPLATES = Path(__file__).parent / "templates"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_COOKIE = "quark_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+LANG_COOKIE = "quark_lang"
+THEME_COOKIE = "quark_theme"
+FLASH_COOKIE = "quark_flash"
+THEMES = ("light", "dark")
+
+ENV = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "xml"]),
+                  trim_blocks=True, lstrip_blocks=True, enable_async=False)
+
+
+def csp(rt: WebRuntime) -> str:
+    """Strict: nothing inline (no nonces, no hashes), everything from this origin."""
+    img = " ".join(["'self'", "data:", "blob:", *rt.settings.csp_img_sources])
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src " + img + "; "
+            "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'; manifest-src 'self'; worker-src 'self'")
+
+
+def security_headers(rt: WebRuntime) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": csp(rt),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+
+
+def safe_next(value: str | None, default: str = "/") -> str:
+    """A local path to go back to; anything else (another site, //host, a scheme) is the default."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+class Redirect(Exception):
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+class PageError(Exception):
+    """A page-level failure with a status and a (translatable) message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Page:
+    """One request as the pages see it."""
+
+    rt: WebRuntime
+    request: Request
+    lang: str
+    theme: str
+    csrf_nonce: str
+    sid: str | None = None
+    session: WebSession | None = None
+    flash: str | None = None
+    _cookies: list[tuple[str, str | None, int | None, bool]] = field(default_factory=list)
+    _new_nonce: bool = False
+
+    @classmethod
+    async def open(cls, rt: WebRuntime, request: Request) -> Page:
+        cookies = request.cookies
+        nonce = cookies.get(CSRF_COOKIE) or ""
+        new_nonce = len(nonce) < 20 or len(nonce) > 100
+        if new_nonce:
+            nonce = secrets.token_urlsafe(24)
+        theme = cookies.get(THEME_COOKIE, "")
+        page = cls(rt=rt, request=request, lang=negotiate(cookies.get(LANG_COOKIE),
+                                                           request.headers.get("accept-language")),
+                   theme=theme if theme in THEMES else "", csrf_nonce=nonce, _new_nonce=new_nonce)
+        flash = cookies.get(FLASH_COOKIE)
+        if flash:
+            page.flash = flash if flash in errors.FLASHES else None
+            page.set_cookie(FLASH_COOKIE, None)
+        sid = cookies.get(rt.settings.cookie_name)
+        if sid and 20 <= len(sid) <= 100:
+            sess = await rt.sessions.load(sid)
+            if sess is not None:
+                sess = await rt.sessions.fresh(sid, sess)
+            if sess is None:
+                page.set_cookie(rt.settings.cookie_name, None)
+            else:
+                page.sid, page.session = sid, sess
+        return page
+
+    @property
+    def flash_text(self) -> str:
+        return errors.FLASHES.get(self.flash or "", "")
+
+    # -- who ---------------------------------------------------------------------------------
+
+    @property
+    def token(self) -> str | None:
+        return self.session.access_token if self.session else None
+
+    @property
+    def user(self) -> WebSession | None:
+        return self.session
+
+    def require_user(self) -> WebSession:
+        if self.session is None:
+            raise Redirect("/login?next=" + quote(self.request.url.path + (
+                "?" + self.request.url.query if self.request.url.query else ""), safe="/"))
+        return self.session
+
+    async def sign_in(self, tokens: dict[str, Any]) -> None:
+        if self.sid is not None:
+            await self.rt.sessions.delete(self.sid)
+        self.sid, self.session = await self.rt.sessions.create(tokens)
+        self.set_cookie(self.rt.settings.cookie_name, self.sid, max_age=self.rt.settings.session_ttl)
+
+    async def sign_out(self) -> None:
+        if self.sid is not None:
+            await self.rt.sessions.delete(self.sid)
+        self.sid, self.session = None, None
+        self.set_cookie(self.rt.settings.cookie_name, None)
+
+    async def call(self, method: str, path: str, **kw: Any) -> Any:
+        """Call a module with this person's token; a 401 once triggers a refresh and a retry."""
+        try:
+            return await self.rt.api.request(method, path, token=self.token, **kw)
+        except ApiError as exc:
+            if exc.status != 401 or self.session is None or self.sid is None:
+                raise
+            sess = await self.rt.sessions.refresh(self.sid, self.session)
+            if sess is None:
+                self.sid, self.session = None, None
+                self.set_cookie(self.rt.settings.cookie_name, None)
+                raise
+            self.session = sess
+            return await self.rt.api.request(method, path, token=self.token, **kw)
+
+    # -- cookies, CSRF ------------------------------------------------------------------------
+
+    def set_cookie(self, name: str, value: str | None, max_age: int | None = None, http_only: bool = True) -> None:
+        self._cookies.append((name, value, max_age, http_only))
+
+    def notice(self, key: str) -> None:
+        """A one-time message shown on the next page (after a redirect)."""
+        self.set_cookie(FLASH_COOKIE, key, max_age=60)
+
+    @property
+    def csrf(self) -> str:
+        return self.rt.csrf_token(self.csrf_nonce)
+
+    async def csrf_ok(self) -> bool:
+        if self._new_nonce:
+            return False  # no CSRF cookie: the form did not come from a page we served to this browser
+        origin = self.request.headers.get("origin")
+        if origin and origin != "null":
+            host = self.request.headers.get("host", "")
+            if urlsplit(origin).netloc != host:
+                return False
+        sent = self.request.headers.get(CSRF_HEADER)
+        if sent is None:
+            kind = self.request.headers.get("content-type", "")
+            if kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+                form = await self.request.form()
+                value = form.get(CSRF_FIELD)
+                sent = value if isinstance(value, str) else None
+        return sent is not None and hmac.compare_digest(sent, self.csrf)
+
+    def finish(self, response: Response) -> Response:
+        settings = self.rt.settings
+        secure = settings.secure_cookies()
+        if self._new_nonce:
+            self.set_cookie(CSRF_COOKIE, self.csrf_nonce, max_age=365 * 86400)
+        for name, value, max_age, http_only in self._cookies:
+            if value is None:
+                response.delete_cookie(name, path="/", secure=secure, httponly=http_only, samesite="lax")
+            else:
+                response.set_cookie(name, value, max_age=max_age, path="/", secure=secure, httponly=http_only,
+                                    samesite="lax")
+        response.headers.update(security_headers(self.rt))
+        if "cache-control" not in response.headers:
+            response.headers["Cache-Control"] = "private, no-cache" if self.session is None else "private, no-store"
+        response.headers.setdefault("Vary", "Cookie, Accept-Language, HX-Request")
+        return response
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    @property
+    def htmx(self) -> bool:
+        return self.request.headers.get("hx-request") == "true"
+
+    def context(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "page": self, "user": self.session, "lang": self.lang, "languages": LANGUAGES,
+            "_": translator(self.lang), "csrf": self.csrf, "csrf_field": CSRF_FIELD, "theme": self.theme,
+            "asset": self.rt.assets.url, "path": self.request.url.path, "flash": self.flash,
+            "full_path": self.request.url.path + ("?" + self.request.url.query if self.request.url.query else ""),
+            **extra,
+        }
+
+    def render(self, template: str, status: int = 200, **extra: Any) -> HTMLResponse:
+        html = ENV.get_template(template).render(self.context(**extra))
+        return HTMLResponse(html, status_code=status)
+
+    def error_page(self, status: int, message: str, *, degraded: str | None = None) -> HTMLResponse:
+        _ = translator(self.lang)
+        if self.htmx:
+            resp = HTMLResponse(ENV.get_template("partials/flash.html").render(
+                self.context(message=_(message), kind="error")), status_code=status)
+            resp.headers["HX-Retarget"] = "#flash"
+            resp.headers["HX-Reswap"] = "innerHTML"
+            return resp
+        return self.render("errors/error.html", status=status, status_code=status, message=_(message),
+                           degraded=degraded)
+
+
+def page_of(request: Request) -> Page:
+    page: Page = request.state.page
+    return page
+
+
+class WebRoute(APIRoute):
+    """Route class of every page: opens the `Page`, refuses a state change without a valid CSRF token,
+    turns module errors into human pages and adds the security headers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def wrapped(request: Request) -> Response:
+            rt = runtime(request)
+            page = await Page.open(rt, request)
+            request.state.page = page
+            if request.method not in SAFE_METHODS and not await page.csrf_ok():
+                return page.finish(page.error_page(403, errors.CSRF_FAILED))
+            try:
+                response = await handler(request)
+            except Redirect as r:
+                response = RedirectResponse(r.url, status_code=303)
+                if page.htmx:
+                    response = Response(status_code=204, headers={"HX-Redirect": r.url})
+            except PageError as exc:
+                response = page.error_page(exc.status, exc.message)
+            except ModuleDown as exc:
+                response = page.error_page(503, errors.module_down(exc.module), degraded=exc.module)
+            except ApiError as exc:
+                status = exc.status if 400 <= exc.status < 500 else 502
+                response = page.error_page(status, errors.human(exc))
+            except RequestValidationError:
+                response = page.error_page(422, errors.FORM_INVALID)
+            return page.finish(response)
+
+        return wrapped

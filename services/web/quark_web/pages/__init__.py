@@ -1,0 +1,10 @@
+"""The pages, one router per area (each with its templates under templates/<area>/).
+
+Order matters only for the last one: `site.fallback` answers every path nobody else claims (404 page).
+"""
+
+from fastapi import APIRouter
+
+from quark_web.pages import auth, reading, site, writing
+
+routers: list[APIRouter] = [site.router, auth.router, writing.router, reading.router, site.fallback]

@@ -95,7 +95,6 @@ def test_quark_dev_serves_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
 
 def test_invalid_setting_fails_with_one_line_naming_it(capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    sys.path.insert(0, str(HERE))
     monkeypatch.setenv("QUARK_SAMPLE_DB_POOL_SIZE", "lots")
     assert main(["serve", "sample.module:module"]) == 2
     err = capsys.readouterr().err.strip()

@@ -3,15 +3,9 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-# stationkit (helpers) lives beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
-
 from stationkit import Station
 
 

@@ -1,5 +1,4 @@
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -7,9 +6,6 @@ from pathlib import Path
 import pytest
 
 # fault_testkit (helpers) and the purpose-built chaos module live beside the tests.
-HERE = str(Path(__file__).parent)
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import importlib
 import importlib.resources
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -385,11 +384,7 @@ def _settings_class(module_name: str, folder: Path) -> type | None:
     package = next((p.name for p in folder.glob("quark_*") if (p / "settings.py").exists()), None)
     if package is None:
         return None
-    sys.path.insert(0, str(folder))
-    try:
-        mod = importlib.import_module(f"{package}.settings")
-    finally:
-        sys.path.remove(str(folder))
+    mod = importlib.import_module(f"{package}.settings")  # every module of the tree is installed (make install)
     classes = [v for v in vars(mod).values()
                if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings
                and v.__module__ == mod.__name__]

@@ -2,8 +2,4 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-# security_testkit (helpers) lives beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import importlib
 import json
-import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -307,11 +306,3 @@ class ASGIBridge:
 
 async def _call(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     return await fn(*args)
-
-
-def add_paths() -> None:
-    """Other suites' testkits are importable by name (never their conftest)."""
-    for rel in ("services/blog/tests",):
-        path = str(REPO / rel)
-        if path not in sys.path:
-            sys.path.insert(0, path)

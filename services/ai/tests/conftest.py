@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from ai_testkit import AI, start_ai
 
 from quark_sdk.testing import QuarkTestEnv
-
-# ai_testkit (helpers and the Ollama test double) lives beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from ai_testkit import AI, start_ai
 
 
 @pytest.fixture

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from quark_sdk.testing import QuarkTestEnv
-
-# auth_testkit (helpers) lives beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
-
 from auth_testkit import FAST, Auth
 
 from quark_auth.app import module
+from quark_sdk.testing import QuarkTestEnv
 
 
 @pytest.fixture

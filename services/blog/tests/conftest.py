@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-from quark_sdk.testing import QuarkTestEnv, eventually
-
-# blog_testkit (helpers) lives beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
-
 from blog_testkit import Blog
 
 from quark_blog.app import module
+from quark_sdk.testing import QuarkTestEnv, eventually
 
 
 @pytest.fixture

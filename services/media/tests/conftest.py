@@ -1,12 +1,7 @@
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
-
-# The media service's test helpers live beside the tests (media_testkit.py).
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from messaging_testkit import Cluster
 
 from quark_sdk.testing import QuarkTestEnv
-
-# messaging_testkit (helpers) lives beside the tests.
-sys.path.insert(0, str(Path(__file__).parent))
-
-from messaging_testkit import Cluster
 
 
 @pytest.fixture

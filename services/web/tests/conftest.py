@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from webkit import Station, start_station
 
 from quark_sdk.testing import QuarkTestEnv
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from webkit import Station, start_station
 
 
 @pytest.fixture

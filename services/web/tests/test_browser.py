@@ -17,17 +17,14 @@ import asyncio
 import io
 import json
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from stationkit import PASSWORD, Station
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-
-from stationkit import PASSWORD, Station  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -41,4 +41,4 @@ suspensions = Consumer[AuthRuntime]("suspensions")  # quark.user.suspended → u
 
 @suspensions.on("quark.user.suspended")
 async def on_user_suspended(rt: AuthRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_user_suspended(session, event.payload(UserSuspendedIn), at=event.time)
+    await service.apply_user_suspended(session, rt, event.payload(UserSuspendedIn), at=event.time)

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_auth import passwords, rbac, reserved
 from quark_auth.models import LoginSession, OneTimeToken, RecoveryCode, RefreshToken, User, UserRole
+from quark_auth.revocations import restore_account, revoke_account
 from quark_auth.runtime import AuthRuntime, retry_after
 from quark_auth.schemas import (
     USERNAME_PATTERN,
@@ -327,6 +328,8 @@ def _access_token(rt: AuthRuntime, user: User, session_id: uuid.UUID, *, mfa: bo
         "roles": roles, "permissions": rbac.permissions_for(roles), "iat": now, "nbf": now,
         "exp": now + rt.settings.access_token_ttl, "jti": uuid.uuid4().hex, "sid": str(session_id),
         "token_use": "access", "amr": ["pwd", "otp"] if mfa else ["pwd"],
+        # The SDK's WritingUser policy reads it; it changes at the next refresh after verification.
+        "email_verified": user.email_verified,
     })
 
 
@@ -653,6 +656,9 @@ async def delete_account(session: AsyncSession, rt: AuthRuntime, principal: Prin
                                code="last-admin")
         await session.execute(delete(User).where(User.id == user.id))
         await add_event(session, UserDeleted(user_id=user.id, username=user.username), subject=str(user.id))
+        # Last, before the commit: the account's live access tokens stop writing everywhere at once
+        # (and if Valkey cannot be reached, nothing is deleted).
+        await revoke_account(rt, user.id)
 
 
 # -- email verification, password reset ------------------------------------------------------------------
@@ -893,8 +899,10 @@ async def admin_revoke_sessions(session: AsyncSession, rt: AuthRuntime, actor: P
 # -- suspension (decided by the user service) ---------------------------------------------------------
 
 
-async def apply_user_suspended(session: AsyncSession, data: UserSuspendedIn, *, at: datetime) -> None:
-    """Consumer, inside its transaction: mark the account (un)suspended; on suspension end its sessions.
+async def apply_user_suspended(session: AsyncSession, rt: AuthRuntime, data: UserSuspendedIn, *,
+                               at: datetime) -> None:
+    """Consumer, inside its transaction: mark the account (un)suspended; on suspension end its sessions
+    and revoke its access tokens in every module (the revocation list), on unsuspension lift that.
 
     `at` is the event's time: an older event delivered late (redelivery after a newer one) changes
     nothing. An unknown user (deleted meanwhile) is ignored."""
@@ -908,9 +916,11 @@ async def apply_user_suspended(session: AsyncSession, data: UserSuspendedIn, *, 
     user.suspension_changed_at = at
     if not data.suspended:
         user.suspended_at = None
+        await restore_account(rt, user.id)
         return
     if user.suspended_at is None:
         user.suspended_at = at
+    await revoke_account(rt, user.id)
     revoked = await _revoke_all_at(session, datetime.now(UTC), user.id, reason="suspended")
     await add_event(session, SessionsRevoked(user_id=user.id, reason="suspended",
                                              actor_id=(data.actor_id or "user-service")[:64], revoked=revoked),

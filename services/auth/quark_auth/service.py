@@ -373,7 +373,8 @@ async def login(session: AsyncSession, rt: AuthRuntime, *, login: str, password:
     if not ok or user is None:
         await _record_failure(rt, account)
         raise Unauthenticated(INVALID_CREDENTIALS, code="invalid-credentials")
-    await _clear_failures(rt, account)
+    # Failures are forgotten only once the whole login has succeeded: with 2FA, the right password alone
+    # must not reset the count, or the second factor could be guessed without ever locking the account.
     if user.suspended:  # only told to whoever knows the password
         raise AccountSuspended(SUSPENDED)
     new_hash = await rt.hasher.hash(password) if rt.hasher.needs_rehash(user.password_hash) else None
@@ -394,7 +395,9 @@ async def login(session: AsyncSession, rt: AuthRuntime, *, login: str, password:
         if new_hash is not None:
             user.password_hash = new_hash
             session.add(user)
-        return await _start_session(session, rt, user, ip=ip, user_agent=user_agent, mfa=False)
+        tokens = await _start_session(session, rt, user, ip=ip, user_agent=user_agent, mfa=False)
+    await _clear_failures(rt, account)
+    return tokens
 
 
 def _totp_counter(rt: AuthRuntime, secret: str, code: str, last: int | None) -> int | None:

@@ -269,7 +269,8 @@ class EmailRequested(EventPayload):
 
     user_id: uuid.UUID
     email: str
-    kind: Literal["verify_email", "reset_password"]
+    # account_exists: someone tried to register with this address; the token and link reset the password.
+    kind: Literal["verify_email", "reset_password", "account_exists"]
     token: str
     expires_at: datetime
     username: str | None = None

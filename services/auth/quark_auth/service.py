@@ -9,6 +9,7 @@ developer can click the link.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -66,6 +67,8 @@ mail_log = logging.getLogger("quark.auth.mail")
 
 ISSUER = "quark-auth"
 EmailKind = Literal["verify_email", "reset_password"]
+# The emails sent: the two token kinds, and "someone tried to register with your address" (a reset link).
+MailKind = Literal["verify_email", "reset_password", "account_exists"]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
@@ -175,8 +178,11 @@ def _log_email(rt: AuthRuntime, event: EmailRequested) -> None:
         mail_log.info("email %s for %s <%s>: %s", event.kind, event.username, event.email, event.link)
 
 
-async def _queue_email(session: AsyncSession, rt: AuthRuntime, user: User, kind: EmailKind) -> EmailRequested:
-    """Create a one-time token (replacing unused ones of the same kind) and the email_requested event."""
+async def _queue_email(session: AsyncSession, rt: AuthRuntime, user: User, mail: MailKind) -> EmailRequested:
+    """Create a one-time token (replacing unused ones of the same kind) and the email_requested event.
+
+    `account_exists` tells the owner that someone tried to register with the address, with a reset link."""
+    kind: EmailKind = "verify_email" if mail == "verify_email" else "reset_password"
     now = rt.now()
     ttl = rt.settings.verify_email_ttl if kind == "verify_email" else rt.settings.reset_password_ttl
     await session.execute(delete(OneTimeToken).where(OneTimeToken.user_id == user.id, OneTimeToken.kind == kind,
@@ -186,7 +192,7 @@ async def _queue_email(session: AsyncSession, rt: AuthRuntime, user: User, kind:
     session.add(OneTimeToken(user_id=user.id, kind=kind, token_hash=digest(token), email=user.email,
                              created_at=now, expires_at=expires))
     path = "verify-email" if kind == "verify_email" else "reset-password"
-    event = EmailRequested(user_id=user.id, email=user.email, kind=kind, token=token, expires_at=expires,
+    event = EmailRequested(user_id=user.id, email=user.email, kind=mail, token=token, expires_at=expires,
                            username=user.username, link=f"{rt.settings.link_base()}/{path}?token={token}")
     await add_event(session, event, subject=str(user.id))
     return event
@@ -196,7 +202,11 @@ async def _queue_email(session: AsyncSession, rt: AuthRuntime, user: User, kind:
 
 
 async def _validate_new_account(session: AsyncSession, *, username: str, email: str, password: str,
-                                display_name: str | None) -> tuple[str, str | None]:
+                                display_name: str | None) -> tuple[str, str | None, bool]:
+    """Checked input: (normalised email, display name, whether the email already has an account).
+
+    A taken username is a 409 (usernames are public); a taken email is only reported to the caller, who
+    decides whether to say so (`create_admin`) or not (`register`: account existence is not revealed)."""
     if reserved.is_reserved(username):
         raise InvalidInput(f"username {username!r} is reserved (it names a route or a system account); "
                            "choose another", field="username", code="username-reserved")
@@ -208,16 +218,16 @@ async def _validate_new_account(session: AsyncSession, *, username: str, email: 
             select(func.lower(User.username) == username.lower(), func.lower(User.email) == email.lower())
             .where(or_(func.lower(User.username) == username.lower(), func.lower(User.email) == email.lower()))
         )).first()
-    if taken is not None:
-        raise Conflict("username is already taken" if taken[0] else "email address is already registered",
-                       code="account-exists")
-    return email, display
+    if taken is not None and taken[0]:
+        raise Conflict("username is already taken", code="account-exists")
+    return email, display, taken is not None
 
 
 async def _insert_user(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str, password_hash: str,
                        display_name: str | None, roles: list[str], verified: bool,
-                       actor: str | None = None) -> tuple[User, EmailRequested | None]:
-    """Insert the user, roles and events in one transaction; a lost uniqueness race becomes 409."""
+                       actor: str | None = None) -> tuple[User, EmailRequested | None] | None:
+    """Insert the user, roles and events in one transaction; a lost race for the username becomes 409,
+    for the email None (the caller decides what to say)."""
     now = rt.now()
     email_event: EmailRequested | None = None
     try:
@@ -242,7 +252,7 @@ async def _insert_user(session: AsyncSession, rt: AuthRuntime, *, username: str,
         if "username" in text:
             raise Conflict("username is already taken", code="account-exists") from None
         if "email" in text:
-            raise Conflict("email address is already registered", code="account-exists") from None
+            return None
         raise
     return user, email_event
 
@@ -252,14 +262,39 @@ async def register(session: AsyncSession, rt: AuthRuntime, *, username: str, ema
     s = rt.settings
     await rt.limit(f"register:ip:{ip or '-'}", limit=s.register_ip_limit, window=s.register_ip_window,
                    detail="too many registrations from this address; try again later")
-    email, display = await _validate_new_account(session, username=username, email=email, password=password,
-                                                 display_name=display_name)
-    password_hash = await rt.hasher.hash(password)
-    user, email_event = await _insert_user(session, rt, username=username, email=email, password_hash=password_hash,
-                                           display_name=display, roles=["user"], verified=False)
+    email, display, email_taken = await _validate_new_account(session, username=username, email=email,
+                                                              password=password, display_name=display_name)
+    password_hash = await rt.hasher.hash(password)  # paid on both paths: the same work, the same time
+    inserted = None if email_taken else await _insert_user(
+        session, rt, username=username, email=email, password_hash=password_hash, display_name=display,
+        roles=["user"], verified=False)
+    if inserted is None:
+        return await _tell_owner(session, rt, username=username, email=email, display_name=display)
+    user, email_event = inserted
     if email_event is not None:
         _log_email(rt, email_event)
     return user
+
+
+async def _tell_owner(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str,
+                      display_name: str | None) -> User:
+    """The address has an account: answer as if one was created (account existence is never revealed)
+    and mail the owner instead — "someone tried to register with your address", with a reset link.
+
+    The account returned is not stored (its id is random); nothing else is written. The owner's mail is
+    throttled silently like reset emails."""
+    s = rt.settings
+    now = rt.now()
+    async with session.begin():
+        owner = (await session.scalars(select(User).where(func.lower(User.email) == email.lower()))).first()
+    if owner is not None and await rt.allowed(f"email:account_exists:{owner.id}", limit=s.email_request_limit,
+                                              window=s.email_request_window):
+        async with session.begin():
+            event = await _queue_email(session, rt, owner, "account_exists")
+        _log_email(rt, event)
+    return User(id=uuid.uuid4(), username=username, email=email, display_name=display_name, password_hash="",
+                email_verified_at=None, created_at=now, password_changed_at=now,
+                roles=[UserRole(role="user", granted_at=now)])
 
 
 async def create_admin(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str, password: str,
@@ -271,12 +306,15 @@ async def create_admin(session: AsyncSession, rt: AuthRuntime, *, username: str,
         raise Conflict(f"an admin already exists ({admins}); use --force to create another", code="admin-exists")
     if not re.fullmatch(USERNAME_PATTERN, username):
         raise InvalidInput("username must be 3-32 letters, digits, '_', '.', '-'", field="username")
-    email, display = await _validate_new_account(session, username=username, email=email, password=password,
-                                                 display_name=display_name)
+    email, display, email_taken = await _validate_new_account(session, username=username, email=email,
+                                                              password=password, display_name=display_name)
     password_hash = await rt.hasher.hash(password)
-    user, _ = await _insert_user(session, rt, username=username, email=email, password_hash=password_hash,
-                                 display_name=display, roles=["user", "admin"], verified=True, actor="cli")
-    return user
+    inserted = None if email_taken else await _insert_user(
+        session, rt, username=username, email=email, password_hash=password_hash, display_name=display,
+        roles=["user", "admin"], verified=True, actor="cli")
+    if inserted is None:  # the operator at the console may know: it is their station
+        raise Conflict("email address is already registered", code="account-exists")
+    return inserted[0]
 
 
 # -- login, lockout ---------------------------------------------------------------------------------
@@ -705,17 +743,32 @@ async def confirm_verification(session: AsyncSession, rt: AuthRuntime, *, token:
 
 
 async def request_password_reset(session: AsyncSession, rt: AuthRuntime, *, email: str, ip: str | None) -> None:
-    """Always "accepted": whether the address has an account is never revealed (nor its rate limit)."""
+    """Always "accepted", in the same time: whether the address has an account is never revealed (nor its
+    rate limit). Both paths do the same lookups and counting, and the answer is padded to a fixed floor
+    (`reset_request_floor`), which covers the one step only a real account takes (storing its token)."""
     s = rt.settings
     await rt.limit(f"email:ip:{ip or '-'}", limit=s.email_request_ip_limit, window=s.email_request_window,
                    detail="too many requests from this address; try again later")
     address = normalize_email(email)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await _send_reset(session, rt, address)
+    finally:
+        await asyncio.sleep(max(0.0, s.reset_request_floor - (loop.time() - started)))
+
+
+async def _send_reset(session: AsyncSession, rt: AuthRuntime, address: str) -> None:
+    s = rt.settings
     async with session.begin():
         user = (await session.scalars(select(User).where(func.lower(User.email) == address.lower()))).first()
+    # An unknown address is counted too (under its digest): the same Redis work as a real account.
+    subject = str(user.id) if user is not None else "unknown-" + digest(address.lower())[:32]
+    allowed = await rt.allowed(f"email:reset_password:{subject}", limit=s.email_request_limit,
+                               window=s.email_request_window)
     if user is None:
         return
-    if not await rt.allowed(f"email:reset_password:{user.id}", limit=s.email_request_limit,
-                            window=s.email_request_window):
+    if not allowed:
         log.info("password reset for user %s throttled", user.id)
         return
     async with session.begin():

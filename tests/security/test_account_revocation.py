@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from quark_auth.accounts import create_admin
 from quark_auth.app import module as auth_module
-from quark_auth.service import create_admin
 from quark_sdk.auth import JWKSCache
 from quark_sdk.events import CloudEvent
 from quark_sdk.revocation import revocation_key

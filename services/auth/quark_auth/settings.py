@@ -58,9 +58,6 @@ class AuthSettings(ServiceSettings):
     sensitive_action_window: float = Field(default=900.0, gt=0)
     trust_proxy_headers: bool = False  # take the client IP from X-Forwarded-For (behind Traefik / the gateway)
 
-    # -- listings
-    max_page_size: int = Field(default=100, ge=1, le=1000)
-
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.env == "prod" and self.bcrypt_rounds < 12:

@@ -9,7 +9,7 @@ import json
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pyotp
 import segno
@@ -58,7 +58,7 @@ async def start_challenge(rt: AuthRuntime, user: User, *, ip: str | None, user_a
     s = rt.settings
     token = new_secret()
     challenge = _Challenge(user_id=str(user.id), ip=ip, user_agent=user_agent)
-    await rt.redis.set(rt.key("mfa", digest(token)), json.dumps(challenge.__dict__), ex=s.mfa_challenge_ttl)
+    await rt.redis.set(rt.key("mfa", digest(token)), json.dumps(asdict(challenge)), ex=s.mfa_challenge_ttl)
     return MfaChallenge(mfa_token=token, expires_in=s.mfa_challenge_ttl)
 
 

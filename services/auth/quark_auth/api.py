@@ -1,19 +1,23 @@
-"""HTTP routes of auth under /api/v1/auth: thin, they call service functions.
+"""HTTP routes of auth under /api/v1/auth: thin, they turn the caller into ids and call service functions.
 
-The auth service verifies its own access tokens with the SDK's TokenVerifier fed from its key set in
-memory (no HTTP hop), and additionally refuses tokens whose session was revoked (logout, revoke-all,
-password change, role revocation, suspension) — other services only see that once the 15-minute token
-expires (it can no longer be refreshed).
+Callers are the SDK's principals (`UserPrincipal`, `UserId`, `require_role`): the app's token verifier
+trusts auth's own keys from memory (app.py, no HTTP hop). On top, every authenticated route here checks
+the token's session (`Caller`): auth refuses tokens of revoked sessions (logout, revoke-all, password
+change, role revocation, suspension) at once — other modules see that when the 15-minute token expires
+and cannot be refreshed; deleted and suspended accounts they refuse at once (the revocation list).
+Auth's routes are account management (verify, change password, 2FA, delete) and must work for an
+unverified account, so they take `Caller`, not `WritingUser`.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from quark_auth import service
+from quark_auth import accounts, admin, mfa, recovery, sessions, signin
 from quark_auth.runtime import AuthRuntime
 from quark_auth.schemas import (
     AcceptedOut,
@@ -31,6 +35,7 @@ from quark_auth.schemas import (
     RegisterIn,
     RevokedOut,
     RoleIn,
+    SessionOut,
     SessionPage,
     TokenIn,
     TokensOut,
@@ -39,8 +44,9 @@ from quark_auth.schemas import (
     UserPage,
 )
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal
-from quark_sdk.errors import PermissionDenied, Unauthenticated
+from quark_sdk.auth import Principal, UserId, UserPrincipal, authenticate_token, require_role
+from quark_sdk.errors import Unauthenticated
+from quark_sdk.pagination import Cursor, Limit
 from quark_sdk.routing import GuardedRoute
 
 PREFIX = "/api/v1/auth"
@@ -51,6 +57,37 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 Runtime = Annotated[AuthRuntime, RuntimeDep]
 
 
+def session_id_of(principal: Principal) -> uuid.UUID:
+    """The session an access token belongs to (its `sid` claim)."""
+    try:
+        return uuid.UUID(str(principal.claims.get("sid")))
+    except ValueError:
+        raise Unauthenticated("token has no session") from None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The calling user and the session their token belongs to, checked to be active."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+async def caller(principal: UserPrincipal, user_id: UserId, session: DbSession) -> Caller:
+    sid = session_id_of(principal)
+    await sessions.ensure_session_active(session, user_id, sid)
+    return Caller(user_id=user_id, session_id=sid)
+
+
+async def admin_caller(me: Annotated[Caller, Depends(caller)],
+                       _: Annotated[Principal, Depends(require_role("admin"))]) -> Caller:
+    return me
+
+
+Me = Annotated[Caller, Depends(caller)]
+Admin = Annotated[Caller, Depends(admin_caller)]
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header is None:
@@ -59,28 +96,6 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("authorization header must be 'Bearer <token>'")
     return token.strip()
-
-
-async def authenticated(request: Request, rt: Runtime, session: DbSession) -> Principal:
-    token = bearer_token(request)
-    if token is None:
-        raise Unauthenticated("bearer token required")
-    principal = await rt.verifier.verify(token)
-    if not principal.is_user:
-        raise PermissionDenied("a user token is required")
-    await service.ensure_session_active(session, principal)
-    request.state.principal = principal
-    return principal
-
-
-async def admin(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
-    if not principal.has_role("admin"):
-        raise PermissionDenied("requires role admin")
-    return principal
-
-
-User = Annotated[Principal, Depends(authenticated)]
-Admin = Annotated[Principal, Depends(admin)]
 
 
 def client_ip(request: Request, rt: AuthRuntime) -> str | None:
@@ -112,9 +127,9 @@ async def jwks(rt: Runtime, response: Response) -> dict[str, object]:
 
 @router.post("/register", status_code=201, response_model=UserOut, summary="Create an account")
 async def register(body: RegisterIn, request: Request, rt: Runtime, session: DbSession) -> UserOut:
-    user = await service.register(session, rt, username=body.username, email=body.email, password=body.password,
-                                  display_name=body.display_name, ip=client_ip(request, rt))
-    return service.user_out(user)
+    user = await accounts.register(session, rt, username=body.username, email=body.email, password=body.password,
+                                   display_name=body.display_name, ip=client_ip(request, rt))
+    return UserOut.of(user)
 
 
 @router.post("/login", response_model=TokensOut | MfaRequiredOut,
@@ -122,77 +137,79 @@ async def register(body: RegisterIn, request: Request, rt: Runtime, session: DbS
 async def login(body: LoginIn, request: Request, response: Response, rt: Runtime,
                 session: DbSession) -> TokensOut | MfaRequiredOut:
     response.headers.update(NO_STORE)
-    return await service.login(session, rt, login=body.login, password=body.password, ip=client_ip(request, rt),
+    result = await signin.login(session, rt, login=body.login, password=body.password, ip=client_ip(request, rt),
                                user_agent=user_agent(request))
+    return MfaRequiredOut.of(result) if isinstance(result, mfa.MfaChallenge) else TokensOut.of(result)
 
 
 @router.post("/login/mfa", response_model=TokensOut, summary="Second login step: TOTP code or recovery code")
 async def login_mfa(body: MfaLoginIn, response: Response, rt: Runtime, session: DbSession) -> TokensOut:
     response.headers.update(NO_STORE)
-    return await service.login_mfa(session, rt, mfa_token=body.mfa_token, code=body.code,
-                                   recovery_code=body.recovery_code)
+    return TokensOut.of(await mfa.login_mfa(session, rt, mfa_token=body.mfa_token, code=body.code,
+                                            recovery_code=body.recovery_code))
 
 
 @router.post("/refresh", response_model=TokensOut, summary="Rotate a refresh token for new tokens")
 async def refresh(body: RefreshIn, request: Request, response: Response, rt: Runtime,
                   session: DbSession) -> TokensOut:
     response.headers.update(NO_STORE)
-    return await service.refresh(session, rt, refresh_token=body.refresh_token, ip=client_ip(request, rt),
-                                 user_agent=user_agent(request))
+    return TokensOut.of(await sessions.refresh(session, rt, refresh_token=body.refresh_token,
+                                               ip=client_ip(request, rt), user_agent=user_agent(request)))
 
 
 @router.post("/logout", status_code=204, summary="End the current session (access token and/or refresh token)")
 async def logout(request: Request, rt: Runtime, session: DbSession, body: LogoutIn | None = None) -> None:
+    """A bad access token is forgiven when a refresh token names the session (the access token may be expired)."""
     refresh_token = body.refresh_token if body else None
-    principal: Principal | None = None
+    session_id: uuid.UUID | None = None
     token = bearer_token(request)
     if token is not None:
         try:
-            principal = await rt.verifier.verify(token)
+            session_id = session_id_of(await authenticate_token(request, token))
         except Unauthenticated:
             if refresh_token is None:
                 raise
     elif refresh_token is None:
         raise Unauthenticated("bearer token or refresh_token required")
-    await service.logout(session, rt, principal=principal, refresh_token=refresh_token)
+    await sessions.logout(session, rt, session_id=session_id, refresh_token=refresh_token)
 
 
 # -- me ---------------------------------------------------------------------------------------------
 
 
 @router.get("/me", response_model=UserOut, summary="The caller's account")
-async def me(user: User, session: DbSession) -> UserOut:
-    return service.user_out(await service.me(session, user))
+async def me(me: Me, session: DbSession) -> UserOut:
+    return UserOut.of(await accounts.me(session, me.user_id))
 
 
 @router.delete("/me", status_code=204, summary="Delete the caller's account (password required)")
-async def delete_me(body: PasswordIn, user: User, rt: Runtime, session: DbSession) -> None:
-    await service.delete_account(session, rt, user, password=body.password)
+async def delete_me(body: PasswordIn, me: Me, rt: Runtime, session: DbSession) -> None:
+    await accounts.delete_account(session, rt, me.user_id, password=body.password)
 
 
 @router.post("/password", status_code=204, summary="Change password; other sessions are revoked")
-async def change_password(body: PasswordChangeIn, user: User, rt: Runtime, session: DbSession) -> None:
-    await service.change_password(session, rt, user, current_password=body.current_password,
-                                  new_password=body.new_password)
+async def change_password(body: PasswordChangeIn, me: Me, rt: Runtime, session: DbSession) -> None:
+    await accounts.change_password(session, rt, me.user_id, current_password=body.current_password,
+                                   new_password=body.new_password, keep_session=me.session_id)
 
 
 @router.get("/sessions", response_model=SessionPage, summary="Active sessions (devices) of the caller")
-async def sessions(user: User, rt: Runtime, session: DbSession,
-                   limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                   cursor: Annotated[str | None, Query(max_length=200)] = None) -> SessionPage:
-    items, next_cursor = await service.list_sessions(session, rt, user, limit=limit, cursor=cursor)
-    return SessionPage(items=items, next_cursor=next_cursor)
+async def list_sessions(me: Me, rt: Runtime, session: DbSession, limit: Limit = 20,
+                        cursor: Cursor = None) -> SessionPage:
+    rows, next_cursor = await sessions.list_sessions(session, rt, me.user_id, limit=limit, cursor=cursor)
+    return SessionPage(items=[SessionOut.of(r, current=me.session_id) for r in rows], next_cursor=next_cursor)
 
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="Revoke one of the caller's sessions")
-async def revoke_session(session_id: uuid.UUID, user: User, rt: Runtime, session: DbSession) -> None:
-    await service.revoke_session(session, rt, user, session_id)
+async def revoke_session(session_id: uuid.UUID, me: Me, rt: Runtime, session: DbSession) -> None:
+    await sessions.revoke_session(session, rt, me.user_id, session_id)
 
 
 @router.post("/sessions/revoke-all", response_model=RevokedOut, summary="Revoke all of the caller's sessions")
-async def revoke_all(user: User, rt: Runtime, session: DbSession,
+async def revoke_all(me: Me, rt: Runtime, session: DbSession,
                      keep_current: Annotated[bool, Query()] = False) -> RevokedOut:
-    return RevokedOut(revoked=await service.revoke_all_sessions(session, rt, user, keep_current=keep_current))
+    keep = me.session_id if keep_current else None
+    return RevokedOut(revoked=await sessions.revoke_all_sessions(session, rt, me.user_id, keep=keep))
 
 
 # -- email verification, password reset ------------------------------------------------------------------
@@ -200,91 +217,88 @@ async def revoke_all(user: User, rt: Runtime, session: DbSession,
 
 @router.post("/verify-email/request", status_code=202, response_model=AcceptedOut,
              summary="Send (again) the email verification link")
-async def verify_email_request(user: User, rt: Runtime, session: DbSession) -> AcceptedOut:
-    await service.request_verification(session, rt, user)
+async def verify_email_request(me: Me, rt: Runtime, session: DbSession) -> AcceptedOut:
+    await recovery.request_verification(session, rt, me.user_id)
     return AcceptedOut()
 
 
 @router.post("/verify-email/confirm", status_code=204, summary="Confirm an email address with the emailed token")
 async def verify_email_confirm(body: TokenIn, rt: Runtime, session: DbSession) -> None:
-    await service.confirm_verification(session, rt, token=body.token)
+    await recovery.confirm_verification(session, rt, token=body.token)
 
 
 @router.post("/password-reset/request", status_code=202, response_model=AcceptedOut,
              summary="Email a reset link if the address has an account (always 202)")
 async def password_reset_request(body: EmailIn, request: Request, rt: Runtime, session: DbSession) -> AcceptedOut:
-    await service.request_password_reset(session, rt, email=body.email, ip=client_ip(request, rt))
+    await recovery.request_password_reset(session, rt, email=body.email, ip=client_ip(request, rt))
     return AcceptedOut()
 
 
 @router.post("/password-reset/confirm", status_code=204, summary="Set a new password with the emailed token")
 async def password_reset_confirm(body: PasswordResetConfirmIn, rt: Runtime, session: DbSession) -> None:
-    await service.confirm_password_reset(session, rt, token=body.token, new_password=body.new_password)
+    await recovery.confirm_password_reset(session, rt, token=body.token, new_password=body.new_password)
 
 
 # -- 2FA --------------------------------------------------------------------------------------------
 
 
 @router.post("/2fa/setup", response_model=TotpSetupOut, summary="Start TOTP enrolment")
-async def totp_setup(user: User, rt: Runtime, session: DbSession, response: Response) -> TotpSetupOut:
+async def totp_setup(me: Me, rt: Runtime, session: DbSession, response: Response) -> TotpSetupOut:
     response.headers.update(NO_STORE)
-    account, secret = await service.totp_setup(session, rt, user)
-    return TotpSetupOut(secret=secret, otpauth_uri=service.otpauth_uri(rt, account, secret),
+    account, secret = await mfa.totp_setup(session, rt, me.user_id)
+    return TotpSetupOut(secret=secret, otpauth_uri=mfa.otpauth_uri(rt, account, secret),
                         qr_png_url=f"{PREFIX}/2fa/qr.png")
 
 
 @router.get("/2fa/qr.png", response_class=Response, summary="QR code (PNG) of the pending enrolment",
             responses={200: {"content": {"image/png": {}}}})
-async def totp_qr(user: User, rt: Runtime, session: DbSession) -> Response:
-    png = await service.totp_qr_png(session, rt, user)
+async def totp_qr(me: Me, rt: Runtime, session: DbSession) -> Response:
+    png = await mfa.totp_qr_png(session, rt, me.user_id)
     return Response(png, media_type="image/png", headers=NO_STORE)
 
 
 @router.post("/2fa/confirm", response_model=RecoveryCodesOut, summary="Enable 2FA; returns recovery codes once")
-async def totp_confirm(body: CodeIn, user: User, rt: Runtime, session: DbSession,
+async def totp_confirm(body: CodeIn, me: Me, rt: Runtime, session: DbSession,
                        response: Response) -> RecoveryCodesOut:
     response.headers.update(NO_STORE)
-    return RecoveryCodesOut(recovery_codes=await service.totp_confirm(session, rt, user, code=body.code))
+    return RecoveryCodesOut(recovery_codes=await mfa.totp_confirm(session, rt, me.user_id, code=body.code))
 
 
 @router.post("/2fa/disable", status_code=204, summary="Disable 2FA (password required)")
-async def totp_disable(body: PasswordIn, user: User, rt: Runtime, session: DbSession) -> None:
-    await service.totp_disable(session, rt, user, password=body.password)
+async def totp_disable(body: PasswordIn, me: Me, rt: Runtime, session: DbSession) -> None:
+    await mfa.totp_disable(session, rt, me.user_id, password=body.password)
 
 
 # -- admin ------------------------------------------------------------------------------------------
 
 
 @router.get("/admin/users", response_model=UserPage, summary="All accounts (admin)")
-async def admin_users(actor: Admin, rt: Runtime, session: DbSession,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                      cursor: Annotated[str | None, Query(max_length=200)] = None,
+async def admin_users(actor: Admin, session: DbSession, limit: Limit = 50, cursor: Cursor = None,
                       q: Annotated[str | None, Query(max_length=254, pattern=r"^[^\x00]*$",
                                                      description="username/email prefix")] = None,
                       ) -> UserPage:
-    users, next_cursor = await service.list_users(session, limit=min(limit, rt.settings.max_page_size),
-                                                  cursor=cursor, q=q)
-    return UserPage(items=[service.user_out(u) for u in users], next_cursor=next_cursor)
+    users, next_cursor = await admin.list_users(session, limit=limit, cursor=cursor, q=q)
+    return UserPage(items=[UserOut.of(u) for u in users], next_cursor=next_cursor)
 
 
 @router.get("/admin/users/{user_id}", response_model=UserOut, summary="One account (admin)")
 async def admin_user(user_id: uuid.UUID, actor: Admin, session: DbSession) -> UserOut:
-    return service.user_out(await service.admin_get_user(session, user_id))
+    return UserOut.of(await admin.admin_get_user(session, user_id))
 
 
 @router.post("/admin/users/{user_id}/roles", response_model=UserOut, summary="Grant a role (admin)")
 async def grant_role(user_id: uuid.UUID, body: RoleIn, actor: Admin, rt: Runtime, session: DbSession) -> UserOut:
-    return service.user_out(await service.grant_role(session, rt, actor, user_id, body.role))
+    return UserOut.of(await admin.grant_role(session, rt, str(actor.user_id), user_id, body.role))
 
 
 @router.delete("/admin/users/{user_id}/roles/{role}", response_model=UserOut,
                summary="Revoke a role (admin); the user's sessions are revoked too")
 async def revoke_role(user_id: uuid.UUID, role: Annotated[str, Path(max_length=32)], actor: Admin, rt: Runtime,
                       session: DbSession) -> UserOut:
-    return service.user_out(await service.revoke_role(session, rt, actor, user_id, role))
+    return UserOut.of(await admin.revoke_role(session, rt, str(actor.user_id), user_id, role))
 
 
 @router.post("/admin/users/{user_id}/sessions/revoke-all", response_model=RevokedOut,
              summary="Revoke every session of a user (admin; audited by quark.auth.sessions_revoked)")
 async def admin_revoke_sessions(user_id: uuid.UUID, actor: Admin, rt: Runtime, session: DbSession) -> RevokedOut:
-    return RevokedOut(revoked=await service.admin_revoke_sessions(session, rt, actor, user_id))
+    return RevokedOut(revoked=await admin.admin_revoke_sessions(session, rt, str(actor.user_id), user_id))

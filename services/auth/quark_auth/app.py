@@ -8,16 +8,18 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from quark_auth import service
 from quark_auth.api import router
 from quark_auth.commands import create_admin_command
+from quark_auth.common import ISSUER
 from quark_auth.events import suspensions
 from quark_auth.keys import KeyManager
 from quark_auth.models import Base
 from quark_auth.passwords import PasswordHasher
 from quark_auth.runtime import AuthRuntime
+from quark_auth.sessions import purge_expired
 from quark_auth.settings import AuthSettings
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
+from quark_sdk.auth import TokenVerifier
 from quark_sdk.ratelimit import RateLimiter
 
 log = logging.getLogger("quark.auth")
@@ -40,10 +42,25 @@ async def build_runtime(ctx: AuthContext) -> AuthRuntime:
         log.warning("QUARK_ENV=dev: verification and password-reset links (live tokens) are logged on "
                     "quark.auth.mail; never run a production station with QUARK_ENV=dev")
     hasher = await asyncio.to_thread(PasswordHasher, settings.bcrypt_rounds)
+    verifier = keys.verifier(settings.token_audience)
+    trust_own_keys(ctx, verifier)
     return AuthRuntime(
         settings=settings, keys=keys, hasher=hasher, redis=redis, limiter=RateLimiter(redis, prefix=ctx.key()),
-        verifier=keys.verifier(settings.token_audience), key_prefix=ctx.key(),
+        verifier=verifier, key_prefix=ctx.key(),
     )
+
+
+def trust_own_keys(ctx: AuthContext, own: TokenVerifier) -> None:
+    """The app's token verifier (the one the SDK's principals use) takes auth's tokens from auth's own
+    keys in memory, not from its JWKS over the gateway.
+
+    It does not consult the revocation list here: every authenticated route of auth checks the token's
+    session in auth's own database, which covers deleted accounts (sessions gone: 401), suspended ones
+    (403 account-suspended, saying why) and more (logout, revoked sessions)."""
+    if ctx.verifier is None:
+        return
+    ctx.verifier.sources[ISSUER] = own.sources[ISSUER]
+    ctx.verifier.revocations = None
 
 
 async def key_rotation(ctx: AuthContext) -> None:
@@ -63,7 +80,7 @@ async def purge(ctx: AuthContext) -> None:
     while True:
         await asyncio.sleep(PURGE_INTERVAL)
         async with ctx.database().session() as session:
-            counts = await service.purge_expired(session, rt)
+            counts = await purge_expired(session, rt)
         if any(counts.values()):
             log.info("purged %s", counts)
 

@@ -11,7 +11,7 @@ import getpass
 import sys
 from typing import Any
 
-from quark_auth import service
+from quark_auth.accounts import create_admin
 from quark_sdk.app import ModuleCommand, ServiceContext
 from quark_sdk.errors import QuarkError
 
@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace, ctx: ServiceContext) -> int:
     rt = ctx.runtime
     try:
         async with ctx.database().session() as session:
-            user = await service.create_admin(session, rt, username=args.username, email=args.email,
+            user = await create_admin(session, rt, username=args.username, email=args.email,
                                               password=password, display_name=args.display_name, force=args.force)
     except QuarkError as exc:
         print(f"quark: {exc.detail}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Events of auth. It publishes through the outbox (service.py, same transaction as the change); identity
+"""Events of auth. It publishes through the outbox (the domain modules, same transaction as the change); identity
 is the source other services replicate from. It consumes one event: `quark.user.suspended`, because the
 user service decides suspension but only auth can refuse the login.
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_auth import service
 from quark_auth.runtime import AuthRuntime
 from quark_auth.schemas import (
     EmailRequested,
@@ -23,6 +22,7 @@ from quark_auth.schemas import (
     UserSuspendedIn,
     UserVerified,
 )
+from quark_auth.suspension import apply_user_suspended
 from quark_sdk.events import CloudEvent, Consumer, EventPayload
 
 PUBLISHED: tuple[type[EventPayload], ...] = (
@@ -41,4 +41,4 @@ suspensions = Consumer[AuthRuntime]("suspensions")  # quark.user.suspended → u
 
 @suspensions.on("quark.user.suspended")
 async def on_user_suspended(rt: AuthRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_user_suspended(session, event.payload(UserSuspendedIn), at=event.time)
+    await apply_user_suspended(session, rt, event.payload(UserSuspendedIn), at=event.time)

@@ -10,11 +10,18 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from quark_auth import rbac
 from quark_sdk.events import EventPayload, event_type
+from quark_sdk.pagination import Page
+
+if TYPE_CHECKING:
+    from quark_auth.mfa import MfaChallenge
+    from quark_auth.models import LoginSession, User
+    from quark_auth.sessions import IssuedTokens
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{1,30})[A-Za-z0-9_]$"
 # Passwords are bounded here by characters (cheap DoS guard); the policy bounds them by bytes.
@@ -129,10 +136,16 @@ class UserOut(BaseModel):
     created_at: datetime
     suspended: bool = False
 
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        roles = user.role_names
+        return cls(id=user.id, username=user.username, email=user.email, display_name=user.display_name,
+                   roles=roles, permissions=rbac.permissions_for(roles), email_verified=user.email_verified,
+                   mfa_enabled=user.mfa_enabled, created_at=user.created_at, suspended=user.suspended)
 
-class UserPage(BaseModel):
-    items: list[UserOut]
-    next_cursor: str | None
+
+class UserPage(Page[UserOut]):
+    pass
 
 
 class TokensOut(BaseModel):
@@ -144,11 +157,21 @@ class TokensOut(BaseModel):
     session_id: uuid.UUID
     user: UserOut
 
+    @classmethod
+    def of(cls, tokens: IssuedTokens) -> TokensOut:
+        return cls(access_token=tokens.access_token, expires_in=tokens.expires_in,
+                   refresh_token=tokens.refresh_token, refresh_expires_in=tokens.refresh_expires_in,
+                   session_id=tokens.session_id, user=UserOut.of(tokens.user))
+
 
 class MfaRequiredOut(BaseModel):
     mfa_required: Literal[True] = True
     mfa_token: str
     expires_in: int
+
+    @classmethod
+    def of(cls, challenge: MfaChallenge) -> MfaRequiredOut:
+        return cls(mfa_token=challenge.mfa_token, expires_in=challenge.expires_in)
 
 
 class SessionOut(BaseModel):
@@ -161,10 +184,14 @@ class SessionOut(BaseModel):
     mfa: bool
     current: bool
 
+    @classmethod
+    def of(cls, row: LoginSession, *, current: uuid.UUID) -> SessionOut:
+        return cls(id=row.id, created_at=row.created_at, last_used_at=row.last_used_at, expires_at=row.expires_at,
+                   ip=row.ip, user_agent=row.user_agent, mfa=row.mfa, current=row.id == current)
 
-class SessionPage(BaseModel):
-    items: list[SessionOut]
-    next_cursor: str | None
+
+class SessionPage(Page[SessionOut]):
+    pass
 
 
 class RevokedOut(BaseModel):
@@ -269,7 +296,8 @@ class EmailRequested(EventPayload):
 
     user_id: uuid.UUID
     email: str
-    kind: Literal["verify_email", "reset_password"]
+    # account_exists: someone tried to register with this address; the token and link reset the password.
+    kind: Literal["verify_email", "reset_password", "account_exists"]
     token: str
     expires_at: datetime
     username: str | None = None

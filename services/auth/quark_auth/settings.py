@@ -52,12 +52,11 @@ class AuthSettings(ServiceSettings):
     email_request_limit: int = Field(default=5, ge=1)  # verify / reset emails per account and window
     email_request_window: float = Field(default=3600.0, gt=0)
     email_request_ip_limit: int = Field(default=30, ge=1)
+    # A password-reset request answers no sooner than this, whether the address has an account or not.
+    reset_request_floor: float = Field(default=0.2, ge=0, le=5)
     sensitive_action_limit: int = Field(default=10, ge=1)  # password checks / 2FA codes per user and window
     sensitive_action_window: float = Field(default=900.0, gt=0)
     trust_proxy_headers: bool = False  # take the client IP from X-Forwarded-For (behind Traefik / the gateway)
-
-    # -- listings
-    max_page_size: int = Field(default=100, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from quark_auth import service
+from quark_auth.accounts import create_admin
 from quark_auth.runtime import AuthRuntime
 from quark_sdk.events import CloudEvent, dead_letter_stream, stream_for, subject_for
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
@@ -75,7 +75,7 @@ class Auth:
     async def admin(self, username: str = "root") -> tuple[dict[str, Any], dict[str, str]]:
         """An admin made as `quark create-admin --force` makes one, logged in."""
         async with self.svc.ctx.database().session() as session:
-            await service.create_admin(session, self.rt, username=username, email=f"{username}@example.com",
+            await create_admin(session, self.rt, username=username, email=f"{username}@example.com",
                                        password=PASSWORD, force=True)
         tokens = await self.login(username)
         return tokens, bearer(tokens["access_token"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Any
 
 import pytest
@@ -46,12 +48,62 @@ async def test_duplicates_are_refused_case_insensitively(auth: Auth) -> None:
     before = await auth.outbox_types()
     dup_name = await auth.client.post(f"{API}/register", json={
         "username": "ALICE", "email": "other@example.com", "password": PASSWORD})
-    assert "username" in assert_problem(dup_name, 409)["detail"]
+    assert "username" in assert_problem(dup_name, 409)["detail"]  # usernames are public anyway
+    assert await auth.outbox_types() == before
+    # A taken email is not revealed (test_register_does_not_reveal_a_registered_email); nothing is stored.
     dup_mail = await auth.client.post(f"{API}/register", json={
         "username": "other", "email": "Alice@Example.com", "password": PASSWORD})
-    assert "email" in assert_problem(dup_mail, 409)["detail"]
-    assert await auth.outbox_types() == before
+    assert dup_mail.status_code == 201
     assert len(await auth.sql("SELECT id FROM users")) == 1
+
+
+async def test_register_does_not_reveal_a_registered_email(auth: Auth) -> None:
+    """Issue 16 item 9: registering with an address that has an account answers exactly like a new account
+    (201, the same body) and mails the owner instead; nothing is stored."""
+    await auth.register("alice")
+    fresh = await auth.client.post(f"{API}/register", json={
+        "username": "carol", "email": "carol@example.com", "password": PASSWORD, "display_name": "C"})
+    taken = await auth.client.post(f"{API}/register", json={
+        "username": "mallory", "email": "ALICE@example.com", "password": PASSWORD, "display_name": "C"})
+    assert fresh.status_code == taken.status_code == 201
+    assert fresh.headers["content-type"] == taken.headers["content-type"]
+    a, b = fresh.json(), taken.json()
+    assert a.keys() == b.keys() and "already" not in taken.text
+    same = {k: v for k, v in a.items() if k not in ("id", "username", "email", "created_at")}
+    assert same == {k: v for k, v in b.items() if k not in ("id", "username", "email", "created_at")}
+    assert b["username"] == "mallory" and b["email"] == "ALICE@example.com"
+    assert [r.username for r in await auth.sql("SELECT username FROM users ORDER BY username")] == ["alice", "carol"]
+    registered = [e.data["username"] for e in await auth.outbox() if e.type == "quark.auth.user_registered"]
+    assert registered == ["alice", "carol"]
+    # The owner is told, with a link that resets the password (if it was them, they can get in).
+    [mail] = await auth.emails("account_exists")
+    assert mail["email"] == "alice@example.com" and mail["username"] == "alice"
+    assert "/reset-password?token=" in mail["link"]
+    reset = await auth.client.post(f"{API}/password-reset/confirm", json={"token": mail["token"],
+                                                                           "new_password": "a fresh passphrase"})
+    assert reset.status_code == 204
+    await auth.login("alice", "a fresh passphrase")
+
+
+async def test_password_reset_timing_does_not_reveal_accounts(start_auth: Any) -> None:
+    """Issue 16 item 9: the median answer time of a reset request is the same for an address with an
+    account and one without (~30 requests each, interleaved), and so is the answer."""
+    auth: Auth = await start_auth(email_request_limit=10_000)  # every request to the account does the full work
+    await auth.register("kate")
+
+    async def timed(email: str) -> tuple[float, int, bytes]:
+        started = time.perf_counter()
+        resp = await auth.client.post(f"{API}/password-reset/request", json={"email": email})
+        return time.perf_counter() - started, resp.status_code, resp.content
+
+    existing, unknown = [], []
+    for i in range(30):
+        existing.append(await timed("kate@example.com"))
+        unknown.append(await timed(f"nobody{i}@example.com"))
+    assert {(status, body) for _, status, body in existing + unknown} == {(202, b'{"status":"accepted"}')}
+    ratio = statistics.median(t for t, _, _ in existing) / statistics.median(t for t, _, _ in unknown)
+    assert 0.8 <= ratio <= 1.25, ratio
+    assert len(await auth.emails("reset_password")) == 30
 
 
 @pytest.mark.parametrize(("body", "field"), [

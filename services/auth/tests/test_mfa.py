@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -142,3 +143,43 @@ async def test_disable_2fa(auth: Auth) -> None:
     tokens = await auth.login("alice")  # no challenge any more
     assert "access_token" in tokens
     assert_problem(await auth.client.post(f"{API}/2fa/disable", json={"password": PASSWORD}, headers=headers), 409)
+
+
+async def test_mfa_failures_lock_the_account_like_password_failures(start_auth: Callable[..., Any]) -> None:
+    """Issue 16 item 3: the right password must not clear the failure count before the second factor.
+
+    Wrong TOTP and recovery codes count in the same per-account lockout as wrong passwords, across fresh
+    challenges (each one re-entering the right password), and only a complete login clears the count."""
+    auth: Auth = await start_auth(lockout_threshold=3, lockout_window=3600, lockout_base=60, lockout_max=240)
+    clock = FakeClock(time.time() - 100)
+    auth.rt.set_clock(clock)
+    _, headers = await auth.user("alice")
+    totp, codes = await enable_2fa(auth, headers)
+
+    for _ in range(3):  # a fresh challenge each time: the password is right, the code is not
+        wrong = await auth.client.post(f"{API}/login/mfa", json={"mfa_token": await mfa_challenge(auth),
+                                                                  "code": "000000"})
+        assert_problem(wrong, 401)
+    locked = await auth.client.post(f"{API}/login", json={"login": "alice", "password": PASSWORD})
+    assert assert_problem(locked, 429)["type"].endswith("/account-locked")
+    assert locked.headers["retry-after"] == "60"
+
+    # A wrong recovery code counts the same: one more failure inside the window locks again, twice as long.
+    clock.advance(61)
+    bad = await auth.client.post(f"{API}/login/mfa", json={"mfa_token": await mfa_challenge(auth),
+                                                            "recovery_code": "AAAA-BBBB-CCCC-DDDD"})
+    assert_problem(bad, 401)
+    relocked = await auth.client.post(f"{API}/login", json={"login": "alice", "password": PASSWORD})
+    assert_problem(relocked, 429)
+    assert relocked.headers["retry-after"] == "120"
+
+    # Only the whole login, second factor included, clears the count: then two failures do not lock.
+    clock.advance(121)
+    ok = await auth.client.post(f"{API}/login/mfa", json={"mfa_token": await mfa_challenge(auth),
+                                                           "code": totp.at(clock.now + 30)})
+    assert ok.status_code == 200, ok.text
+    for _ in range(2):
+        wrong = await auth.client.post(f"{API}/login/mfa", json={"mfa_token": await mfa_challenge(auth),
+                                                                  "recovery_code": codes[0] + "X"})
+        assert_problem(wrong, 401)
+    assert (await mfa_challenge(auth))  # not locked

@@ -11,9 +11,9 @@ from auth_testkit import API, Auth, FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quark_auth import service
 from quark_auth.app import module
 from quark_auth.models import Base
+from quark_auth.sessions import purge_expired
 from quark_sdk.cli import installed_modules
 from quark_sdk.outbox import EVENT_METADATA
 
@@ -50,7 +50,7 @@ async def test_purge_drops_spent_rows(auth: Auth) -> None:
     clock = FakeClock(time.time() + 40 * 86400)
     auth.rt.set_clock(clock)
     async with auth.svc.ctx.database().session() as session:
-        counts = await service.purge_expired(session, auth.rt)
+        counts = await purge_expired(session, auth.rt)
     assert counts == {"refresh_tokens": 2, "sessions": 1, "one_time_tokens": 1}
     assert await auth.sql("SELECT id FROM sessions") == []
 

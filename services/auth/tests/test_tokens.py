@@ -294,3 +294,16 @@ def test_overlap_must_cover_token_lifetime() -> None:
         AuthSettings.load(access_token_ttl=900, key_overlap=600)
     with pytest.raises(ConfigError, match="bcrypt_rounds"):
         AuthSettings.load(env="prod", bcrypt_rounds=10)
+
+
+async def test_email_verified_claim_changes_at_the_next_refresh(auth: Auth) -> None:
+    """The SDK's WritingUser policy reads `email_verified` from the token: false until the address is
+    verified, true from the next refresh after it (no new login needed). No phone yet: no phone claim."""
+    tokens, _ = await auth.user("alice")
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert claims["email_verified"] is False and "phone_number_verified" not in claims
+    token = (await auth.emails("verify_email"))[-1]["token"]
+    assert (await auth.client.post(f"{API}/verify-email/confirm", json={"token": token})).status_code == 204
+    refreshed = await auth.client.post(f"{API}/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    assert jwt.decode(refreshed.json()["access_token"], options={"verify_signature": False})["email_verified"] is True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from auth_testkit import API, PASSWORD, Auth, assert_problem
 
-from quark_auth import service
+from quark_auth.accounts import create_admin
 from quark_auth.reserved import RESERVED_USERNAMES, is_reserved
 from quark_sdk.errors import InvalidInput
 
@@ -34,10 +34,10 @@ async def test_register_refuses_reserved_names(auth: Auth, username: str) -> Non
 async def test_create_admin_refuses_reserved_names(auth: Auth) -> None:
     async with auth.svc.ctx.database().session() as session:
         with pytest.raises(InvalidInput, match="reserved") as info:
-            await service.create_admin(session, auth.rt, username="admin", email="admin@example.com",
+            await create_admin(session, auth.rt, username="admin", email="admin@example.com",
                                        password=PASSWORD)
     assert info.value.extra["errors"][0]["field"] == "username"
     assert await auth.sql("SELECT id FROM users") == []
     async with auth.svc.ctx.database().session() as session:
-        await service.create_admin(session, auth.rt, username="root", email="root@example.com", password=PASSWORD)
+        await create_admin(session, auth.rt, username="root", email="root@example.com", password=PASSWORD)
     assert len(await auth.sql("SELECT id FROM users")) == 1

@@ -64,8 +64,8 @@ class Conn:
 
     async def violation(self, needle: str) -> str:
         def seen() -> str | None:
-            return next((e for e in self.errors if "permissions violation" in e.lower() and needle.lower() in e.lower()),
-                        None)
+            wanted = needle.lower()
+            return next((e for e in self.errors if "permissions violation" in e.lower() and wanted in e.lower()), None)
 
         return str(await eventually(seen, timeout=5, what=f"a permissions violation for {needle}"))
 
@@ -241,3 +241,35 @@ async def test_a_station_works_with_per_module_nats_users(quark: QuarkTestEnv, s
         await mailer_bus.close()
         await db.dispose() if hasattr(db, "dispose") else None
         await asyncio.sleep(0)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_fleets_nats_config_is_current() -> None:
+    """deploy/nats/nats.conf is what `python -m quark_sdk.natsauth deploy/nats/nats.conf` writes today."""
+    assert (REPO / "deploy" / "nats" / "nats.conf").read_text() == natsauth.fleet_config(), (
+        "regenerate: python -m quark_sdk.natsauth deploy/nats/nats.conf")
+
+
+def test_compose_gives_each_module_its_own_nats_user() -> None:
+    import re
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    nats_svc = services["nats"]
+    assert "/etc/nats/nats.conf" in nats_svc["command"] and "--user" not in nats_svc["command"]
+    assert "./deploy/nats/nats.conf:/etc/nats/nats.conf:ro" in nats_svc["volumes"]
+    users = set(re.findall(r'\{user: "([a-z-]+)"', (REPO / "deploy" / "nats" / "nats.conf").read_text()))
+    for user in users:
+        assert natsauth.env_var(user) in nats_svc["environment"], user
+    bus_modules = users - {natsauth.OPERATOR_USER}
+    assert {"auth", "blog", "user", "hub"} <= bus_modules
+    for name in bus_modules:
+        env = services[name]["environment"]
+        url = urlsplit(env[f"QUARK_{name.upper().replace('-', '_')}_NATS_URL"])
+        assert (url.username, url.hostname) == (name, "nats")
+        assert url.password == f"${{{natsauth.env_var(name)}:-dev-only-nats-{name}-password}}"
+        assert urlsplit(env["QUARK_NATS_URL"]).username is None  # no shared identity to fall back on

@@ -221,7 +221,8 @@ def write_config(path: Path, modules: Sequence[Any], passwords: Mapping[str, str
     return path
 
 
-FLEET_HEADER = """# The compose fleet's nats-server users: one per module, permissions from its manifest (docs/operations.md).
+FLEET_HEADER = """\
+# The compose fleet's nats-server users: a user per module, permissions from its manifest (docs/operations.md).
 # Generated: `python -m quark_sdk.natsauth deploy/nats/nats.conf` after adding a module or changing what one
 # publishes or consumes (tests/security/test_nats_permissions.py checks it is current). Passwords are not here:
 # the server reads $QUARK_<MODULE>_NATS_PASSWORD from its environment (docker-compose.yml, .env)."""

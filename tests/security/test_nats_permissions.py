@@ -8,7 +8,6 @@ form, cannot publish as another domain; while a station of real modules, each on
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -173,16 +172,11 @@ async def test_blog_credentials_cannot_publish_as_another_domain(secured: Secure
                                                                                subjects=["quark.auth.>"]))
     info = await conns[natsauth.OPERATOR_USER].nc.jetstream()._jsm.stream_info(stream_for("auth"))
     assert info.state.messages == 1  # only auth's own event
-    # Its own domain it publishes.
-    ack = await blog.nc.jetstream(timeout=5).publish("quark.post.published", b"{}") if await _stream(
-        conns["blog"], "post") else None
-    assert ack is not None and ack.stream == stream_for("post")
-
-
-async def _stream(conn: Conn, domain: str) -> bool:
-    await conn.nc.jetstream(timeout=5)._jsm.add_stream(api.StreamConfig(name=stream_for(domain),
-                                                                         subjects=[f"quark.{domain}.>"]))
-    return True
+    # Its own domain's stream it creates, and publishes to it.
+    js = blog.nc.jetstream(timeout=5)
+    await js._jsm.add_stream(api.StreamConfig(name=stream_for("post"), subjects=["quark.post.>"]))
+    ack = await js.publish("quark.post.published", b"{}")
+    assert ack.stream == stream_for("post")
 
 
 async def test_a_station_works_with_per_module_nats_users(quark: QuarkTestEnv, secured: SecuredNats) -> None:
@@ -239,8 +233,7 @@ async def test_a_station_works_with_per_module_nats_users(quark: QuarkTestEnv, s
     finally:
         await runner.stop()
         await mailer_bus.close()
-        await db.dispose() if hasattr(db, "dispose") else None
-        await asyncio.sleep(0)
+        await db.dispose()
 
 
 REPO = Path(__file__).resolve().parents[2]

@@ -122,3 +122,17 @@ CREATE ROLE quark_ai WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NO
 CREATE DATABASE "ai" WITH OWNER quark_ai ENCODING 'UTF8' TEMPLATE template0;
 REVOKE ALL ON DATABASE "ai" FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE "ai" TO quark_ai;
+
+-- ------------------------------------------------------------------ mailer
+\getenv quark_password QUARK_MAILER_DB_PASSWORD
+\if :{?quark_password}
+\else
+  \warn 'init-databases.sql: QUARK_MAILER_DB_PASSWORD is not set'
+  DO $$ BEGIN RAISE EXCEPTION 'environment variable QUARK_MAILER_DB_PASSWORD is not set'; END $$;
+\endif
+CREATE ROLE quark_mailer WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS
+    CONNECTION LIMIT 100 PASSWORD :'quark_password';
+\unset quark_password
+CREATE DATABASE "mailer" WITH OWNER quark_mailer ENCODING 'UTF8' TEMPLATE template0;
+REVOKE ALL ON DATABASE "mailer" FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE "mailer" TO quark_mailer;

@@ -15,10 +15,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PROG="quark-manager.sh"
 
 # Docking order of the modules (quark_sdk.cli.START_ORDER), and the infrastructure they stand on.
-MODULES=(hub auth user media blog messaging ai)
-INFRA=(postgres redis nats minio vault otel-collector tempo loki prometheus grafana traefik)
+MODULES=(hub auth user media blog messaging ai mailer)
+INFRA=(postgres redis nats minio vault otel-collector tempo loki prometheus grafana traefik mailpit)
 JOBS=(minio-init vault-init hub-migrate auth-migrate user-migrate media-migrate blog-migrate messaging-migrate
-  ai-migrate ollama-pull)
+  ai-migrate mailer-migrate ollama-pull)
 OPTIONAL=(ollama)
 
 LOG_FILE="${QUARK_MANAGER_LOG:-$ROOT/logs/quark-manager.log}"

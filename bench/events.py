@@ -141,7 +141,7 @@ async def sdk_consume(db_url: str, nats_url: str, namespace: str, total: int, ou
     consumer = Consumer("pings", batch_size=200)
 
     @consumer.on("quark.bench.pinged")
-    async def handle(session: Any, event: CloudEvent) -> None:
+    async def handle(rt: None, session: Any, event: CloudEvent) -> None:
         t0 = event.data["t0"]
         if write_effect:
             await session.execute(insert(effects).values(event_id=event.id, t0=t0))

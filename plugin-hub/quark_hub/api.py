@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from quark_hub import identity, service, traefik
 from quark_hub.ratelimit import FixedWindow, client_address
-from quark_hub.runtime import HubRuntime, runtime
+from quark_hub.runtime import HubRuntime
 from quark_hub.schemas import (
     ClientCreate,
     ClientCreated,
@@ -27,7 +27,7 @@ from quark_hub.schemas import (
     RegisterResponse,
     TokenResponse,
 )
-from quark_sdk.app import get_context
+from quark_sdk.app import RuntimeDep
 from quark_sdk.auth import OptionalUser, Principal, authenticate_token, require_role
 from quark_sdk.errors import PayloadTooLarge, PermissionDenied, Unauthenticated
 from quark_sdk.registry import MODULE_NAME
@@ -36,11 +36,7 @@ from quark_sdk.routing import GuardedRoute
 MAX_TOKEN_BODY = 8 * 1024
 
 
-def get_runtime(request: Request) -> HubRuntime:
-    return runtime(get_context(request))
-
-
-Hub = Annotated[HubRuntime, Depends(get_runtime)]
+Hub = Annotated[HubRuntime, RuntimeDep]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 # A client id is a module name; anything else (a NUL PostgreSQL cannot store included) is a 422, not a 500.
 ClientId = Annotated[str, Path(max_length=32, pattern=f"^(?:{MODULE_NAME.pattern})$")]
@@ -58,11 +54,10 @@ READER_ROLES = ("admin", "operator")
 READER_SCOPE = "hub:read"
 
 
-async def internal_reader(request: Request, principal: OptionalUser) -> None:
+async def internal_reader(hub: Hub, principal: OptionalUser) -> None:
     """In prod, discovery and the dashboard list internal addresses: an admin or operator user token (or a
     service token granted `hub:read`) is required. dev and test stay open (the local station's page)."""
-    settings = get_runtime(request).settings
-    if settings.env != "prod":
+    if hub.settings.env != "prod":
         return
     if principal is None:
         raise Unauthenticated("the registry lists internal addresses: an admin or operator token is required")

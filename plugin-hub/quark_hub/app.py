@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import cast
 
 from fastapi import FastAPI
 
@@ -14,7 +13,7 @@ from quark_hub import api, dashboard, identity, service
 from quark_hub.models import Base
 from quark_hub.monitor import run_monitor
 from quark_hub.registry_store import RegistryStore
-from quark_hub.runtime import HubRuntime, runtime, stop_if_cancelled
+from quark_hub.runtime import HubRuntime, stop_if_cancelled
 from quark_hub.schemas import RegisterRequest
 from quark_hub.settings import HubSettings
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
@@ -23,12 +22,18 @@ from quark_sdk.errors import NotFound
 log = logging.getLogger("quark.hub")
 
 
-async def start_hub(ctx: ServiceContext) -> None:
-    settings = cast(HubSettings, ctx.settings)
+HubContext = ServiceContext[HubSettings, HubRuntime]
+
+
+async def build_runtime(ctx: HubContext) -> HubRuntime:
+    settings = ctx.settings
     store = RegistryStore(ctx.cache(), ctx.key)
     keys = await identity.load_signing_keys(settings, store)
-    rt = HubRuntime(ctx=ctx, settings=settings, store=store, keys=keys)
-    ctx.extras["hub"] = rt
+    return HubRuntime(ctx=ctx, settings=settings, store=store, keys=keys)
+
+
+async def start_hub(ctx: HubContext) -> None:
+    rt, settings = ctx.runtime, ctx.settings
     if settings.should_provision_clients:
         await identity.provision_from_secret_store(rt)
     # HubSettings refuses env=prod without QUARK_HUB_REGISTRATION_TOKEN; elsewhere an open registry is a choice.
@@ -36,13 +41,13 @@ async def start_hub(ctx: ServiceContext) -> None:
         log.info("no registration token: any caller that reaches the hub may dock a module (env=%s)", settings.env)
 
 
-async def keep_self_docked(ctx: ServiceContext) -> None:
+async def keep_self_docked(ctx: HubContext) -> None:
     """Background job: the hub is a module too, registered in its own registry in-process (never over HTTP)."""
-    rt = runtime(ctx)
+    rt = ctx.runtime
     if not rt.settings.self_dock:
         return
     request = RegisterRequest(manifest=ctx.manifest, instance_url=rt.settings.public_instance_url(),
-                              health_url=ctx.extras.get("health_url"))
+                              health_url=ctx.health_url)
     while True:
         stop_if_cancelled()
         try:
@@ -62,9 +67,9 @@ async def keep_self_docked(ctx: ServiceContext) -> None:
         await asyncio.sleep(rt.settings.heartbeat_every)
 
 
-async def stop_hub(ctx: ServiceContext) -> None:
-    rt = ctx.extras.get("hub")
-    if isinstance(rt, HubRuntime) and rt.self_instance_id is not None:
+async def stop_hub(ctx: HubContext) -> None:
+    rt = ctx.runtime
+    if rt.self_instance_id is not None:
         with contextlib.suppress(Exception):
             await service.deregister(rt, ctx.name, rt.self_instance_id)
         rt.self_instance_id = None
@@ -74,6 +79,7 @@ module = QuarkModule(
     name="hub",
     settings_cls=HubSettings,
     root=Path(__file__).resolve().parent.parent,
+    runtime=build_runtime,
     routers=[api.router, api.discovery_router, dashboard.router],
     metadata=Base.metadata,
     on_startup=[start_hub],

@@ -22,7 +22,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from quark_hub import service
 from quark_hub.api import internal_reader
-from quark_hub.runtime import HubRuntime, runtime, stop_if_cancelled
+from quark_hub.runtime import HubRuntime, stop_if_cancelled
+from quark_hub.settings import HubSettings
 from quark_sdk.app import ServiceContext, get_context
 from quark_sdk.errors import NotFound
 
@@ -55,7 +56,7 @@ async def snapshot(rt: HubRuntime) -> dict[str, Any]:
     """Everything the page shows, in one JSON document."""
     page = await service.discover(rt, limit=500)
     events = await rt.store.recent_events(30)
-    monitor = rt.ctx.extras.get("hub_monitor")
+    monitor = rt.monitor
     return {
         "generated_at": time.time(),
         "hub": {"instance_id": rt.self_instance_id, "monitor_leader": bool(getattr(monitor, "leading", False)),
@@ -96,14 +97,14 @@ async def stream_snapshots(rt: HubRuntime) -> AsyncIterator[str]:
                              "description": "`snapshot` events: the dashboard's whole state"}})
 async def stream(request: Request) -> StreamingResponse:
     """Server-Sent Events: a `snapshot` now, on every registry change and every few seconds."""
-    rt = runtime(get_context(request))
+    rt: HubRuntime = get_context(request).runtime
     return StreamingResponse(stream_snapshots(rt), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def run_broadcaster(ctx: ServiceContext) -> None:
+async def run_broadcaster(ctx: ServiceContext[HubSettings, HubRuntime]) -> None:
     """Background job: one subscription to the change channel wakes this process's streams."""
-    rt = runtime(ctx)
+    rt = ctx.runtime
     pubsub = rt.store.redis.pubsub()
     await pubsub.subscribe(rt.store.channel)
     try:

@@ -22,7 +22,7 @@ import httpx
 
 from quark_hub import events
 from quark_hub.registry_store import InstanceRecord, Snapshot
-from quark_hub.runtime import HubRuntime, runtime, stop_if_cancelled
+from quark_hub.runtime import HubRuntime, stop_if_cancelled
 from quark_hub.schemas import HEALTH_STATES, Health, ModuleHealthChanged, ModuleUndocked
 from quark_hub.settings import HubSettings
 from quark_sdk import telemetry
@@ -196,10 +196,9 @@ def _describe(exc: httpx.HTTPError) -> str:
     return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
 
 
-async def run_monitor(ctx: ServiceContext) -> None:
+async def run_monitor(ctx: ServiceContext[HubSettings, HubRuntime]) -> None:
     """Background job of the hub module (supervised by the SDK: restarted if it crashes)."""
-    monitor = Monitor(runtime(ctx))
-    ctx.extras["hub_monitor"] = monitor
+    monitor = ctx.runtime.monitor = Monitor(ctx.runtime)
     try:
         await monitor.run()
     finally:

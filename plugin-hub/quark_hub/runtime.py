@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from quark_hub.registry_store import RegistryStore
 from quark_hub.settings import HubSettings
 from quark_sdk.app import ServiceContext
 from quark_sdk.auth import SigningKeySet
 from quark_sdk.db import Database
+
+if TYPE_CHECKING:
+    from quark_hub.monitor import Monitor
 
 
 @dataclass
@@ -33,12 +37,13 @@ class Broadcaster:
 
 @dataclass
 class HubRuntime:
-    ctx: ServiceContext
+    ctx: ServiceContext[HubSettings, HubRuntime]
     settings: HubSettings
     store: RegistryStore
     keys: SigningKeySet
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
     self_instance_id: str | None = None
+    monitor: Monitor | None = None  # this process's health monitor, once its job runs
 
     @property
     def db(self) -> Database:
@@ -60,10 +65,3 @@ def stop_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def runtime(ctx: ServiceContext) -> HubRuntime:
-    rt = ctx.extras.get("hub")
-    if not isinstance(rt, HubRuntime):
-        raise RuntimeError("the hub runtime is not started")
-    return rt

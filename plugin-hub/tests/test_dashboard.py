@@ -41,7 +41,7 @@ async def test_page_and_assets(quark: QuarkTestEnv, tmp_path: Path) -> None:
 async def test_stream_sends_a_snapshot_then_live_changes(quark: QuarkTestEnv, tmp_path: Path) -> None:
     svc = await start_hub(quark, tmp_path, stream_max_seconds=1.5, stream_refresh=5.0, monitor_interval=60)
     await register(svc, manifest("blog"), "http://127.0.5.4:3004")
-    rt: HubRuntime = svc.ctx.extras["hub"]
+    rt: HubRuntime = svc.ctx.runtime
     # The in-process client returns the body when the stream ends (after stream_max_seconds).
     reading = asyncio.create_task(svc.client.get("/api/v1/hub/stream"))
     await eventually(lambda: len(rt.broadcaster.subscribers) == 1, what="stream subscribed")

@@ -120,7 +120,8 @@ async def test_module_health_gauge(quark: QuarkTestEnv, tmp_path: Path) -> None:
         blog.status = 500
         await eventually(lambda: gauge("unhealthy") == 1.0 and gauge("healthy") == 0.0, what="unhealthy gauge")
         metrics = (await svc.client.get("/metrics")).text
-        assert f'quark_hub_module_health{{instance="{iid}",module="blog",state="unhealthy"}} 1.0' in metrics
+        series = f'quark_hub_module_health{{docked_instance="{iid}",docked_module="blog",state="unhealthy"}}'
+        assert f"{series} 1.0" in metrics
         assert (await svc.client.delete(f"/api/v1/hub/modules/blog/instances/{iid}")).status_code == 204
 
         def gone() -> bool:
@@ -134,7 +135,7 @@ async def test_only_one_hub_monitors(quark: QuarkTestEnv, tmp_path: Path) -> Non
     second = await start_hub(quark, tmp_path)  # same namespace: the same registry
     async with fake_instance() as blog, tap(quark) as events:
         await register(first, manifest("blog"), blog.url)
-        monitors = [first.ctx.extras["hub_monitor"], second.ctx.extras["hub_monitor"]]
+        monitors = [first.ctx.runtime.monitor, second.ctx.runtime.monitor]
         await eventually(lambda: sum(m.leading for m in monitors) == 1, what="one leader")
         hits = blog.hits
         await eventually(lambda: blog.hits >= hits + 3, what="probing continues")
@@ -170,4 +171,4 @@ async def test_the_hub_docks_itself_in_process(quark: QuarkTestEnv, tmp_path: Pa
     # Its public reads only (test_gateway_exposure.py checks the rule against every route).
     assert "Path(`/modules/discovery`)" in router["rule"] and "Path(`/hub`)" in router["rule"]
     assert "PathPrefix(`/api/v1/hub`)" not in router["rule"]
-    assert svc.ctx.extras["hub"].self_instance_id == inst["instance_id"]
+    assert svc.ctx.runtime.self_instance_id == inst["instance_id"]

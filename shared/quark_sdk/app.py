@@ -1,9 +1,14 @@
 """`create_service_app`: everything a module needs to dock, so its own app.py is a few lines.
 
 A service describes itself once as a :class:`QuarkModule` (name, settings class,
-routers, models, consumers, hooks); the factory wires the lifespan (database,
-NATS, Redis, outbox relay, consumers, token verifier, hub registration), the
-health and metrics endpoints, problem+json errors and telemetry.
+runtime factory, routers, models, consumers, hooks); the factory wires the lifespan
+(database, NATS, Redis, the module's runtime, outbox relay, consumers, token verifier,
+hub registration), the health and metrics endpoints, problem+json errors and telemetry.
+
+A module's own state (clients, limiters, caches, clock) lives in one typed runtime object
+that its `runtime` factory builds once the connections are up. Routes get it through a
+`Annotated[MyRuntime, RuntimeDep]` parameter, event handlers as their first argument, hooks as
+`ctx.runtime`: no module keeps globals or string-keyed dictionaries to find its own state.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quark_sdk import telemetry
@@ -34,11 +41,31 @@ from quark_sdk.errors import install_error_handlers, problem_response
 from quark_sdk.events import Consumer, ConsumerRunner, EventBus
 from quark_sdk.outbox import OutboxRelay
 from quark_sdk.registry import Manifest, RegistryClient
+from quark_sdk.revocation import RevokedSubjects
 from quark_sdk.tasks import cancel_and_wait
 
 log = logging.getLogger("quark.app")
 
-Hook = Callable[["ServiceContext"], Awaitable[None]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+RuntimeT = TypeVar("RuntimeT")
+
+Hook = Callable[["ServiceContext[Any, Any]"], Awaitable[None]]
+RuntimeFactory = Callable[["ServiceContext[SettingsT, RuntimeT]"], Awaitable[RuntimeT]]
+
+
+@runtime_checkable
+class ClosableRuntime(Protocol):
+    """A runtime holding resources (HTTP clients, pools) closes them here; the SDK calls it on shutdown."""
+
+    async def aclose(self) -> None: ...
+
+
+class _NotStarted:
+    def __repr__(self) -> str:
+        return "<runtime not started>"
+
+
+_NOT_STARTED: Any = _NotStarted()
 
 
 @dataclass(frozen=True)
@@ -51,26 +78,31 @@ class ModuleCommand:
 
     name: str
     help: str
-    run: Callable[[Any, ServiceContext], Awaitable[int]]
+    run: Callable[[Any, ServiceContext[Any, Any]], Awaitable[int]]
     add_arguments: Callable[[Any], None] = lambda parser: None
 
 
 @dataclass
-class QuarkModule:
-    """Everything the SDK needs to know to run one module."""
+class QuarkModule(Generic[SettingsT, RuntimeT]):
+    """Everything the SDK needs to know to run one module.
+
+    `runtime` builds the module's typed state once its connections are up (before the startup
+    hooks and the first event); modules with no state of their own leave it out (runtime None).
+    """
 
     name: str
-    settings_cls: type[ServiceSettings]
+    settings_cls: type[SettingsT]
     root: Path  # the module's folder: module-manifest.yaml, migrations/
+    runtime: RuntimeFactory[SettingsT, RuntimeT] | None = None
     routers: Sequence[APIRouter] = ()
     metadata: MetaData | None = None
-    consumers: Sequence[Consumer] = ()
+    consumers: Sequence[Consumer[RuntimeT]] = ()
     on_startup: Sequence[Hook] = ()
     on_shutdown: Sequence[Hook] = ()
     background: Sequence[Hook] = ()  # long-running tasks (schedulers, cleaners), cancelled on shutdown
     commands: Sequence[ModuleCommand] = ()
     # Extra readiness checks beside database/redis/nats: (name, probe); a probe raises when not ready.
-    readiness_checks: Sequence[tuple[str, Callable[[ServiceContext], Awaitable[object]]]] = ()
+    readiness_checks: Sequence[tuple[str, Callable[[ServiceContext[Any, Any]], Awaitable[object]]]] = ()
     title: str | None = None
 
     @property
@@ -90,11 +122,11 @@ class QuarkModule:
 
 
 @dataclass
-class ServiceContext:
+class ServiceContext(Generic[SettingsT, RuntimeT]):
     """What a running module holds; found at `app.state.quark` and via `get_context`."""
 
-    module: QuarkModule
-    settings: ServiceSettings
+    module: QuarkModule[SettingsT, RuntimeT]
+    settings: SettingsT
     manifest: Manifest
     db: Database | None = None
     bus: EventBus | None = None
@@ -103,13 +135,28 @@ class ServiceContext:
     consumers: list[ConsumerRunner] = field(default_factory=list)
     registry: RegistryClient | None = None
     verifier: TokenVerifier | None = None
+    revocations: RevokedSubjects | None = None
     started_at: float = field(default_factory=time.time)
-    extras: dict[str, Any] = field(default_factory=dict)  # service-owned singletons (e.g. storage)
+    # Where the hub should probe this instance (the embedded station serves /health/<module>).
+    health_url: str | None = None
+    _runtime: Any = _NOT_STARTED
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.module.name
+
+    @property
+    def runtime(self) -> RuntimeT:
+        """The module's typed state, built by its `runtime` factory when the context started."""
+        if self._runtime is _NOT_STARTED:
+            raise RuntimeError(f"module {self.name}: runtime not started")
+        rt: RuntimeT = self._runtime
+        return rt
+
+    @property
+    def runtime_started(self) -> bool:
+        return self._runtime is not _NOT_STARTED
 
     def key(self, *parts: str) -> str:
         """A Redis key in this module's space (namespaced like events, so tests never collide)."""
@@ -159,9 +206,18 @@ class ServiceContext:
         return checks
 
 
-def get_context(request: Request) -> ServiceContext:
-    ctx: ServiceContext = request.app.state.quark
+def get_context(request: HTTPConnection) -> ServiceContext[Any, Any]:
+    ctx: ServiceContext[Any, Any] = request.app.state.quark
     return ctx
+
+
+async def current_runtime(request: HTTPConnection) -> Any:
+    """The running module's runtime (async: a sync dependency would cost a thread-pool hop per request)."""
+    return get_context(request).runtime
+
+
+async def current_settings(request: HTTPConnection) -> Any:
+    return get_context(request).settings
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -170,8 +226,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Context = Annotated[ServiceContext, Depends(get_context)]
+Context = Annotated[ServiceContext[Any, Any], Depends(get_context)]
 DbSession = Annotated[AsyncSession, Depends(get_session)]
+# Typed once in each module: `Runtime = Annotated[BlogRuntime, RuntimeDep]` (and `SettingsDep` alike).
+RuntimeDep: DependsParam = Depends(current_runtime)
+SettingsDep: DependsParam = Depends(current_settings)
 
 
 def build_verifier(settings: ServiceSettings) -> TokenVerifier:
@@ -182,10 +241,11 @@ def build_verifier(settings: ServiceSettings) -> TokenVerifier:
         {"quark-auth": JWKSCache(auth_jwks), "quark-hub": JWKSCache(hub_jwks)},
         audience=settings.token_audience,
         cache_ttl=settings.token_cache_ttl,
+        require_verified_to_write=settings.require_verified_to_write,
     )
 
 
-async def start_context(ctx: ServiceContext, *, migrate: bool = False, register: bool = True,
+async def start_context(ctx: ServiceContext[Any, Any], *, migrate: bool = False, register: bool = True,
                         workers: bool = True) -> None:
     """Bring up a module's connections and, with `workers`, its relay, consumers and background jobs."""
     s, module, manifest = ctx.settings, ctx.module, ctx.manifest
@@ -197,6 +257,10 @@ async def start_context(ctx: ServiceContext, *, migrate: bool = False, register:
     if manifest.requires.cache:
         ctx.redis = aioredis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2,
                                       health_check_interval=15)
+        if ctx.verifier is not None and workers:
+            ctx.revocations = RevokedSubjects(ctx.redis, namespace=s.event_namespace)
+            await ctx.revocations.start()
+            ctx.verifier.revocations = ctx.revocations
     if manifest.requires.event_bus or module.consumers:
         ctx.bus = EventBus(s.nats_url, service=module.name, namespace=s.event_namespace)
         await ctx.bus.connect(wait=True, timeout=5)
@@ -204,13 +268,14 @@ async def start_context(ctx: ServiceContext, *, migrate: bool = False, register:
             ctx.relay = OutboxRelay(ctx.db, ctx.bus, service=module.name, poll_interval=s.outbox_poll_interval,
                                     linger=s.outbox_linger)
             await ctx.relay.start()
-    # Startup hooks install what handlers need (a module's runtime): they run before the first event arrives.
+    # The runtime and the startup hooks come before the first event arrives.
+    ctx._runtime = await module.runtime(ctx) if module.runtime is not None else None
     for hook in module.on_startup:
         await hook(ctx)
     if ctx.bus is not None and ctx.db is not None and workers:
         for consumer in module.consumers:
             runner = ConsumerRunner(consumer, bus=ctx.bus, db=ctx.db, service=module.name,
-                                    max_deliver=s.consumer_max_deliver)
+                                    max_deliver=s.consumer_max_deliver, runtime=ctx._runtime)
             await runner.start()
             ctx.consumers.append(runner)
     if not workers:
@@ -220,14 +285,14 @@ async def start_context(ctx: ServiceContext, *, migrate: bool = False, register:
     if register and s.hub_url and s.register_with_hub:
         ctx.registry = RegistryClient(
             s.hub_url, manifest, instance_url=s.public_instance_url(),
-            health_url=ctx.extras.get("health_url") or s.public_instance_url() + manifest.health_check,
+            health_url=ctx.health_url or s.public_instance_url() + manifest.health_check,
             heartbeat_interval=s.heartbeat_interval,
             token=s.hub_registration_token.get_secret_value() if s.hub_registration_token else None,
         )
         await ctx.registry.start()
 
 
-async def stop_context(ctx: ServiceContext) -> None:
+async def stop_context(ctx: ServiceContext[Any, Any]) -> None:
     if ctx.registry is not None:
         await ctx.registry.stop()
     await cancel_and_wait(ctx._tasks)
@@ -242,6 +307,15 @@ async def stop_context(ctx: ServiceContext) -> None:
     ctx.consumers.clear()
     if ctx.relay is not None:
         await ctx.relay.stop()
+    runtime, ctx._runtime = ctx._runtime, _NOT_STARTED
+    if isinstance(runtime, ClosableRuntime):
+        try:
+            await runtime.aclose()
+        except Exception:
+            log.exception("closing the runtime of %s failed", ctx.name)
+    if ctx.revocations is not None:
+        await ctx.revocations.stop()
+        ctx.revocations = None
     if ctx.bus is not None:
         await ctx.bus.close()
     if ctx.redis is not None:
@@ -251,7 +325,7 @@ async def stop_context(ctx: ServiceContext) -> None:
         await ctx.db.dispose()
 
 
-async def _supervised(job: Hook, ctx: ServiceContext) -> None:
+async def _supervised(job: Hook, ctx: ServiceContext[Any, Any]) -> None:
     """Keep a background job alive: log and restart it after a crash."""
     delay = 0.5
     while True:
@@ -266,16 +340,15 @@ async def _supervised(job: Hook, ctx: ServiceContext) -> None:
             delay = min(delay * 2, 30.0)
 
 
-def create_service_app(module: QuarkModule, settings: ServiceSettings | None = None, *,
+def create_service_app(module: QuarkModule[Any, Any], settings: ServiceSettings | None = None, *,
                        migrate_on_start: bool | None = None, health_url: str | None = None) -> FastAPI:
     """The FastAPI app of one module, ready to dock."""
     settings = settings or module.settings_cls.load()
     manifest = module.manifest()
     telemetry.setup_logging(module.name, level=settings.log_level, json_logs=settings.json_logs)
     telemetry.setup_tracing(module.name)
-    ctx = ServiceContext(module=module, settings=settings, manifest=manifest)
-    if health_url:
-        ctx.extras["health_url"] = health_url
+    ctx: ServiceContext[Any, Any] = ServiceContext(module=module, settings=settings, manifest=manifest,
+                                                   health_url=health_url)
     migrate = settings.env != "prod" if migrate_on_start is None else migrate_on_start
 
     @asynccontextmanager

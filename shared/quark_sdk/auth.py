@@ -23,11 +23,12 @@ import logging
 import math
 import secrets
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import httpx
 import jwt
@@ -44,6 +45,9 @@ from starlette.requests import HTTPConnection
 # isort: split
 from quark_sdk.errors import PermissionDenied, Unauthenticated
 
+if TYPE_CHECKING:
+    from quark_sdk.revocation import RevokedSubjects
+
 log = logging.getLogger("quark.auth")
 
 __all__ = [
@@ -51,6 +55,8 @@ __all__ = [
     "AUTH_ISSUER",
     "DEFAULT_AUDIENCE",
     "HUB_ISSUER",
+    "USER_TOKEN_REQUIRED",
+    "AnyPrincipal",
     "CurrentUser",
     "JWKSCache",
     "OptionalUser",
@@ -58,6 +64,9 @@ __all__ = [
     "SigningKey",
     "SigningKeySet",
     "TokenVerifier",
+    "UserId",
+    "UserPrincipal",
+    "WritingUser",
     "authenticate_token",
     "current_user",
     "install_token_verifier",
@@ -69,6 +78,8 @@ __all__ = [
 AUTH_ISSUER = "quark-auth"
 HUB_ISSUER = "quark-hub"
 DEFAULT_AUDIENCE = "quark"
+USER_TOKEN_REQUIRED = "a user token is required"  # noqa: S105 - an error text
+UNVERIFIED_WRITER = "verify your email address or phone number before writing"
 
 Algorithm = Literal["EdDSA", "RS256"]
 PrincipalKind = Literal["user", "service"]
@@ -130,6 +141,15 @@ class Principal:
     def has_scope(self, scope: str) -> bool:
         """Exact match: scopes are capabilities granted by the hub, with no implied hierarchy."""
         return scope in self.scopes
+
+    @property
+    def issued_at(self) -> Any:
+        return self.claims.get("iat")
+
+    @property
+    def verified(self) -> bool:
+        """The account proved an address (email) or a number (phone), as the auth module signs it."""
+        return self.claims.get("email_verified") is True or self.claims.get("phone_number_verified") is True
 
 
 # -- signing --------------------------------------------------------------------------------
@@ -516,6 +536,7 @@ class TokenVerifier:
         audience: str | Sequence[str] = DEFAULT_AUDIENCE,
         leeway: float = 10,
         cache_ttl: float = 0.0,
+        require_verified_to_write: bool = False,
     ) -> None:
         if not sources:
             raise ValueError("a TokenVerifier needs at least one trusted issuer")
@@ -524,16 +545,22 @@ class TokenVerifier:
         self.leeway = leeway
         # Off by default; modules get `token_cache_ttl` (60 s) from their settings through the app factory.
         self.cache = VerifiedTokenCache(ttl=cache_ttl)
+        # Deleted and suspended accounts (quark_sdk.revocation); set by the app factory when Valkey is there.
+        self.revocations: RevokedSubjects | None = None
+        # The station's policy: unverified accounts may read but not write (publish, comment, message, upload).
+        self.require_verified_to_write = require_verified_to_write
 
     async def verify(self, token: str) -> Principal:
         """The principal a valid token stands for; otherwise :class:`Unauthenticated`."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
             raise Unauthenticated("token malformed")
-        cached = self.cache.get(token)
-        if cached is not None:
-            return cached
-        principal = await self._verify(token)
-        self.cache.put(token, principal)
+        principal = self.cache.get(token)
+        if principal is None:
+            principal = await self._verify(token)
+            self.cache.put(token, principal)
+        if (principal.kind == "user" and self.revocations is not None
+                and self.revocations.is_revoked(principal.subject, principal.issued_at)):
+            raise Unauthenticated("token revoked")
         return principal
 
     async def _verify(self, token: str) -> Principal:
@@ -660,6 +687,46 @@ async def optional_user(request: HTTPConnection) -> Principal | None:
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]
+AnyPrincipal = CurrentUser  # a user or a module: for routes both may call
+
+
+async def user_principal(principal: CurrentUser) -> Principal:
+    """Dependency: a user's verified token; a service token gets 403."""
+    if principal.kind != "user":
+        raise PermissionDenied(USER_TOKEN_REQUIRED)
+    return principal
+
+
+UserPrincipal = Annotated[Principal, Depends(user_principal)]
+
+
+async def user_id(principal: UserPrincipal) -> uuid.UUID:
+    """Dependency: the calling user's id — the one place a principal becomes an id.
+
+    Routes pass ids (and, where rules depend on roles, the principal) to service functions;
+    service functions never see tokens."""
+    try:
+        return uuid.UUID(principal.subject)
+    except ValueError:
+        raise Unauthenticated("token claim 'sub' invalid") from None
+
+
+UserId = Annotated[uuid.UUID, Depends(user_id)]
+
+
+async def writing_user(request: HTTPConnection, principal: UserPrincipal) -> Principal:
+    """Dependency for every write: a user whose account still stands (not deleted or suspended, checked
+    against Valkey, not only the in-memory list) and, under the station's policy, is verified."""
+    verifier = _verifier(request)
+    if verifier.revocations is not None and await verifier.revocations.is_revoked_now(
+            principal.subject, principal.issued_at):
+        raise Unauthenticated("token revoked")
+    if verifier.require_verified_to_write and not principal.verified:
+        raise PermissionDenied(UNVERIFIED_WRITER)
+    return principal
+
+
+WritingUser = Annotated[Principal, Depends(writing_user)]
 
 
 def require_role(*roles: str) -> Callable[..., Awaitable[Principal]]:
@@ -669,7 +736,7 @@ def require_role(*roles: str) -> Callable[..., Awaitable[Principal]]:
 
     async def dependency(principal: CurrentUser) -> Principal:
         if principal.kind != "user":
-            raise PermissionDenied("a user token is required")
+            raise PermissionDenied(USER_TOKEN_REQUIRED)
         if not any(principal.has_role(role) for role in roles):
             raise PermissionDenied(f"requires role {' or '.join(roles)}")
         return principal

@@ -26,7 +26,7 @@ from quark_sdk.config import ConfigError
 log = logging.getLogger("quark.cli")
 
 # Docking order: the hub first (others register with it), then identity, then the rest.
-START_ORDER = ("hub", "auth", "user", "media", "blog", "messaging", "ai")
+START_ORDER = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "mailer")
 
 
 class CliError(Exception):
@@ -157,8 +157,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     t0 = time.monotonic()
     infra = _start_infra(data_dir, modules)
+    args.mail_sink = mail_sink = _start_mail_sink(data_dir, modules)
     try:
         os.environ.update(infra.env())
+        if mail_sink is not None:
+            os.environ.update(mail_sink.env())
         _migrate_all(modules, infra.postgres.url)
         if args.fleet:
             return _run_fleet(args, modules, infra, t0)
@@ -166,8 +169,27 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how `quark dev` is meant to stop
     finally:
+        if mail_sink is not None:
+            mail_sink.stop()
         infra.stop()
         print("quark: stopped; data kept in", data_dir, flush=True)
+
+
+def _start_mail_sink(data_dir: Path, modules: list[QuarkModule]) -> Any:
+    """The local SMTP sink the mailer sends to (mails kept in <data_dir>/mail, shown at /dev/mail), unless
+    the mailer is not run or QUARK_MAILER_SMTP_HOST names a real relay."""
+    if not any(m.name == "mailer" for m in modules) or os.environ.get("QUARK_MAILER_SMTP_HOST"):
+        return None
+    from quark_sdk.devmail import DevMailSink
+
+    return DevMailSink(data_dir / "mail").start()
+
+
+def _mail_line(base: str, sink: Any) -> list[str]:
+    if sink is None:
+        return []
+    return [f"  mail      {base}/dev/mail   (dev mailbox: every mail sent, kept by the SMTP sink on "
+            f"127.0.0.1:{sink.port})"]
 
 
 def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: Any, t0: float) -> int:
@@ -186,22 +208,25 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
         app = create_service_app(module, settings, migrate_on_start=False, health_url=f"{base}/health/{module.name}")
         mounted.append(MountedModule(module.name, app, tuple(module.manifest().exposes.api)))
     gateway = EmbeddedGateway(mounted)
-    print(_banner(base, infra, [m.name for m in modules], time.monotonic() - t0), flush=True)
+    print(_banner(base, infra, [m.name for m in modules], time.monotonic() - t0, args.mail_sink), flush=True)
     from quark_sdk.telemetry import setup_logging
 
     setup_logging("quark", level="WARNING")
+    # Quiet, but not about what a developer needs: the links auth logs in dev (docs/auth.md).
+    logging.getLogger("quark.auth.mail").setLevel(logging.INFO)
     config = uvicorn.Config(FreezeHeapAfterStartup(gateway), host=args.host, port=args.port, lifespan="on",
                             log_level="warning", access_log=False, ws_ping_interval=20, timeout_graceful_shutdown=10)
     uvicorn.Server(config).run()
     return 0
 
 
-def _banner(base: str, infra: Any, names: list[str], took: float) -> str:
+def _banner(base: str, infra: Any, names: list[str], took: float, mail_sink: Any = None) -> str:
     return "\n".join([
         f"Quark is up at {base}  (started in {took:.1f}s; Ctrl-C stops it)",
         f"  modules   {', '.join(names)}",
         f"  health    {base}/health   ready: {base}/health/ready   metrics: {base}/metrics",
         *([f"  hub       {base}/hub"] if "hub" in names else []),
+        *_mail_line(base, mail_sink),
         f"  data      {infra.data_dir}",
         f"  servers   postgres {infra.postgres.port} · valkey {infra.redis.port} · nats {infra.nats.port}",
     ])
@@ -221,6 +246,8 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
         env["QUARK_HUB_JWKS_URL"] = urls["hub"] + "/api/v1/hub/.well-known/jwks.json"
     if "auth" in urls:
         env["QUARK_AUTH_JWKS_URL"] = urls["auth"] + "/api/v1/auth/.well-known/jwks.json"
+        # The mailer's confirmation pages call auth's public API; with no gateway process here, directly.
+        env.setdefault("QUARK_MAILER_GATEWAY_URL", urls["auth"])
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stop = {"flag": False}
 
@@ -245,6 +272,9 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
         for name, url in urls.items():
             print(f"  {name:<10} {url}   pid {procs[name].pid}", flush=True)
         print(f"  logs       {logs}", flush=True)
+        if "mailer" in urls and args.mail_sink is not None:
+            print(f"  mail       {urls['mailer']}/dev/mail   (dev mailbox; SMTP sink on "
+                  f"127.0.0.1:{args.mail_sink.port})", flush=True)
         while not stop["flag"]:
             time.sleep(0.2)
             for name, proc in procs.items():

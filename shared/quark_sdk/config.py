@@ -48,7 +48,7 @@ class ServiceSettings(BaseSettings):
     SHARED_FIELDS: ClassVar[frozenset[str]] = frozenset({
         "env", "postgres_url", "redis_url", "nats_url", "hub_url", "data_dir", "event_namespace",
         "log_level", "json_logs", "auth_jwks_url", "hub_jwks_url", "token_audience", "host",
-        "gateway_url", "register_with_hub", "hub_registration_token",
+        "gateway_url", "register_with_hub", "hub_registration_token", "require_verified_to_write",
     })
 
     env: Literal["dev", "test", "prod"] = "dev"
@@ -81,6 +81,9 @@ class ServiceSettings(BaseSettings):
     heartbeat_interval: float = Field(default=5.0, gt=0, le=300)
     # Reuse of a verified access token (never past its exp; 0 turns it off): verification is per-request CPU.
     token_cache_ttl: float = Field(default=60.0, ge=0, le=3600)
+    # The station's policy (QUARK_REQUIRE_VERIFIED_TO_WRITE): an account that has not verified its email
+    # address or phone number may read, but not publish, comment, message or upload (quark_sdk.auth.WritingUser).
+    require_verified_to_write: bool = True
     # Whole request body for routes using quark_sdk.routing.GuardedRoute: larger is a 413.
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
 

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import nats
@@ -350,7 +350,10 @@ class EventBus:
 
 # ----------------------------------------------------------------------------- consumers
 
-Handler = Callable[[AsyncSession, CloudEvent], Awaitable[None]]
+RuntimeT = TypeVar("RuntimeT")
+# A handler gets its module's runtime by parameter (cosmicpython's bootstrap injection), then the
+# consumer's transaction and the event: `async def on_followed(rt, session, event)`.
+Handler = Callable[[RuntimeT, AsyncSession, "CloudEvent"], Awaitable[None]]
 
 
 class PermanentEventError(Exception):
@@ -362,20 +365,23 @@ class _DatabaseUnavailable(Exception):
 
 
 @dataclass
-class Consumer:
-    """A durable consumer: (service, purpose) → handlers keyed by event type."""
+class Consumer(Generic[RuntimeT]):
+    """A durable consumer: (service, purpose) → handlers keyed by event type.
+
+    Typed by the runtime its handlers receive: `replica = Consumer[BlogRuntime]("replica")`.
+    """
 
     purpose: str
-    handlers: dict[str, Handler] = field(default_factory=dict)
+    handlers: dict[str, Handler[RuntimeT]] = field(default_factory=dict)
     max_deliver: int | None = None
     backoff: tuple[float, ...] = (0.05, 0.5, 2.0, 5.0, 15.0)
     batch_size: int = 200
     ack_wait: float = 30.0
 
-    def on(self, *type_names: str) -> Callable[[Handler], Handler]:
+    def on(self, *type_names: str) -> Callable[[Handler[RuntimeT]], Handler[RuntimeT]]:
         """Decorator: `@consumer.on("quark.user.followed")`."""
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: Handler[RuntimeT]) -> Handler[RuntimeT]:
             for name in type_names:
                 if name in self.handlers:
                     raise ValueError(f"{self.purpose}: a handler for {name} is already registered")
@@ -391,11 +397,12 @@ class Consumer:
 class ConsumerRunner:
     """Runs one `Consumer` against every stream its event types live in."""
 
-    def __init__(self, consumer: Consumer, *, bus: EventBus, db: Database, service: str,
-                 max_deliver: int = 5) -> None:
+    def __init__(self, consumer: Consumer[Any], *, bus: EventBus, db: Database, service: str,
+                 max_deliver: int = 5, runtime: Any = None) -> None:
         if not consumer.handlers:
             raise ValueError(f"consumer {consumer.purpose} has no handlers")
         self.consumer = consumer
+        self.runtime = runtime  # passed to every handler
         self.bus = bus
         self.db = db
         self.service = service
@@ -430,6 +437,8 @@ class ConsumerRunner:
         return out
 
     async def start(self) -> None:
+        for outcome in telemetry.CONSUMER_OUTCOMES:
+            telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, outcome)  # the series exist at 0
         self._tasks = [
             asyncio.create_task(self._run_domain(domain, name, types), name=f"consumer-{name}-{domain}")
             for domain, name, types in self.slots()
@@ -695,7 +704,7 @@ class ConsumerRunner:
             f"consume {event.type}", context=ctx, attributes={"messaging.system": "nats",
                                                                "messaging.consumer.group.name": self.durable,
                                                                "messaging.message.id": event.id}):
-            await handler(session, event)
+            await handler(self.runtime, session, event)
         telemetry.EVENT_HANDLE_DURATION.labels(self.service, self.durable).observe(time.perf_counter() - started)
 
     async def _ack(self, msg: Msg, event: CloudEvent, outcome: str) -> None:

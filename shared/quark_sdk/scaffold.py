@@ -9,7 +9,7 @@ from quark_sdk.cli import CliError
 
 TEMPLATES = Path(__file__).parent / "templates" / "module"
 NAME = re.compile(r"^[a-z][a-z0-9]{1,20}$")
-RESERVED = {"hub", "auth", "user", "blog", "media", "messaging", "ai", "sdk", "dlq", "test", "sample"}
+RESERVED = {"hub", "auth", "user", "blog", "media", "messaging", "ai", "mailer", "sdk", "dlq", "test", "sample"}
 
 
 def create_module(name: str, parent: Path, *, port: int = 3100) -> Path:

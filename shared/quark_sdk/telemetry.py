@@ -109,6 +109,9 @@ EVENTS_CONSUMED = Counter(
     "Events received by a consumer, by outcome (applied|duplicate|retried|dead_lettered|malformed).",
     ["service", "consumer", "outcome"],
 )
+# Every consumer creates its series of each outcome at 0 when it starts: increase() over a series that first
+# appears at 1 is 0, so the first dead letter would never show on a panel nor fire an alert.
+CONSUMER_OUTCOMES = ("applied", "duplicate", "retried", "dead_lettered", "malformed")
 EVENT_HANDLE_DURATION = Histogram(
     "quark_event_handle_duration_seconds",
     "Time a consumer's handler took for one event.",
@@ -136,10 +139,12 @@ WEBSOCKET_CONNECTIONS = Gauge(
     "Open WebSocket connections.",
     ["service"],
 )
+# Not `module`/`instance`: Prometheus sets those on every scraped series (the target's own labels), and a
+# scraped label of the same name is renamed exported_* — the panels then showed the hub, not the module.
 MODULE_HEALTH = Gauge(
     "quark_hub_module_health",
     "Health of each docked module instance as seen by the hub: 1 for the current state, 0 otherwise.",
-    ["module", "instance", "state"],
+    ["docked_module", "docked_instance", "state"],
 )
 
 

@@ -168,7 +168,8 @@ class QuarkTestEnv:
         settings = await self.settings(module, **overrides)
         app = create_service_app(module, settings, migrate_on_start=False)
         if not keep_verifier:
-            app.state.token_verifier = self.verifier(settings.token_audience)
+            app.state.token_verifier = self.verifier(
+                settings.token_audience, require_verified_to_write=settings.require_verified_to_write)
             app.state.quark.verifier = app.state.token_verifier
         await self._stack.enter_async_context(app.router.lifespan_context(app))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
@@ -192,7 +193,7 @@ class QuarkTestEnv:
 
     # -- tokens ----------------------------------------------------------------------------
 
-    def verifier(self, audience: str = "quark") -> TokenVerifier:
+    def verifier(self, audience: str = "quark", *, require_verified_to_write: bool = True) -> TokenVerifier:
         """A verifier that trusts this test's auth and hub keys, fetched over (in-process) HTTP."""
         jwks = FastAPI()
 
@@ -212,17 +213,20 @@ class QuarkTestEnv:
                 "quark-hub": JWKSCache("http://jwks/hub/jwks.json", client=client),
             },
             audience=audience,
+            require_verified_to_write=require_verified_to_write,
         )
 
     def user_token(self, subject: str | None = None, *, username: str = "alice", roles: tuple[str, ...] = ("user",),
-                   permissions: tuple[str, ...] = (), ttl: int = 900, audience: str = "quark") -> str:
+                   permissions: tuple[str, ...] = (), ttl: int = 900, audience: str = "quark",
+                   verified: bool = True, issued_at: int | None = None) -> str:
+        """A user access token signed by this test's auth keys (verified account unless `verified=False`)."""
         import time
 
-        now = int(time.time())
+        now = int(time.time()) if issued_at is None else issued_at
         return self.keys.sign({
             "sub": subject or str(uuid.uuid4()), "username": username, "roles": list(roles),
             "permissions": list(permissions), "iss": "quark-auth", "aud": audience, "iat": now, "exp": now + ttl,
-            "jti": uuid.uuid4().hex,
+            "jti": uuid.uuid4().hex, "email_verified": verified,
         })
 
     def service_token(self, module: str, scopes: tuple[str, ...], *, audience: str = "quark", ttl: int = 300) -> str:

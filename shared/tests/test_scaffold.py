@@ -32,7 +32,7 @@ def test_created_module_passes_its_own_tests(tmp_path: Path, quark_servers: Quar
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(target / "tests")],
                          cwd=target, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "2 passed" in run.stdout
+    assert "3 passed" in run.stdout
 
     lint = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=target, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout

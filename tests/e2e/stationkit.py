@@ -7,8 +7,10 @@ request to the module whose manifest claims the path's prefix — the same table
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import nats
@@ -160,6 +163,27 @@ class Station:
                                "--password-stdin"], input=PASSWORD + "\n", text=True, capture_output=True, env=env,
                               cwd=self.data_dir, timeout=60)
         assert done.returncode == 0, done.stderr
+
+    async def mailed_link(self, http: httpx.AsyncClient, to: str, path: str) -> str:
+        """Open the dev mailbox (/dev/mail), the newest mail to `to`, and return its link to `path`
+        (path and query: in fleet mode the link's host is the gateway, routed here by prefix)."""
+        async def find() -> str | None:
+            listing = (await http.get(self.url("/dev/mail"))).text
+            rows = re.findall(r'<td>([^<]*)</td>\s*<td><a href="(/dev/mail/[0-9a-f-]+)"', listing)
+            mine = [href for addr, href in rows if to in html.unescape(addr)]
+            if not mine:
+                return None
+            mail = (await http.get(self.url(mine[0]))).text
+            links = re.findall(r'<a href="(https?://[^"]+)"', mail)
+            wanted = [u for u in map(html.unescape, links) if urlsplit(u).path == path]
+            if not wanted:
+                return None
+            parts = urlsplit(wanted[0])
+            if self.mode == "embedded":
+                assert parts.netloc == f"127.0.0.1:{self.port}", wanted[0]
+            return f"{parts.path}?{parts.query}"
+
+        return str(await eventually(find, what=f"a mail to {to} linking to {path}", timeout=20))
 
     async def emailed_token(self, user_id: str, kind: str = "verify_email") -> str:
         """Act as the mailer: read `quark.auth.email_requested` from JetStream and take the user's token."""

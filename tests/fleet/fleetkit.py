@@ -26,8 +26,11 @@ ROUTES: dict[str, tuple[int, tuple[str, ...]]] = {
     "messaging": (3005, ("/api/v1/messages", "/api/v1/chats", "/api/v1/notifications", "/api/v1/messages/ws")),
     "ai": (3006, ("/api/v1/ai",)),
     "user": (3007, ("/api/v1/users",)),
+    # DESIGN: "consumes quark.auth.email_requested only"; its pages are the dev mailbox (404 in prod) and the
+    # interim confirmation pages until the web client serves them (services/mailer/quark_mailer/landing.py).
+    "mailer": (3009, ("/dev/mail", "/verify-email", "/reset-password")),
 }
-ALL_MODULES = ("hub", "auth", "user", "media", "blog", "messaging", "ai")  # docking order (quark_sdk.cli)
+ALL_MODULES = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "mailer")  # docking order (quark_sdk.cli)
 
 # The metric names quark_sdk.telemetry exports (test_observability checks this list against the SDK itself).
 EXPORTED_METRICS = frozenset({
@@ -42,6 +45,13 @@ EXPORTED_METRICS = frozenset({
     "quark_consumer_pending_messages",
     "quark_websocket_connections",
     "quark_hub_module_health",
+})
+# Traefik's own metrics the dashboard and the gateway alerts use (tests/fleet/test_prometheus.py scrapes a real
+# Traefik and finds each of them).
+TRAEFIK_METRICS = frozenset({
+    "traefik_service_requests_total",
+    "traefik_service_request_duration_seconds",
+    "traefik_router_requests_total",
 })
 
 

@@ -40,7 +40,7 @@ from fleetkit import (
 
 INFRA = ("traefik", "postgres", "redis", "nats", "minio", "vault", "otel-collector", "tempo", "loki",
          "prometheus", "grafana")
-PUBLISHED_OK = {"traefik", "grafana"}  # the gateway, Grafana and Traefik's dashboard (127.0.0.1)
+PUBLISHED_OK = {"traefik", "grafana", "mailpit"}  # the gateway; Grafana, Traefik's and Mailpit's UIs (127.0.0.1)
 # Images that cannot run any in-container probe (distroless: no shell, no wget/curl, no health subcommand at the
 # pinned version): no health check, and whoever depends on them waits for service_started (docs/operations.md).
 NO_PROBE = {"tempo", "loki"}
@@ -56,6 +56,7 @@ PROBE_TOOLS = {
     "prometheus": "wget",        # prom/prometheus is built on busybox
     "grafana": "wget",           # grafana/grafana is alpine-based
     "ollama": "ollama",
+    "mailpit": "/mailpit",       # its own `mailpit readyz` (the image is the binary at /)
 }
 
 
@@ -212,6 +213,7 @@ def test_only_the_gateway_and_dashboards_are_published(services: dict[str, dict[
     assert gateway[0] == "8080:80"
     assert all(p.startswith("127.0.0.1:") for p in gateway[1:]), "the Traefik dashboard must stay on localhost"
     assert all(p.startswith("127.0.0.1:") for p in services["grafana"]["ports"])
+    assert services["mailpit"]["ports"] == ["127.0.0.1:8025:8025"], "Mailpit's UI must stay on localhost"
 
 
 def test_images_are_pinned_to_exact_versions(services: dict[str, dict[str, Any]]) -> None:

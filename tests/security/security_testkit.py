@@ -177,17 +177,15 @@ class Running:
     def sign(self, claims: dict[str, Any], *, hub: bool = False) -> str:
         """Sign claims with the keys this service trusts (auth's own keys for auth)."""
         if self.spec.own_tokens:
-            from quark_auth.runtime import get_runtime
 
-            return get_runtime(self.svc.ctx).keys.sign(claims)
+            return self.svc.ctx.runtime.keys.sign(claims)
         return (self.quark.hub_keys if hub else self.quark.keys).sign(claims)
 
     def signing_key(self) -> Any:
         """The SigningKey this service trusts (to sign what `SigningKeySet.sign` refuses to, e.g. no exp)."""
         if self.spec.own_tokens:
-            from quark_auth.runtime import get_runtime
 
-            return get_runtime(self.svc.ctx).keys.keyset.active
+            return self.svc.ctx.runtime.keys.keyset.active
         return self.quark.keys.active
 
     def sign_raw(self, claims: dict[str, Any]) -> str:
@@ -198,9 +196,8 @@ class Running:
 
     def trusted_kid(self) -> str:
         if self.spec.own_tokens:
-            from quark_auth.runtime import get_runtime
 
-            return str(get_runtime(self.svc.ctx).keys.active_kid)
+            return str(self.svc.ctx.runtime.keys.active_kid)
         return self.quark.keys.active.kid
 
     def claims(self, sub: str, **overrides: Any) -> dict[str, Any]:
@@ -224,11 +221,10 @@ async def start(quark: QuarkTestEnv, spec: ServiceSpec, tmp_path: Path, **overri
         await eventually(lambda r=runner: r.ready.is_set(), what="consumer subscribed")
     if spec.name == "ai":
         # Approving a draft creates a blog draft over HTTP: give the ai service a real blog to talk to.
-        from quark_ai.runtime import runtime_of as ai_runtime
         from quark_blog.app import module as blog_module
 
         blog = await quark.start(blog_module, write_rate_limit=100_000)
-        ai_runtime(svc.ctx).blog_http = blog.client
+        svc.ctx.runtime.blog_http = blog.client
     return Running(spec, svc, quark)
 
 

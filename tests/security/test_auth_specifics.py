@@ -17,7 +17,6 @@ import httpx
 import pyotp
 from security_testkit import PASSWORD, Running, assert_problem, spec, start
 
-from quark_auth.runtime import get_runtime
 from quark_sdk.testing import QuarkTestEnv
 
 API = "/api/v1/auth"
@@ -76,7 +75,7 @@ async def test_unknown_user_and_wrong_password_are_byte_identical(quark: QuarkTe
 async def test_lockout_refuses_the_right_password_with_the_same_response(quark: QuarkTestEnv,
                                                                           tmp_path: Path) -> None:
     svc = await start(quark, spec("auth"), tmp_path, lockout_threshold=3, lockout_window=3600, lockout_base=60)
-    rt = get_runtime(svc.svc.ctx)
+    rt = svc.svc.ctx.runtime
     clock = Clock(time.time() // 3600 * 3600 + 1)  # the start of a counting window
     rt.set_clock(clock)
     await svc.user("alice")
@@ -97,7 +96,7 @@ async def test_lockout_refuses_the_right_password_with_the_same_response(quark: 
 
 async def test_a_totp_code_works_once(quark: QuarkTestEnv, tmp_path: Path) -> None:
     svc = await start(quark, spec("auth"), tmp_path)
-    rt = get_runtime(svc.svc.ctx)
+    rt = svc.svc.ctx.runtime
     clock = Clock(time.time() - 100)
     rt.set_clock(clock)
     user = await svc.user("alice")

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from security_testkit import PASSWORD, ServiceSpec, assert_problem, service_params, spec, start
 
-from quark_auth.runtime import get_runtime
 from quark_sdk.testing import QuarkTestEnv, eventually
 
 BIG = 5 * 1024 * 1024
@@ -124,7 +123,7 @@ async def _created(write: Any) -> bool:
 async def test_login_ip_limit_ignores_spoofed_forwarded_for(quark: QuarkTestEnv, tmp_path: Path) -> None:
     svc = await start(quark, spec("auth"), tmp_path, login_ip_limit=4, login_ip_window=60.0,
                       trust_proxy_headers=False)
-    rt = get_runtime(svc.svc.ctx)
+    rt = svc.svc.ctx.runtime
     start_at = 1_900_000_020.0
     now = [start_at]
     rt.set_clock(lambda: now[0])

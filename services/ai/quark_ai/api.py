@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
 from quark_ai import service
 from quark_ai.models import AgentRun, Draft, ModerationResult
-from quark_ai.runtime import AIRuntime, runtime_of
+from quark_ai.runtime import AIRuntime
 from quark_ai.schemas import (
     AssistOut,
     AssistRequest,
@@ -30,14 +30,10 @@ from quark_ai.schemas import (
     RunPage,
     StatusOut,
 )
-from quark_sdk.app import DbSession
+from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import Principal, current_user, require_role
 from quark_sdk.errors import PermissionDenied
 from quark_sdk.routing import GuardedRoute
-
-
-async def get_runtime(request: Request) -> AIRuntime:
-    return runtime_of(request.app.state.quark)
 
 
 async def user(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
@@ -51,7 +47,7 @@ def bearer(request: Request) -> str:
     return request.headers.get("authorization", "").partition(" ")[2].strip()
 
 
-Runtime = Annotated[AIRuntime, Depends(get_runtime)]
+Runtime = Annotated[AIRuntime, RuntimeDep]
 User = Annotated[Principal, Depends(user)]
 Moderator = Annotated[Principal, Depends(require_role("moderator"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]

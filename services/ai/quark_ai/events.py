@@ -16,14 +16,14 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_ai import agents
-from quark_ai.runtime import runtime_for_session
+from quark_ai.runtime import AIRuntime
 from quark_ai.schemas import CommentContent, FollowChanged, PostContent, PostReacted, PostRef, UserDeleted
 from quark_sdk.events import CloudEvent, Consumer, PermanentEventError
 
 M = TypeVar("M", bound=BaseModel)
 
-agents_consumer = Consumer("agents", batch_size=50)
-signals_consumer = Consumer("signals")
+agents_consumer = Consumer[AIRuntime]("agents", batch_size=50)
+signals_consumer = Consumer[AIRuntime]("signals")
 
 
 def parse(event: CloudEvent, model: type[M]) -> M:
@@ -34,46 +34,46 @@ def parse(event: CloudEvent, model: type[M]) -> M:
 
 
 @agents_consumer.on("quark.post.published")
-async def on_post_published(session: AsyncSession, event: CloudEvent) -> None:
+async def on_post_published(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await agents.on_post_content(
-        runtime_for_session(session), session, parse(event, PostContent), event_id=event.id, published=True
+        rt, session, parse(event, PostContent), event_id=event.id, published=True
     )
 
 
 @agents_consumer.on("quark.post.updated")
-async def on_post_updated(session: AsyncSession, event: CloudEvent) -> None:
+async def on_post_updated(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await agents.on_post_content(
-        runtime_for_session(session), session, parse(event, PostContent), event_id=event.id, published=False
+        rt, session, parse(event, PostContent), event_id=event.id, published=False
     )
 
 
 @agents_consumer.on("quark.comment.created")
-async def on_comment_created(session: AsyncSession, event: CloudEvent) -> None:
-    await agents.on_comment(runtime_for_session(session), session, parse(event, CommentContent), event_id=event.id)
+async def on_comment_created(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await agents.on_comment(rt, session, parse(event, CommentContent), event_id=event.id)
 
 
 @agents_consumer.on("quark.post.unpublished")
-async def on_post_unpublished(session: AsyncSession, event: CloudEvent) -> None:
+async def on_post_unpublished(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await agents.set_post_state(session, parse(event, PostRef).post_id, active=False)
 
 
 @agents_consumer.on("quark.post.hidden")
-async def on_post_hidden(session: AsyncSession, event: CloudEvent) -> None:
+async def on_post_hidden(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await agents.set_post_state(session, parse(event, PostRef).post_id, hidden=True)
 
 
 @agents_consumer.on("quark.post.restored")
-async def on_post_restored(session: AsyncSession, event: CloudEvent) -> None:
+async def on_post_restored(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await agents.set_post_state(session, parse(event, PostRef).post_id, hidden=False)
 
 
 @agents_consumer.on("quark.post.deleted")
-async def on_post_deleted(session: AsyncSession, event: CloudEvent) -> None:
+async def on_post_deleted(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await agents.delete_post(session, parse(event, PostRef).post_id)
 
 
 @signals_consumer.on("quark.post.reacted")
-async def on_post_reacted(session: AsyncSession, event: CloudEvent) -> None:
+async def on_post_reacted(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, PostReacted)
     await agents.react(
         session, user_id=p.user_id, post_id=p.post_id, kind=p.kind, added=p.action == "added", at=event.time
@@ -81,17 +81,17 @@ async def on_post_reacted(session: AsyncSession, event: CloudEvent) -> None:
 
 
 @signals_consumer.on("quark.user.followed")
-async def on_followed(session: AsyncSession, event: CloudEvent) -> None:
+async def on_followed(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, FollowChanged)
     await agents.follow(session, p.follower_id, p.followee_id, on=True)
 
 
 @signals_consumer.on("quark.user.unfollowed")
-async def on_unfollowed(session: AsyncSession, event: CloudEvent) -> None:
+async def on_unfollowed(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, FollowChanged)
     await agents.follow(session, p.follower_id, p.followee_id, on=False)
 
 
 @signals_consumer.on("quark.user.deleted")
-async def on_user_deleted(session: AsyncSession, event: CloudEvent) -> None:
+async def on_user_deleted(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await agents.forget_user(session, parse(event, UserDeleted).user_id)

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from quark_ai.models import AgentRun
-from quark_ai.runtime import AIRuntime, runtime_of
+from quark_ai.runtime import AIRuntime
 from quark_sdk.embedded import free_port
 from quark_sdk.events import CloudEvent, processed_event_ids
 from quark_sdk.outbox import outbox_table
@@ -157,7 +157,7 @@ class AI:
 
     @property
     def rt(self) -> AIRuntime:
-        return runtime_of(self.svc.ctx)
+        return self.svc.ctx.runtime
 
     def person(self, username: str = "alice", *, roles: tuple[str, ...] = ("user",)) -> Person:
         uid = str(uuid.uuid4())

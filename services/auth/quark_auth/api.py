@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from quark_auth import service
-from quark_auth.runtime import AuthRuntime, get_runtime
+from quark_auth.runtime import AuthRuntime
 from quark_auth.schemas import (
     AcceptedOut,
     CodeIn,
@@ -38,7 +38,7 @@ from quark_auth.schemas import (
     UserOut,
     UserPage,
 )
-from quark_sdk.app import Context, DbSession
+from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import Principal
 from quark_sdk.errors import PermissionDenied, Unauthenticated
 from quark_sdk.routing import GuardedRoute
@@ -48,11 +48,7 @@ router = APIRouter(prefix=PREFIX, tags=["auth"], route_class=GuardedRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-def runtime(ctx: Context) -> AuthRuntime:
-    return get_runtime(ctx)
-
-
-Runtime = Annotated[AuthRuntime, Depends(runtime)]
+Runtime = Annotated[AuthRuntime, RuntimeDep]
 
 
 def bearer_token(request: Request) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import cast
 
 from fastapi import FastAPI
 
@@ -16,7 +15,7 @@ from quark_auth.events import suspensions
 from quark_auth.keys import KeyManager
 from quark_auth.models import Base
 from quark_auth.passwords import PasswordHasher
-from quark_auth.runtime import EXTRAS_KEY, AuthRuntime, get_runtime
+from quark_auth.runtime import AuthRuntime
 from quark_auth.settings import AuthSettings
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
 from quark_sdk.ratelimit import RateLimiter
@@ -26,9 +25,12 @@ log = logging.getLogger("quark.auth")
 PURGE_INTERVAL = 3600.0
 
 
-async def start_runtime(ctx: ServiceContext) -> None:
+AuthContext = ServiceContext[AuthSettings, AuthRuntime]
+
+
+async def build_runtime(ctx: AuthContext) -> AuthRuntime:
     """Load (or create) the signing keys and build the hasher, limiter and local token verifier."""
-    settings = cast(AuthSettings, ctx.settings)
+    settings = ctx.settings
     redis = ctx.cache()
     keys = KeyManager(settings.secret_store(), path=settings.signing_keys_path, algorithm=settings.signing_algorithm,
                       overlap=settings.key_overlap, rotate_after=settings.rotate_after, redis=redis,
@@ -38,21 +40,15 @@ async def start_runtime(ctx: ServiceContext) -> None:
         log.warning("QUARK_ENV=dev: verification and password-reset links (live tokens) are logged on "
                     "quark.auth.mail; never run a production station with QUARK_ENV=dev")
     hasher = await asyncio.to_thread(PasswordHasher, settings.bcrypt_rounds)
-    ctx.extras[EXTRAS_KEY] = AuthRuntime(
+    return AuthRuntime(
         settings=settings, keys=keys, hasher=hasher, redis=redis, limiter=RateLimiter(redis, prefix=ctx.key()),
         verifier=keys.verifier(settings.token_audience), key_prefix=ctx.key(),
     )
 
 
-async def stop_runtime(ctx: ServiceContext) -> None:
-    rt = ctx.extras.pop(EXTRAS_KEY, None)
-    if isinstance(rt, AuthRuntime):
-        await rt.keys.aclose()
-
-
-async def key_rotation(ctx: ServiceContext) -> None:
+async def key_rotation(ctx: AuthContext) -> None:
     """Re-read the key store (pick up other instances' rotations) and rotate when the active key is due."""
-    rt = get_runtime(ctx)
+    rt = ctx.runtime
     while True:
         await asyncio.sleep(rt.settings.key_refresh_interval)
         try:
@@ -61,9 +57,9 @@ async def key_rotation(ctx: ServiceContext) -> None:
             log.exception("signing-key rotation round failed; retrying next interval")
 
 
-async def purge(ctx: ServiceContext) -> None:
+async def purge(ctx: AuthContext) -> None:
     """Hourly: drop expired refresh tokens, old sessions and spent one-time tokens."""
-    rt = get_runtime(ctx)
+    rt = ctx.runtime
     while True:
         await asyncio.sleep(PURGE_INTERVAL)
         async with ctx.database().session() as session:
@@ -76,11 +72,10 @@ module = QuarkModule(
     name="auth",
     settings_cls=AuthSettings,
     root=Path(__file__).resolve().parent.parent,
+    runtime=build_runtime,
     routers=[router],
     metadata=Base.metadata,
     consumers=[suspensions],
-    on_startup=[start_runtime],
-    on_shutdown=[stop_runtime],
     background=[key_rotation, purge],
     commands=[create_admin_command],
     title="Quark auth",

@@ -12,7 +12,6 @@ import sys
 from typing import Any
 
 from quark_auth import service
-from quark_auth.runtime import get_runtime
 from quark_sdk.app import ModuleCommand, ServiceContext
 from quark_sdk.errors import QuarkError
 
@@ -42,7 +41,7 @@ async def run(args: argparse.Namespace, ctx: ServiceContext) -> int:
     password = read_password(args)
     if password is None:
         return 2
-    rt = get_runtime(ctx)
+    rt = ctx.runtime
     try:
         async with ctx.database().session() as session:
             user = await service.create_admin(session, rt, username=args.username, email=args.email,

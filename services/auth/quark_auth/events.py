@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_auth import service
+from quark_auth.runtime import AuthRuntime
 from quark_auth.schemas import (
     EmailRequested,
     PasswordChanged,
@@ -35,9 +36,9 @@ PUBLISHED: tuple[type[EventPayload], ...] = (
     EmailRequested,
 )
 
-suspensions = Consumer("suspensions")  # quark.user.suspended → users.suspended_at, sessions revoked
+suspensions = Consumer[AuthRuntime]("suspensions")  # quark.user.suspended → users.suspended_at, sessions revoked
 
 
 @suspensions.on("quark.user.suspended")
-async def on_user_suspended(session: AsyncSession, event: CloudEvent) -> None:
+async def on_user_suspended(rt: AuthRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await service.apply_user_suspended(session, event.payload(UserSuspendedIn), at=event.time)

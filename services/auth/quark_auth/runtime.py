@@ -1,6 +1,6 @@
 """What a running auth instance holds besides the SDK context: keys, hasher, limiter, clock.
 
-Created by the module's start-up hook and kept in ``ctx.extras["auth"]``. The clock is injectable so
+Built by the SDK from `build_runtime` when the module starts. The clock is injectable so
 tests can move time (lockout windows, key rotation) without sleeping.
 """
 
@@ -17,12 +17,9 @@ import redis.asyncio as aioredis
 from quark_auth.keys import KeyManager
 from quark_auth.passwords import PasswordHasher
 from quark_auth.settings import AuthSettings
-from quark_sdk.app import ServiceContext
 from quark_sdk.auth import TokenVerifier
 from quark_sdk.errors import RateLimited
 from quark_sdk.ratelimit import RateLimiter
-
-EXTRAS_KEY = "auth"
 
 
 @dataclass
@@ -38,6 +35,9 @@ class AuthRuntime:
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
+
+    async def aclose(self) -> None:
+        await self.keys.aclose()
 
     def set_clock(self, clock: Callable[[], float]) -> None:
         """Use `clock` for tokens, limits, lockouts and key rotation (tests)."""
@@ -57,13 +57,6 @@ class AuthRuntime:
         """Count one hit; False when over the limit (for limits that must stay silent)."""
         result = await self.limiter.hit(key, limit=limit, window=window, now=self.clock())
         return result.allowed
-
-
-def get_runtime(ctx: ServiceContext) -> AuthRuntime:
-    rt = ctx.extras.get(EXTRAS_KEY)
-    if not isinstance(rt, AuthRuntime):
-        raise RuntimeError("auth runtime not started")
-    return rt
 
 
 def retry_after(seconds: float) -> int:

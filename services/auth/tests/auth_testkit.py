@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import text
 
 from quark_auth import service
-from quark_auth.runtime import AuthRuntime, get_runtime
+from quark_auth.runtime import AuthRuntime
 from quark_sdk.events import CloudEvent, dead_letter_stream, stream_for, subject_for
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
 from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
@@ -50,7 +50,7 @@ class Auth:
 
     @property
     def rt(self) -> AuthRuntime:
-        return get_runtime(self.svc.ctx)
+        return self.svc.ctx.runtime
 
     async def register(self, username: str = "alice", email: str | None = None, password: str = PASSWORD,
                        **extra: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from quark_blog import comments, feeds, moderation, service
 from quark_blog.common import require_user
-from quark_blog.runtime import BlogRuntime, runtime_of
+from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
     CategoryCreate,
     CategoryOut,
@@ -41,7 +41,7 @@ from quark_blog.schemas import (
     SearchPage,
     TagPage,
 )
-from quark_sdk.app import DbSession
+from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import Principal, current_user, optional_user, require_role
 from quark_sdk.errors import InvalidInput
 from quark_sdk.routing import GuardedRoute
@@ -49,12 +49,7 @@ from quark_sdk.routing import GuardedRoute
 log = logging.getLogger("quark.blog")
 
 
-async def get_runtime(request: Request) -> BlogRuntime:
-    """Async on purpose: a sync dependency would cost a thread-pool hop on every request."""
-    return runtime_of(request.app.state.quark)
-
-
-Runtime = Annotated[BlogRuntime, Depends(get_runtime)]
+Runtime = Annotated[BlogRuntime, RuntimeDep]
 User = Annotated[Principal, Depends(current_user)]
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 Moderator = Annotated[Principal, Depends(require_role("moderator"))]
@@ -407,7 +402,7 @@ async def home(request: Request) -> Response:
     check them, JSON written directly (the response model documents the shape). Parameters
     `limit` and `cursor` (declared for OpenAPI) are read by hand, and the caller through the
     token cache, to keep framework work per request small."""
-    rt = runtime_of(request.app.state.quark)
+    rt: BlogRuntime = request.app.state.quark.runtime
     user = await current_user(request)
     limit, cursor = _home_params(request)
     items, nxt = await feeds.home_timeline(rt, require_user(user), limit, cursor)

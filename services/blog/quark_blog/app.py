@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from quark_blog.api import routers
 from quark_blog.events import fanout_consumer, replica_consumer
 from quark_blog.models import Base
-from quark_blog.runtime import install, runtime_of
+from quark_blog.runtime import BlogRuntime, build_runtime
 from quark_blog.service import next_scheduled_at, publish_due_posts
 from quark_blog.settings import BlogSettings
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
@@ -20,20 +20,12 @@ from quark_sdk.tasks import wait_event
 log = logging.getLogger("quark.blog")
 
 
-async def install_runtime(ctx: ServiceContext) -> None:
-    install(ctx)
-
-
-async def close_runtime(ctx: ServiceContext) -> None:
-    await runtime_of(ctx).close()
-
-
-async def scheduler(ctx: ServiceContext) -> None:
+async def scheduler(ctx: ServiceContext[BlogSettings, BlogRuntime]) -> None:
     """Publish scheduled posts when due. Several instances may run it: rows are claimed with SKIP LOCKED.
 
     Sleeps until the next due post (at most `scheduler_interval`), or until a post is scheduled.
     """
-    rt = runtime_of(ctx)
+    rt = ctx.runtime
     interval = rt.settings.scheduler_interval
     while True:
         rt.wake_scheduler.clear()
@@ -52,11 +44,10 @@ module = QuarkModule(
     name="blog",
     settings_cls=BlogSettings,
     root=Path(__file__).resolve().parent.parent,
+    runtime=build_runtime,
     routers=routers,
     metadata=Base.metadata,
     consumers=[replica_consumer, fanout_consumer],
-    on_startup=[install_runtime],
-    on_shutdown=[close_runtime],
     background=[scheduler],
     title="Quark blog",
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from quark_blog.runtime import BlogRuntime, runtime_of
+from quark_blog.runtime import BlogRuntime
 from quark_sdk.events import CloudEvent, processed_event_ids
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
 from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
@@ -32,7 +32,7 @@ class Blog:
 
     @property
     def rt(self) -> BlogRuntime:
-        return runtime_of(self.svc.ctx)
+        return self.svc.ctx.runtime
 
     def person(self, username: str, *, roles: tuple[str, ...] = ("user",)) -> Person:
         uid = str(uuid.uuid4())

@@ -183,14 +183,13 @@ async def test_scheduled_post_publishes_when_the_clock_says_so(blog: Blog) -> No
 
 async def test_two_schedulers_publish_each_post_once(quark: QuarkTestEnv) -> None:
     from quark_blog.app import module
-    from quark_blog.runtime import runtime_of
 
     svc = await quark.start(module, write_rate_limit=100_000)
-    rt = runtime_of(svc.ctx)
+    rt = svc.ctx.runtime
     # A second instance on the same database (as two replicas of the service would be).
     db_url = svc.settings.database_url
     other = await quark.start(module, database_url=db_url, write_rate_limit=100_000)
-    rt2 = runtime_of(other.ctx)
+    rt2 = other.ctx.runtime
     headers = quark.bearer(quark.user_token("u1", username="u1"))
     at = datetime.now(UTC) + timedelta(days=30)
     for i in range(40):

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from quark_media import service
-from quark_media.runtime import MediaRuntime, runtime_of
+from quark_media.runtime import MediaRuntime
 from quark_media.schemas import MediaOut, MediaPage, Status, UsageOut
 from quark_media.settings import MediaSettings
 from quark_media.upload import MultipartUpload
-from quark_sdk.app import Context, DbSession
+from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import Principal, current_user, optional_user
 from quark_sdk.errors import PermissionDenied
 
@@ -39,11 +39,7 @@ Cursor = Annotated[str | None, Query(max_length=200)]
 Limit = Annotated[int | None, Query(ge=1, le=500)]
 
 
-def rt_of(ctx: Context) -> MediaRuntime:
-    return runtime_of(ctx)
-
-
-Runtime = Annotated[MediaRuntime, Depends(rt_of)]
+Runtime = Annotated[MediaRuntime, RuntimeDep]
 
 
 def user_id(principal: Principal) -> uuid.UUID:

@@ -8,32 +8,24 @@ from quark_media import service
 from quark_media.api import router
 from quark_media.events import accounts, usage
 from quark_media.models import Base
-from quark_media.runtime import install, runtime_of
+from quark_media.runtime import MediaRuntime, build_runtime
 from quark_media.settings import MediaSettings
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
 from quark_sdk.tasks import wait_event
 
 log = logging.getLogger("quark.media")
 
-
-async def start_runtime(ctx: ServiceContext) -> None:
-    await install(ctx)
+MediaContext = ServiceContext[MediaSettings, MediaRuntime]
 
 
-async def stop_runtime(ctx: ServiceContext) -> None:
-    rt = ctx.extras.get("media")
-    if rt is not None:
-        await rt.close()
-
-
-async def storage_ready(ctx: ServiceContext) -> None:
+async def storage_ready(ctx: MediaContext) -> None:
     """Readiness: the object store answers (a HEAD on the bucket in S3, the directory tree locally)."""
-    await runtime_of(ctx).storage.ensure_bucket()
+    await ctx.runtime.storage.ensure_bucket()
 
 
-async def recover_processing(ctx: ServiceContext) -> None:
+async def recover_processing(ctx: MediaContext) -> None:
     """Background job: re-run processing lost to a crash or restart (see service.recover)."""
-    rt = runtime_of(ctx)
+    rt = ctx.runtime
     settings = rt.settings
     while True:
         await rt.ensure_storage()
@@ -44,9 +36,9 @@ async def recover_processing(ctx: ServiceContext) -> None:
         await wait_event(rt.wake_recovery, settings.recovery_interval)
 
 
-async def sweep_orphans(ctx: ServiceContext) -> None:
+async def sweep_orphans(ctx: MediaContext) -> None:
     """Background job: delete media never attached within `orphan_ttl` (0 disables)."""
-    rt = runtime_of(ctx)
+    rt = ctx.runtime
     settings: MediaSettings = rt.settings
     if settings.orphan_ttl == 0:
         return
@@ -61,11 +53,10 @@ module = QuarkModule(
     name="media",
     settings_cls=MediaSettings,
     root=Path(__file__).resolve().parent.parent,
+    runtime=build_runtime,
     routers=[router],
     metadata=Base.metadata,
     consumers=[accounts, usage],
-    on_startup=[start_runtime],
-    on_shutdown=[stop_runtime],
     readiness_checks=[("storage", storage_ready)],
     background=[recover_processing, sweep_orphans],
     title="Quark media service",

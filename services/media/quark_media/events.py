@@ -12,13 +12,14 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_media import service
+from quark_media.runtime import MediaRuntime
 from quark_media.schemas import AuthUserDeleted, PostMedia, ProfileUpdated
 from quark_sdk.events import CloudEvent, Consumer, PermanentEventError
 
 M = TypeVar("M", bound=BaseModel)
 
-accounts = Consumer("accounts")  # quark.auth.user_deleted → remove the account's media
-usage = Consumer("usage")  # quark.post.* / quark.user.profile_updated → media attached
+accounts = Consumer[MediaRuntime]("accounts")  # quark.auth.user_deleted → remove the account's media
+usage = Consumer[MediaRuntime]("usage")  # quark.post.* / quark.user.profile_updated → media attached
 
 
 def parse(event: CloudEvent, model: type[M]) -> M:
@@ -29,15 +30,15 @@ def parse(event: CloudEvent, model: type[M]) -> M:
 
 
 @accounts.on("quark.auth.user_deleted")
-async def on_user_deleted(session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_user_deleted(session, parse(event, AuthUserDeleted))
+async def on_user_deleted(rt: MediaRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await service.apply_user_deleted(rt, session, parse(event, AuthUserDeleted))
 
 
 @usage.on("quark.post.published", "quark.post.updated")
-async def on_post_media(session: AsyncSession, event: CloudEvent) -> None:
+async def on_post_media(rt: MediaRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await service.apply_post_media(session, parse(event, PostMedia))
 
 
 @usage.on("quark.user.profile_updated")
-async def on_profile_updated(session: AsyncSession, event: CloudEvent) -> None:
+async def on_profile_updated(rt: MediaRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await service.apply_profile_updated(session, parse(event, ProfileUpdated))

@@ -1,8 +1,8 @@
 """What a running media instance holds beside the SDK context: its storage driver and processing pool.
 
-Event handlers get only (session, event); they find their instance through the session's
-database (`session.info["quark_db"]`), so several instances in one process (tests, the embedded
-station) never share a storage root or a pool.
+Built once per running instance by the SDK (`QuarkModule(runtime=build_runtime)`) and handed to
+routes (`Runtime`) and event handlers (their first argument), so several instances in one process
+(tests, the embedded station) never share a storage root.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ import multiprocessing
 import os
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any, TypeVar
 
 from quark_media.imaging import Limits, VariantSpec
 from quark_media.settings import MediaSettings
@@ -91,7 +88,7 @@ def _discard_pool(pool: Executor) -> None:
 
 @dataclass
 class MediaRuntime:
-    ctx: ServiceContext
+    ctx: ServiceContext[MediaSettings, MediaRuntime]
     storage: ObjectStorage
     mode: str
     workers: int
@@ -105,7 +102,7 @@ class MediaRuntime:
 
     @property
     def settings(self) -> MediaSettings:
-        return cast(MediaSettings, self.ctx.settings)
+        return self.ctx.settings
 
     @property
     def db(self) -> Database:
@@ -154,11 +151,8 @@ class MediaRuntime:
                 log.warning("object storage not ready (%s: %s); will retry", type(exc).__name__, exc)
         return self.bucket_ready
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await cancel_and_wait(list(self.tasks))
-
-
-_BY_DB: weakref.WeakKeyDictionary[Database, MediaRuntime] = weakref.WeakKeyDictionary()
 
 
 def storage_for(settings: MediaSettings) -> ObjectStorage:
@@ -166,34 +160,16 @@ def storage_for(settings: MediaSettings) -> ObjectStorage:
     return storage_from_url(url)
 
 
-async def install(ctx: ServiceContext) -> MediaRuntime:
-    settings = cast(MediaSettings, ctx.settings)
+async def build_runtime(ctx: ServiceContext[MediaSettings, MediaRuntime]) -> MediaRuntime:
+    settings = ctx.settings
     workers = settings.processing_workers or max(1, os.cpu_count() or 1)
-    storage = storage_for(settings)
     rt = MediaRuntime(
         ctx=ctx,
-        storage=storage,
+        storage=storage_for(settings),
         mode=settings.processing_mode,
         workers=workers,
         slots=asyncio.Semaphore(workers),
         limiter=RateLimiter(ctx.cache(), prefix=ctx.key()),
     )
-    ctx.extras["media"] = rt
-    _BY_DB[ctx.database()] = rt
     await rt.ensure_storage()
-    return rt
-
-
-def runtime_of(ctx: ServiceContext) -> MediaRuntime:
-    rt = ctx.extras.get("media")
-    if rt is None:
-        raise RuntimeError("media runtime not installed (startup not finished)")
-    return cast(MediaRuntime, rt)
-
-
-def runtime_for_session(session: AsyncSession) -> MediaRuntime:
-    db = session.info.get("quark_db")
-    rt = _BY_DB.get(db) if db is not None else None
-    if rt is None:
-        raise RuntimeError("media runtime not installed for this database (startup not finished)")
     return rt

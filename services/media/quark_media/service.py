@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_media import imaging
 from quark_media.models import Media, Usage
-from quark_media.runtime import MediaRuntime, runtime_for_session
+from quark_media.runtime import MediaRuntime
 from quark_media.schemas import (
     AuthUserDeleted,
     MediaDeleted,
@@ -737,9 +737,8 @@ async def sweep_orphans(rt: MediaRuntime, *, batch: int = 100) -> int:
 # --------------------------------------------------------------------------- consumed events
 
 
-async def apply_user_deleted(session: AsyncSession, event: AuthUserDeleted) -> None:
+async def apply_user_deleted(rt: MediaRuntime, session: AsyncSession, event: AuthUserDeleted) -> None:
     """An account is gone: its media, objects and usage go too (one `quark.media.deleted` per item)."""
-    rt = runtime_for_session(session)
     rows = list((await session.scalars(select(Media).where(Media.owner_id == event.user_id).with_for_update())).all())
     await _remove_rows(session, rows, "account_deleted")
     await session.execute(delete(Usage).where(Usage.owner_id == event.user_id))

@@ -19,7 +19,7 @@ from PIL import Image
 from sqlalchemy import func, select, text
 
 from quark_media.app import module
-from quark_media.runtime import MediaRuntime, runtime_of
+from quark_media.runtime import MediaRuntime
 from quark_sdk.events import CloudEvent, stream_for, subject_for
 from quark_sdk.outbox import outbox_table
 from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
@@ -128,7 +128,7 @@ class MediaHarness:
 
     @property
     def rt(self) -> MediaRuntime:
-        return runtime_of(self.svc.ctx)
+        return self.svc.ctx.runtime
 
     def account(self, *, roles: tuple[str, ...] = ("user",), user_id: uuid.UUID | None = None) -> Account:
         uid = user_id or uuid.uuid4()

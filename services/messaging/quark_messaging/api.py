@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from quark_messaging import notifications, service
-from quark_messaging.runtime import MessagingRuntime, runtime_of
+from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
     ChatCreate,
     ChatDetail,
@@ -31,7 +31,7 @@ from quark_messaging.schemas import (
     UnreadCount,
     UnreadOut,
 )
-from quark_sdk.app import Context, DbSession
+from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import Principal, current_user
 from quark_sdk.errors import PermissionDenied
 from quark_sdk.routing import GuardedRoute
@@ -64,11 +64,7 @@ Limit = Annotated[int | None, Query(ge=1, le=1000)]
 Seq = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
 
 
-def rt_of(ctx: Context) -> MessagingRuntime:
-    return runtime_of(ctx)
-
-
-Runtime = Annotated[MessagingRuntime, Depends(rt_of)]
+Runtime = Annotated[MessagingRuntime, RuntimeDep]
 
 
 def page_size(rt: MessagingRuntime, limit: int | None, default: int = 50) -> int:

@@ -10,25 +10,23 @@ from fastapi import FastAPI
 from quark_messaging.api import chats, messages, notes
 from quark_messaging.events import notify, push, replica
 from quark_messaging.models import Base
-from quark_messaging.runtime import install, runtime_of
+from quark_messaging.runtime import MessagingRuntime, build_runtime
 from quark_messaging.settings import MessagingSettings
 from quark_messaging.ws import heartbeat
 from quark_messaging.ws import router as ws_router
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
 
 
-async def start_hub(ctx: ServiceContext) -> None:
-    rt = install(ctx)
-    await rt.hub.start()
+async def start_hub(ctx: ServiceContext[MessagingSettings, MessagingRuntime]) -> None:
+    await ctx.runtime.hub.start()
 
 
-async def stop_hub(ctx: ServiceContext) -> None:
+async def stop_hub(ctx: ServiceContext[MessagingSettings, MessagingRuntime]) -> None:
     """Close the WebSockets (1012), leave the delivery subject and flush the live frames already sent."""
-    if "messaging" in ctx.extras:
-        await runtime_of(ctx).hub.stop()
-    sender = ctx.extras.get("messaging_sender")
-    if sender is not None:
-        await sender.stop()
+    rt = ctx.runtime
+    await rt.hub.stop()
+    if rt.sender is not None:
+        await rt.sender.stop()
     if ctx.bus is not None and ctx.bus.is_connected:
         with contextlib.suppress(Exception):
             await ctx.bus.nc.flush(timeout=1)
@@ -38,6 +36,7 @@ module = QuarkModule(
     name="messaging",
     settings_cls=MessagingSettings,
     root=Path(__file__).resolve().parent.parent,
+    runtime=build_runtime,
     routers=[ws_router, chats, messages, notes],
     metadata=Base.metadata,
     consumers=[replica, notify, push],

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_messaging import service
 from quark_messaging.models import Notification, User
 from quark_messaging.notifications import create_notification, notification_out
-from quark_messaging.runtime import runtime_for_session
+from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
     CommentCreated,
     NotificationRef,
@@ -36,9 +36,9 @@ from quark_sdk.events import CloudEvent, Consumer, PermanentEventError
 
 M = TypeVar("M", bound=BaseModel)
 
-replica = Consumer("replica")
-notify = Consumer("notify")
-push = Consumer("push", batch_size=100)
+replica = Consumer[MessagingRuntime]("replica")
+notify = Consumer[MessagingRuntime]("notify")
+push = Consumer[MessagingRuntime]("push", batch_size=100)
 
 
 def parse(event: CloudEvent, model: type[M]) -> M:
@@ -52,31 +52,31 @@ def parse(event: CloudEvent, model: type[M]) -> M:
 
 
 @replica.on("quark.auth.user_registered")
-async def on_registered(session: AsyncSession, event: CloudEvent) -> None:
+async def on_registered(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserRegistered)
     await service.remember_user(session, p.user_id, p.username)
 
 
 @replica.on("quark.user.profile_created", "quark.user.profile_updated")
-async def on_profile(session: AsyncSession, event: CloudEvent) -> None:
+async def on_profile(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, ProfileChanged)
     await service.remember_user(session, p.user_id, p.username)
 
 
 @replica.on("quark.user.blocked")
-async def on_blocked(session: AsyncSession, event: CloudEvent) -> None:
+async def on_blocked(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserBlockChanged)
     await service.set_block(session, p.blocker_id, p.blocked_id, True)
 
 
 @replica.on("quark.user.unblocked")
-async def on_unblocked(session: AsyncSession, event: CloudEvent) -> None:
+async def on_unblocked(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserBlockChanged)
     await service.set_block(session, p.blocker_id, p.blocked_id, False)
 
 
 @replica.on("quark.user.deleted", "quark.auth.user_deleted")
-async def on_user_deleted(session: AsyncSession, event: CloudEvent) -> None:
+async def on_user_deleted(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserDeleted)
     await service.delete_user(session, p.user_id)
 
@@ -85,7 +85,7 @@ async def on_user_deleted(session: AsyncSession, event: CloudEvent) -> None:
 
 
 @notify.on("quark.user.followed")
-async def on_followed(session: AsyncSession, event: CloudEvent) -> None:
+async def on_followed(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserFollowed)
     if p.follower_username:
         await service.remember_user(session, p.follower_id, p.follower_username)
@@ -99,7 +99,7 @@ async def on_followed(session: AsyncSession, event: CloudEvent) -> None:
 
 
 @notify.on("quark.comment.created")
-async def on_comment(session: AsyncSession, event: CloudEvent) -> None:
+async def on_comment(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, CommentCreated)
     data = {
         "post_id": p.post_id,
@@ -124,7 +124,7 @@ async def on_comment(session: AsyncSession, event: CloudEvent) -> None:
 
 
 @notify.on("quark.post.reacted")
-async def on_reacted(session: AsyncSession, event: CloudEvent) -> None:
+async def on_reacted(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, PostReacted)
     if p.action != "added":
         return
@@ -142,12 +142,11 @@ async def on_reacted(session: AsyncSession, event: CloudEvent) -> None:
 
 
 @push.on("quark.notification.created")
-async def on_notification(session: AsyncSession, event: CloudEvent) -> None:
+async def on_notification(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, NotificationRef)
     n = await session.get(Notification, p.notification_id)
     if n is None or n.read_at is not None:  # gone (account deleted) or already read: nothing to show
         return
-    rt = runtime_for_session(session)
     await rt.hub.publish(
         [uuid.UUID(str(p.user_id))],
         {"type": "notification", "notification": notification_out(n).model_dump(mode="json")},

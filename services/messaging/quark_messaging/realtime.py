@@ -28,6 +28,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from quark_sdk import telemetry
 from quark_sdk.app import ServiceContext
 from quark_sdk.events import EventBusUnavailable
 from quark_sdk.tasks import wait_event
@@ -149,6 +150,8 @@ class Hub:
         self.subject = f"rt.{ns}.messaging.deliver"
         self.presence_ttl = presence_ttl
         self.by_user: dict[uuid.UUID, set[Connection]] = {}
+        # quark_websocket_connections: open sockets of this process (0 from the start, so the panel shows 0).
+        self._gauge = telemetry.WEBSOCKET_CONNECTIONS.labels(ctx.name)
         self._sub: Subscription | None = None
         self._subscriber: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -194,12 +197,16 @@ class Hub:
     # -- connections --------------------------------------------------------------------------
 
     def register(self, conn: Connection) -> None:
-        self.by_user.setdefault(conn.user_id, set()).add(conn)
+        conns = self.by_user.setdefault(conn.user_id, set())
+        if conn not in conns:
+            conns.add(conn)
+            self._gauge.inc()
 
     def unregister(self, conn: Connection) -> None:
         conns = self.by_user.get(conn.user_id)
-        if conns is not None:
+        if conns is not None and conn in conns:
             conns.discard(conn)
+            self._gauge.dec()
             if not conns:
                 del self.by_user[conn.user_id]
 

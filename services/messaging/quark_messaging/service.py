@@ -16,7 +16,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -773,10 +773,9 @@ class SendBatcher:
 
 
 def sender_of(rt: MessagingRuntime) -> SendBatcher:
-    batcher = rt.ctx.extras.get("messaging_sender")
-    if batcher is None:
-        batcher = rt.ctx.extras["messaging_sender"] = SendBatcher(rt)
-    return cast(SendBatcher, batcher)
+    if rt.sender is None:
+        rt.sender = SendBatcher(rt)
+    return rt.sender
 
 
 async def _by_client_id(session: AsyncSession, user_id: uuid.UUID, client_msg_id: str) -> Message | None:

@@ -34,8 +34,9 @@ from quark_messaging.realtime import (
     Connection,
     dumps,
 )
-from quark_messaging.runtime import MessagingRuntime, runtime_of
+from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import MessageCreate, MessageEdit, ReadMark
+from quark_messaging.settings import MessagingSettings
 from quark_sdk.app import ServiceContext
 from quark_sdk.auth import Principal, authenticate_token
 from quark_sdk.errors import InvalidInput, QuarkError, RateLimited, Unauthenticated, is_unavailable_error
@@ -74,8 +75,8 @@ def _exp(principal: Principal) -> float | None:
 
 @router.websocket("/api/v1/messages/ws")
 async def websocket_endpoint(ws: WebSocket) -> None:
-    ctx: ServiceContext = ws.app.state.quark
-    rt = runtime_of(ctx)
+    ctx: ServiceContext[MessagingSettings, MessagingRuntime] = ws.app.state.quark
+    rt = ctx.runtime
     s = rt.settings
     if not origin_allowed(ws.headers.get("origin"), s.allowed_origins):
         await ws.close(code=CLOSE_POLICY)  # before accept: the server answers 403, never 101
@@ -419,10 +420,10 @@ async def _resume(rt: MessagingRuntime, conn: Connection, frame: dict[str, Any])
 HEARTBEAT_SLICE = 50
 
 
-async def heartbeat(ctx: ServiceContext) -> None:
+async def heartbeat(ctx: ServiceContext[MessagingSettings, MessagingRuntime]) -> None:
     """Background job: ping every connection, refresh presence, close expired tokens — once per
     interval for each connection, in slices spread evenly over the interval."""
-    rt = runtime_of(ctx)
+    rt = ctx.runtime
     interval = rt.settings.ws_heartbeat_interval
     loop = asyncio.get_running_loop()
     while True:

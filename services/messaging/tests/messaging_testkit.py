@@ -17,7 +17,7 @@ import websockets
 from sqlalchemy import select
 
 from quark_messaging.app import module
-from quark_messaging.runtime import MessagingRuntime, runtime_of
+from quark_messaging.runtime import MessagingRuntime
 from quark_sdk.embedded import free_port
 from quark_sdk.events import CloudEvent, processed_event_ids
 from quark_sdk.outbox import outbox_table
@@ -113,7 +113,7 @@ class Instance:
 
     @property
     def rt(self) -> MessagingRuntime:
-        return runtime_of(self.svc.ctx)
+        return self.svc.ctx.runtime
 
     async def serve(self) -> Instance:
         """The same app (lifespan already running) on 127.0.0.1:<free port>."""

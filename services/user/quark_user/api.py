@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from quark_sdk.app import Context, DbSession, ServiceContext
+from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import Principal, current_user, optional_user, require_role
 from quark_sdk.errors import PermissionDenied, Unauthenticated
-from quark_sdk.ratelimit import RateLimiter
 from quark_sdk.routing import GuardedRoute
 from quark_user import service
 from quark_user.models import Profile
+from quark_user.runtime import UserRuntime
 from quark_user.schemas import (
     ActivityOut,
     ActivityPage,
@@ -34,7 +34,6 @@ from quark_user.schemas import (
     SuspendRequest,
     UserSummary,
 )
-from quark_user.settings import UserSettings
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=GuardedRoute)
 
@@ -48,24 +47,19 @@ async def user_principal(principal: Annotated[Principal, Depends(current_user)])
 User = Annotated[Principal, Depends(user_principal)]
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
+Runtime = Annotated[UserRuntime, RuntimeDep]
 Username = Annotated[str, Path(min_length=1, max_length=64)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 Limit = Annotated[int | None, Query(ge=1, le=500)]
 
 
-def settings_of(ctx: ServiceContext) -> UserSettings:
-    settings = ctx.settings
-    assert isinstance(settings, UserSettings)
-    return settings
-
-
-def page_size(ctx: ServiceContext, limit: int | None) -> int:
-    s = settings_of(ctx)
+def page_size(rt: UserRuntime, limit: int | None) -> int:
+    s = rt.settings
     return min(limit or s.page_size_default, s.page_size_max)
 
 
-def limits(ctx: ServiceContext) -> service.Limits:
-    s = settings_of(ctx)
+def limits(rt: UserRuntime) -> service.Limits:
+    s = rt.settings
     return service.Limits(display_name_max_length=s.display_name_max_length, bio_max_length=s.bio_max_length,
                           links_max_count=s.links_max_count, link_max_length=s.link_max_length)
 
@@ -132,16 +126,16 @@ async def get_me(user: User, session: DbSession) -> MeOut:
 
 
 @router.patch("/me", response_model=MeOut)
-async def update_me(body: ProfileUpdate, user: User, session: DbSession, ctx: Context) -> MeOut:
+async def update_me(body: ProfileUpdate, user: User, session: DbSession, rt: Runtime) -> MeOut:
     profile = await service.update_profile(session, actor=viewer(user), changes=body.model_dump(exclude_unset=True),
-                                           limits=limits(ctx))
+                                           limits=limits(rt))
     return me_out(profile)
 
 
 @router.get("/me/activity", response_model=ActivityPage)
-async def my_activity(user: User, session: DbSession, ctx: Context, limit: Limit = None, cursor: Cursor = None,
+async def my_activity(user: User, session: DbSession, rt: Runtime, limit: Limit = None, cursor: Cursor = None,
                       kind: Annotated[str | None, Query(max_length=32)] = None) -> ActivityPage:
-    items, next_cursor = await service.list_activity(session, uid(user), limit=page_size(ctx, limit), cursor=cursor,
+    items, next_cursor = await service.list_activity(session, uid(user), limit=page_size(rt, limit), cursor=cursor,
                                                      kind=kind)
     return ActivityPage(items=[
         ActivityOut(id=i.entry.seq, kind=i.entry.kind, at=i.entry.created_at, data=dict(i.entry.data),
@@ -152,9 +146,9 @@ async def my_activity(user: User, session: DbSession, ctx: Context, limit: Limit
 
 
 @router.get("/me/follow-requests", response_model=EdgePage)
-async def my_follow_requests(user: User, session: DbSession, ctx: Context, limit: Limit = None,
+async def my_follow_requests(user: User, session: DbSession, rt: Runtime, limit: Limit = None,
                              cursor: Cursor = None) -> EdgePage:
-    return edge_page(*await service.list_own(session, uid(user), "requests", limit=page_size(ctx, limit),
+    return edge_page(*await service.list_own(session, uid(user), "requests", limit=page_size(rt, limit),
                                              cursor=cursor))
 
 
@@ -177,16 +171,16 @@ async def remove_follower(username: Username, user: User, session: DbSession) ->
 
 
 @router.get("/me/blocks", response_model=EdgePage)
-async def my_blocks(user: User, session: DbSession, ctx: Context, limit: Limit = None,
+async def my_blocks(user: User, session: DbSession, rt: Runtime, limit: Limit = None,
                     cursor: Cursor = None) -> EdgePage:
-    return edge_page(*await service.list_own(session, uid(user), "blocks", limit=page_size(ctx, limit),
+    return edge_page(*await service.list_own(session, uid(user), "blocks", limit=page_size(rt, limit),
                                              cursor=cursor))
 
 
 @router.get("/me/mutes", response_model=EdgePage)
-async def my_mutes(user: User, session: DbSession, ctx: Context, limit: Limit = None,
+async def my_mutes(user: User, session: DbSession, rt: Runtime, limit: Limit = None,
                    cursor: Cursor = None) -> EdgePage:
-    return edge_page(*await service.list_own(session, uid(user), "mutes", limit=page_size(ctx, limit),
+    return edge_page(*await service.list_own(session, uid(user), "mutes", limit=page_size(rt, limit),
                                              cursor=cursor))
 
 
@@ -194,10 +188,10 @@ async def my_mutes(user: User, session: DbSession, ctx: Context, limit: Limit = 
 
 
 @router.get("/search", response_model=SummaryPage)
-async def search(session: DbSession, ctx: Context, caller: MaybeUser,
+async def search(session: DbSession, rt: Runtime, caller: MaybeUser,
                  q: Annotated[str, Query(min_length=1, max_length=64)], limit: Limit = None,
                  cursor: Cursor = None) -> SummaryPage:
-    items, next_cursor = await service.search(session, viewer(caller), q, limit=page_size(ctx, limit),
+    items, next_cursor = await service.search(session, viewer(caller), q, limit=page_size(rt, limit),
                                               cursor=cursor)
     return SummaryPage(items=[summary(p) for p in items], next_cursor=next_cursor)
 
@@ -206,12 +200,12 @@ async def search(session: DbSession, ctx: Context, caller: MaybeUser,
 
 
 @router.get("/admin/users", response_model=AdminUserPage)
-async def admin_users(admin: Admin, session: DbSession, ctx: Context,
+async def admin_users(admin: Admin, session: DbSession, rt: Runtime,
                       q: Annotated[str | None, Query(max_length=64)] = None, suspended: bool | None = None,
                       role: Annotated[str | None, Query(max_length=32)] = None, verified: bool | None = None,
                       limit: Limit = None, cursor: Cursor = None) -> AdminUserPage:
     items, next_cursor = await service.admin_list(session, q=q, suspended=suspended, role=role, verified=verified,
-                                                  limit=page_size(ctx, limit), cursor=cursor)
+                                                  limit=page_size(rt, limit), cursor=cursor)
     return AdminUserPage(items=[admin_out(p) for p in items], next_cursor=next_cursor)
 
 
@@ -242,40 +236,39 @@ async def get_profile(username: Username, session: DbSession, caller: MaybeUser)
 
 @router.patch("/{username}", response_model=AdminUserOut)
 async def admin_update(username: Username, body: ProfileUpdate, admin: Admin, session: DbSession,
-                       ctx: Context) -> AdminUserOut:
+                       rt: Runtime) -> AdminUserOut:
     profile = await service.update_profile(session, actor=viewer(admin), changes=body.model_dump(exclude_unset=True),
-                                           limits=limits(ctx), username=username)
+                                           limits=limits(rt), username=username)
     return admin_out(profile)
 
 
 @router.get("/{username}/followers", response_model=EdgePage)
-async def followers(username: Username, session: DbSession, ctx: Context, caller: MaybeUser,
+async def followers(username: Username, session: DbSession, rt: Runtime, caller: MaybeUser,
                     limit: Limit = None, cursor: Cursor = None) -> EdgePage:
     """Followers, newest first; `me` names the caller."""
     if username == "me" and caller is None:
         raise Unauthenticated("bearer token required")
     return edge_page(*await service.list_follows(session, viewer(caller), username, direction="followers",
-                                                 limit=page_size(ctx, limit), cursor=cursor))
+                                                 limit=page_size(rt, limit), cursor=cursor))
 
 
 @router.get("/{username}/following", response_model=EdgePage)
-async def following(username: Username, session: DbSession, ctx: Context, caller: MaybeUser,
+async def following(username: Username, session: DbSession, rt: Runtime, caller: MaybeUser,
                     limit: Limit = None, cursor: Cursor = None) -> EdgePage:
     """Accounts followed, newest first; `me` names the caller."""
     if username == "me" and caller is None:
         raise Unauthenticated("bearer token required")
     return edge_page(*await service.list_follows(session, viewer(caller), username, direction="following",
-                                                 limit=page_size(ctx, limit), cursor=cursor))
+                                                 limit=page_size(rt, limit), cursor=cursor))
 
 
 @router.post("/{username}/follow", response_model=FollowResult, status_code=201,
              responses={202: {"model": FollowResult, "description": "a follow request was sent"}})
-async def follow(username: Username, user: User, session: DbSession, ctx: Context,
+async def follow(username: Username, user: User, session: DbSession, rt: Runtime,
                  response: Response) -> FollowResult:
-    s = settings_of(ctx)
+    s = rt.settings
     if s.follow_rate_limit:
-        limiter: RateLimiter = ctx.extras["limiter"]
-        await limiter.check(f"follow:{user.subject}", limit=s.follow_rate_limit, window=s.follow_rate_window,
+        await rt.limiter.check(f"follow:{user.subject}", limit=s.follow_rate_limit, window=s.follow_rate_window,
                             detail="too many follow attempts; try again later")
     status = await service.follow(session, uid(user), username)
     response.status_code = 201 if status == "following" else 202

@@ -6,24 +6,19 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
-from quark_sdk.ratelimit import RateLimiter
 from quark_user import service
 from quark_user.api import router
 from quark_user.events import accounts, avatars
 from quark_user.models import Base
+from quark_user.runtime import UserRuntime, build_runtime
 from quark_user.settings import UserSettings
 
 log = logging.getLogger("quark.user")
 
 
-async def start_limiter(ctx: ServiceContext) -> None:
-    ctx.extras["limiter"] = RateLimiter(ctx.cache(), prefix=ctx.key())
-
-
-async def purge_old_activity(ctx: ServiceContext) -> None:
+async def purge_old_activity(ctx: ServiceContext[UserSettings, UserRuntime]) -> None:
     """Background job: drop activity entries older than `activity_retention_days` (0 keeps everything)."""
     settings = ctx.settings
-    assert isinstance(settings, UserSettings)
     if settings.activity_retention_days == 0:
         return
     while True:
@@ -38,10 +33,10 @@ module = QuarkModule(
     name="user",
     settings_cls=UserSettings,
     root=Path(__file__).resolve().parent.parent,
+    runtime=build_runtime,
     routers=[router],
     metadata=Base.metadata,
     consumers=[accounts, avatars],
-    on_startup=[start_limiter],
     background=[purge_old_activity],
     title="Quark user service",
 )

@@ -45,11 +45,11 @@ effects = Table(
 # Deliveries seen per event id, so a handler can fail its first N deliveries.
 ATTEMPTS: dict[str, int] = {}
 
-consumer = Consumer("effects", backoff=(0.01, 0.02, 0.05), ack_wait=5)
+consumer = Consumer[None]("effects", backoff=(0.01, 0.02, 0.05), ack_wait=5)
 
 
 @consumer.on("quark.sample.noted")
-async def apply_note(session: AsyncSession, event: CloudEvent) -> None:
+async def apply_note(rt: None, session: AsyncSession, event: CloudEvent) -> None:
     note = event.payload(Noted)
     ATTEMPTS[event.id] = ATTEMPTS.get(event.id, 0) + 1
     if note.permanent:

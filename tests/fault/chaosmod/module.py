@@ -59,11 +59,11 @@ counters = Table(
 )
 
 # A short ack_wait so messages held by a SIGKILLed process come back quickly.
-consumer = Consumer("effects", backoff=(0.05, 0.2, 0.5), batch_size=100, ack_wait=3.0)
+consumer = Consumer[None]("effects", backoff=(0.05, 0.2, 0.5), batch_size=100, ack_wait=3.0)
 
 
 @consumer.on("quark.chaos.produced")
-async def apply_produced(session: AsyncSession, event: CloudEvent) -> None:
+async def apply_produced(rt: None, session: AsyncSession, event: CloudEvent) -> None:
     """The side effect: record the key (a second application shows up as applies > 1) and count it."""
     key = event.payload(Produced).key
     if key.startswith("crash-"):

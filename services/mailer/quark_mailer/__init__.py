@@ -1,0 +1,1 @@
+"""The mailer module of the Quark station: renders and sends the mails other modules request."""

@@ -1,0 +1,75 @@
+"""`/dev/mail`: the dev mailbox — every mail the local SMTP sink of `quark dev` received, newest first.
+
+Only outside prod (the router is not even mounted there: 404). It reads the sink's files under
+`<data_dir>/mail/` (quark_sdk.devmail), so it shows what really went over SMTP, whichever process sent it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import cast
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
+
+from quark_mailer.pages import page
+from quark_mailer.settings import MailerSettings
+from quark_sdk.app import Context
+from quark_sdk.devmail import Mailbox
+from quark_sdk.errors import NotFound
+
+
+def dev_only(ctx: Context) -> None:
+    """Production has no dev mailbox: every path under /dev/mail is a 404 there."""
+    settings = cast(MailerSettings, ctx.settings)
+    if settings.env == "prod" or not settings.dev_mailbox:
+        raise NotFound("no dev mailbox in production")
+
+
+router = APIRouter(prefix="/dev/mail", tags=["dev mailbox"], include_in_schema=False,
+                   dependencies=[Depends(dev_only)])
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+# The HTML part is shown as its own document, sandboxed: no script, no form, links open in a new tab.
+HTML_PART_CSP = "sandbox allow-popups allow-popups-to-escape-sandbox allow-top-navigation-by-user-activation; " \
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+def mailbox(ctx: Context) -> Mailbox:
+    return Mailbox(cast(MailerSettings, ctx.settings).data_dir / "mail")
+
+
+def linkify(text: str) -> Markup:
+    """Plain text as HTML with every http(s) URL a clickable link (everything else escaped)."""
+    out, last = [], 0
+    for m in _URL.finditer(text):
+        out.append(html.escape(text[last:m.start()]))
+        url = html.escape(m.group(0))
+        out.append(f'<a href="{url}">{url}</a>')
+        last = m.end()
+    out.append(html.escape(text[last:]))
+    return Markup("".join(out))  # noqa: S704 - every piece above is escaped
+
+
+@router.get("", response_class=HTMLResponse)
+async def list_mail(ctx: Context) -> Response:
+    box = mailbox(ctx)
+    return page("mailbox.html", mails=box.list(), directory=str(box.directory))
+
+
+@router.get("/{mail_id}", response_class=HTMLResponse)
+async def show_mail(mail_id: str, ctx: Context) -> Response:
+    mail = mailbox(ctx).get(mail_id)
+    if mail is None:
+        raise NotFound(f"no mail {mail_id} in the dev mailbox")
+    return page("mail.html", mail=mail, text=linkify(mail.text))
+
+
+@router.get("/{mail_id}/html", response_class=HTMLResponse)
+async def show_mail_html(mail_id: str, ctx: Context) -> Response:
+    mail = mailbox(ctx).get(mail_id)
+    if mail is None or mail.html is None:
+        raise NotFound(f"no HTML part of mail {mail_id} in the dev mailbox")
+    return HTMLResponse(mail.html, headers={"Content-Security-Policy": HTML_PART_CSP, "Cache-Control": "no-store"})

@@ -192,7 +192,7 @@ require_docker() {
   docker compose version >/dev/null 2>&1 ||
     die "the Docker Compose v2 plugin is missing ('docker compose version' failed); install docker-compose-plugin" 127
   docker info >/dev/null 2>&1 ||
-    die "the Docker engine is not reachable (is the daemon running, and may $(id -un) use it?)" 1
+    die "the Docker engine is not reachable (is the daemon running, and may $(id -un) use it?); or run without Docker: $PROG --local $COMMAND" 1
   if [ ! -f "$ROOT/.env" ]; then
     warn "no .env: using the dev-only passwords of .env.example (cp .env.example .env and change them)"
   fi
@@ -339,15 +339,63 @@ supervisor_pid() {
   printf '%s\n' "$pid"
 }
 
-# "name pid url" for every module of the running fleet (from quark dev's fleet.json).
+# "name pid url state restarts" for every module of the running fleet (from quark dev's fleet.json; the
+# state is the supervisor's: running, backoff, stopped, failed).
 fleet_modules() {
   [ -f "$FLEET_JSON" ] || return 0
   "$PYTHON" - "$FLEET_JSON" <<'PY'
 import json, sys
 state = json.load(open(sys.argv[1]))
+sup = state.get("supervisor", {})
 for name, url in state.get("modules", {}).items():
-    print(name, state.get("pids", {}).get(name, ""), url)
+    info = sup.get(name, {})
+    print(name, state.get("pids", {}).get(name) or "-", url, info.get("state", "running"), info.get("restarts", 0))
 PY
+}
+
+CONTROL_DIR="$DATA_DIR/run/control"
+OPTIONS_FILE="$DATA_DIR/run/fleet.options"
+
+# Wait until the supervisor reports the module in state $2 (fleet.json), or fail after $3 seconds.
+wait_module_state() {
+  local name="$1" want="$2" deadline=$((SECONDS + $3)) state
+  while :; do
+    state="$(fleet_modules | awk -v n="$name" '$1 == n {print $4}')"
+    [ "$state" = "$want" ] && return 0
+    [ "$SECONDS" -ge "$deadline" ] && return 1
+    sleep 0.1
+  done
+}
+
+# Start modules of the running fleet again (they were stopped, or the supervisor gave up on them).
+local_start_modules() {
+  local pid="$1" name url missing=() known
+  known="$(fleet_modules | awk '{print $1}')"
+  for name in "${SELECTION[@]}"; do
+    printf '%s\n' "$known" | grep -qx "$name" || missing+=("$name")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    die "the local fleet (pid $pid) was started without ${missing[*]}; stop it and start it with them: $PROG --local stop && $PROG --local start $(printf '%s' "$known" | tr '\n' ' ')${missing[*]}" 1
+  fi
+  mkdir -p "$CONTROL_DIR"
+  for name in "${SELECTION[@]}"; do
+    rm -f "$CONTROL_DIR/$name.stop"
+    if [ "$(fleet_modules | awk -v n="$name" '$1 == n {print $4}')" = "running" ]; then
+      ok "$name is already running"
+      continue
+    fi
+    info "starting $name"
+    : >"$CONTROL_DIR/$name.start"
+    wait_module_state "$name" running "$START_TIMEOUT" || die "$name did not start within ${START_TIMEOUT}s; see $PROG --local logs $name" 1
+    url="$(fleet_modules | awk -v n="$name" '$1 == n {print $3}')"
+    local deadline=$((SECONDS + START_TIMEOUT))
+    until "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/health", timeout=2)' "$url" 2>/dev/null; do
+      wait_module_state "$name" running 0 || die "$name exited during start-up; see $PROG --local logs $name" 1
+      [ "$SECONDS" -ge "$deadline" ] && die "$name is not answering $url/health within ${START_TIMEOUT}s" 1
+      sleep 0.2
+    done
+    ok "started $name ($url)"
+  done
 }
 
 module_selected() {
@@ -357,13 +405,9 @@ module_selected() {
 local_start() {
   local pid
   if pid="$(supervisor_pid)"; then
-    local name mpid url missing=()
-    for name in "${SELECTION[@]+"${SELECTION[@]}"}"; do
-      mpid="$(fleet_modules | awk -v n="$name" '$1 == n {print $2}')"
-      alive "$mpid" || missing+=("$name")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-      die "the local fleet (pid $pid) runs without ${missing[*]}; use: $PROG --local restart ${SELECTION[*]}" 1
+    if [ "${#SELECTION[@]}" -gt 0 ]; then
+      local_start_modules "$pid"
+      return 0
     fi
     ok "the local fleet is already running (pid $pid)"
     return 0
@@ -378,6 +422,7 @@ local_start() {
     )")
   fi
   [ "$FREE_PORTS" -eq 1 ] && args+=(--free-ports)
+  printf 'FREE_PORTS=%s\nSELECTION=%s\n' "$FREE_PORTS" "${SELECTION[*]}" >"$OPTIONS_FILE"
   info "starting ${SELECTION[*]:-every installed module} without Docker (quark ${args[*]})"
   printf '\n=== %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "quark ${args[*]}" >>"$FLEET_LOG"
   # Its own session, so a Ctrl-C in this terminal or closing it leaves the fleet running; the embedded
@@ -422,16 +467,16 @@ local_stop() {
     return 0
   fi
   if [ "${#SELECTION[@]}" -gt 0 ]; then
-    local name mpid url
-    while read -r name mpid url; do
-      module_selected "$name" || continue
-      if alive "$mpid"; then
-        info "stopping $name (pid $mpid, $url)"
-        kill -TERM "$mpid" 2>/dev/null || true
-        wait_gone "$mpid" "$STOP_TIMEOUT" || kill -KILL "$mpid" 2>/dev/null || true
-      fi
+    # Held down through the supervisor, which would otherwise restart a module it sees exit.
+    local name
+    mkdir -p "$CONTROL_DIR"
+    for name in $(reversed_selection); do
+      rm -f "$CONTROL_DIR/$name.start"
+      : >"$CONTROL_DIR/$name.stop"
+      info "stopping $name"
+      wait_module_state "$name" stopped "$STOP_TIMEOUT" || die "$name did not stop within ${STOP_TIMEOUT}s" 1
       ok "stopped $name"
-    done < <(fleet_modules | tac)
+    done
     return 0
   fi
   info "stopping the local fleet (pid $pid)"
@@ -457,16 +502,22 @@ local_status() {
     printf '%s\n' "  starting up…"
     return 0
   fi
-  local name mpid url down=0
-  printf '  %-10s %-8s %-8s %s\n' MODULE STATE PID URL
-  while read -r name mpid url; do
+  local name mpid url state restarts down=0 colour gateway
+  gateway="$("$PYTHON" -c 'import json, sys; g = json.load(open(sys.argv[1])).get("gateway") or {}; print(g.get("url", ""), g.get("dashboard", ""))' "$FLEET_JSON" 2>/dev/null || true)"
+  if [ -n "${gateway// /}" ]; then
+    printf '  gateway    %s (Traefik; dashboard %s)\n' "${gateway%% *}" "${gateway#* }"
+  fi
+  printf '  %-10s %-8s %-8s %-9s %s\n' MODULE STATE PID RESTARTS URL
+  while read -r name mpid url state restarts; do
     module_selected "$name" || continue
-    if alive "$mpid"; then
-      printf '  %-10s %s%-8s%s %-8s %s\n' "$name" "$C_GREEN" running "$C_RESET" "$mpid" "$url"
+    if [ "$state" = "running" ] && alive "$mpid"; then
+      colour="$C_GREEN"
     else
-      printf '  %-10s %s%-8s%s %-8s %s\n' "$name" "$C_RED" stopped "$C_RESET" "$mpid" "$url"
+      [ "$state" = "running" ] && state="exited"
+      colour="$C_RED"
       down=1
     fi
+    printf '  %-10s %s%-8s%s %-8s %-9s %s\n' "$name" "$colour" "$state" "$C_RESET" "$mpid" "$restarts" "$url"
   done < <(fleet_modules)
   return "$down"
 }
@@ -590,6 +641,18 @@ main() {
   fi
   case "$COMMAND" in
     restart)
+      # A whole-fleet restart keeps what the fleet was started with: --free-ports and its modules.
+      if [ "$LOCAL" -eq 1 ] && [ "${#SELECTION[@]}" -eq 0 ] && [ -f "$OPTIONS_FILE" ]; then
+        grep -qx 'FREE_PORTS=1' "$OPTIONS_FILE" && FREE_PORTS=1
+        local remembered
+        remembered="$(sed -n 's/^SELECTION=//p' "$OPTIONS_FILE")"
+        if [ -n "$remembered" ]; then
+          # The whole fleet stops; it starts again with the modules it had.
+          local_stop && read -r -a SELECTION <<<"$remembered" && local_start || rc=$?
+          log_line "end $COMMAND all (modules: $remembered) exit=$rc"
+          return "$rc"
+        fi
+      fi
       "${prefix}_stop" && "${prefix}_start" || rc=$?
       ;;
     *)

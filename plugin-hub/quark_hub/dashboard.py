@@ -63,7 +63,25 @@ async def snapshot(rt: HubRuntime) -> dict[str, Any]:
                 "monitor_interval": rt.settings.monitor_interval, "lease_ttl": rt.settings.lease_ttl},
         "modules": [m.model_dump(mode="json") for m in page.items],
         "events": events,
+        "supervisor": supervisor_state(rt.settings.data_dir),
     }
+
+
+SUPERVISOR_FRESH = 10.0  # seconds: `quark dev --fleet` rewrites fleet.json at least every 2 s while it runs
+
+
+def supervisor_state(data_dir: Path) -> dict[str, Any] | None:
+    """What the supervisor of `quark dev --fleet` reports about its processes (state, restarts, last exit),
+    read from the station's data directory it shares with the hub; None elsewhere (compose and Kubernetes
+    restart containers themselves) or when that file is stale."""
+    try:
+        state = json.loads((data_dir / "fleet.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or time.time() - float(state.get("updated_at", 0)) > SUPERVISOR_FRESH:
+        return None
+    children = state.get("supervisor")
+    return {"children": children} if isinstance(children, dict) else None
 
 
 async def stream_snapshots(rt: HubRuntime) -> AsyncIterator[str]:

@@ -145,7 +145,9 @@ class Monitor:
         except Exception as exc:
             # The registry already reflects the change (routing must not wait for the database);
             # the events are kept and written next round.
-            log.warning("could not record %d hub events (%r); retrying next round", len(batch), exc)
+            # Once per outage at WARNING (the first failure with nothing pending yet), then DEBUG per round.
+            log.log(logging.DEBUG if self._pending else logging.WARNING,
+                    "could not record %d hub events (%r); retrying next round", len(batch), exc)
             self._pending = batch[-MAX_PENDING:]
             return
         self._pending = []

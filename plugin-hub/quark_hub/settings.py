@@ -66,8 +66,13 @@ class HubSettings(ServiceSettings):
     traefik_rate_average: int = Field(default=100, ge=0)
     traefik_rate_burst: int = Field(default=200, ge=0)
     traefik_cors_origins: list[str] = Field(default_factory=list)
-    traefik_health_interval: str = Field(default="10s", pattern=r"^\d+(ms|s|m)$")
-    traefik_health_timeout: str = Field(default="3s", pattern=r"^\d+(ms|s|m)$")
+    # Crash -> no 502 storm (docs/fault-tolerance.md): Traefik probes each server every second, takes one out
+    # after `traefik_passive_failures` failed requests within the window, retries idempotent requests.
+    traefik_health_interval: str = Field(default="1s", pattern=r"^\d+(ms|s|m)$")
+    traefik_health_timeout: str = Field(default="800ms", pattern=r"^\d+(ms|s|m)$")
+    traefik_passive_window: str = Field(default="5s", pattern=r"^\d+(ms|s|m)$")
+    traefik_passive_failures: int = Field(default=1, ge=1, le=100)
+    traefik_retry_attempts: int = Field(default=3, ge=1, le=10)
     # The paths of the hub's own public router (see PUBLIC_PATHS); everything else stays internal.
     traefik_public_paths: list[str] = Field(default_factory=lambda: list(PUBLIC_PATHS), max_length=64)
 

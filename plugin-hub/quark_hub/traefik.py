@@ -8,7 +8,9 @@ separate lowest-priority catch-all router (the web client). The hub's own router
 public read paths (registry writes, this configuration, /token and /clients stay on the internal
 network). Every router goes through three shared middlewares: a per-client rate limit, security
 headers and CORS. Traefik also health-checks the servers itself, so a crash between two of the
-hub's probes costs at most Traefik's own check interval.
+hub's probes costs at most Traefik's own check interval; a server that refuses connections is taken
+out after the first failed requests (passive check), and those requests are retried on another instance
+when their method is idempotent (docs/fault-tolerance.md has the measured window).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from quark_hub.settings import HubSettings
 RATE_LIMIT = "quark-rate-limit"
 SECURITY_HEADERS = "quark-security-headers"
 CORS = "quark-cors"
-MIDDLEWARES = (RATE_LIMIT, SECURITY_HEADERS, CORS)
+RETRY = "quark-retry"
+# Retry last, next to the load balancer: a request is counted once by the rate limit, and a retry goes
+# to the next server of the same service (another instance of the module).
+MIDDLEWARES = (RATE_LIMIT, SECURITY_HEADERS, CORS, RETRY)
 
 
 # The hub's own module name: its router is narrowed to settings.traefik_public_paths (reads only).
@@ -85,6 +90,9 @@ def middlewares(settings: HubSettings) -> dict[str, Any]:
             "stsIncludeSubdomains": True,
             "customResponseHeaders": {"X-Powered-By": "", "Server": ""},
         }},
+        # Only when the server did not answer at all (connection refused or reset: a crashed instance), and
+        # only for idempotent methods (retryNonIdempotentMethod stays false): a POST is never sent twice.
+        RETRY: {"retry": {"attempts": settings.traefik_retry_attempts, "initialInterval": "20ms"}},
         CORS: {"headers": {
             "accessControlAllowMethods": ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             "accessControlAllowHeaders": ["Authorization", "Content-Type", "Idempotency-Key", "traceparent"],
@@ -122,7 +130,12 @@ def build_config(modules: Sequence[ModuleRecord], settings: HubSettings) -> dict
         services[module.name] = {"loadBalancer": {
             "servers": [{"url": url} for url in servers],
             "passHostHeader": True,
+            # Active: Traefik probes every server itself, so a crash costs at most one interval even between
+            # two of the hub's probes. Passive: failed requests take a server out at once, before any probe.
             "healthCheck": {"path": _health_path(module), "interval": settings.traefik_health_interval,
+                            "unhealthyInterval": settings.traefik_health_interval,
                             "timeout": settings.traefik_health_timeout},
+            "passiveHealthCheck": {"failureWindow": settings.traefik_passive_window,
+                                   "maxFailedAttempts": settings.traefik_passive_failures},
         }}
     return {"http": {"routers": routers, "services": services, "middlewares": middlewares(settings)}}

@@ -56,3 +56,27 @@ async def test_stream_sends_a_snapshot_then_live_changes(quark: QuarkTestEnv, tm
     assert snapshots[-1]["events"][0]["type"] == "quark.hub.module.docked"
     assert snapshots[-1]["events"][0]["module"] == "media"
     assert rt.broadcaster.subscribers == set()
+
+
+async def test_snapshot_shows_the_fleet_supervisor_while_it_runs(quark: QuarkTestEnv, tmp_path: Path) -> None:
+    """`quark dev --fleet` keeps fleet.json fresh in the data dir it shares with the hub: the page shows its
+    processes (state, restarts, last exit); a stale file (a fleet that stopped) or none shows nothing."""
+    import time
+
+    from quark_hub.dashboard import snapshot
+
+    svc = await start_hub(quark, tmp_path)
+    rt: HubRuntime = svc.ctx.extras["hub"]
+    assert (await snapshot(rt))["supervisor"] is None
+    children = {"blog": {"state": "backoff", "pid": None, "restarts": 2, "last_exit": -9},
+                "traefik": {"state": "running", "pid": 4242, "restarts": 0, "last_exit": None}}
+    fleet = rt.settings.data_dir / "fleet.json"
+    fleet.parent.mkdir(parents=True, exist_ok=True)
+    fleet.write_text(json.dumps({"supervisor": children, "updated_at": time.time()}))
+    assert (await snapshot(rt))["supervisor"] == {"children": children}
+    fleet.write_text(json.dumps({"supervisor": children, "updated_at": time.time() - 60}))
+    assert (await snapshot(rt))["supervisor"] is None
+    fleet.write_text("{not json")
+    assert (await snapshot(rt))["supervisor"] is None
+    page = (await svc.client.get("/hub")).text
+    assert 'id="supervisor"' in page

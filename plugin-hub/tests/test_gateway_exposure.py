@@ -84,7 +84,7 @@ def test_the_gateway_reaches_only_the_hubs_public_reads() -> None:
         assert not rule_matches(rule, method, path), (method, path)
     assert rule_matches(rule, "OPTIONS", "/api/v1/hub/services")  # CORS preflight
     assert config["http"]["routers"]["hub"]["middlewares"] == ["quark-rate-limit", "quark-security-headers",
-                                                               "quark-cors"]
+                                                               "quark-cors", "quark-retry"]
 
 
 def test_other_modules_keep_their_prefix_routers_and_the_evaluator_is_faithful() -> None:

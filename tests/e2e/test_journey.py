@@ -248,3 +248,31 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         await eventually(chat_gone, what="the direct chat with bob deleted by the messaging service", timeout=20)
         followers = (await c.get(f"/api/v1/users/{alice.username}/followers", alice, expect=200)).json()
         assert followers["items"] == []
+
+
+async def test_traefik_routed_every_module_and_the_websocket(station: Station) -> None:
+    """Fleet mode: the journey above went through real Traefik on the station's port, WebSocket included —
+    Traefik's own metrics counted it per module — and the hub's internal paths are not routed."""
+    if station.mode != "fleet":
+        pytest.skip("the embedded station routes in-process; Traefik fronts `quark dev --fleet`")
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(station.gateway["ping"])).status_code == 200
+        internal = await http.get(station.base + "/api/v1/hub/traefik/config")
+        assert internal.status_code == 404, internal.text  # served on the internal network only
+        public = await http.get(station.base + "/api/v1/hub/services")
+        assert public.status_code == 200 and public.headers.get("x-frame-options") == "DENY"
+        metrics = (await http.get(station.gateway["metrics"])).text
+    served: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "traefik_service_requests_total":
+                key = (sample.labels["service"], sample.labels.get("protocol", "http"))
+                served[key] = served.get(key, 0) + sample.value
+    for module in ("auth", "user", "media", "blog", "messaging"):
+        if station.has(module):
+            assert served.get((f"{module}@http", "http"), 0) > 0, sorted(served)
+    if station.has("messaging"):
+        assert served.get(("messaging@http", "websocket"), 0) > 0, sorted(served)

@@ -142,7 +142,8 @@ def test_hub_turns_the_manifests_into_traefik_routers() -> None:
             assert route in exact or any(route.startswith(p) for p in under), f"no router for {route}"
         servers = config["http"]["services"][record.name]["loadBalancer"]["servers"]
         assert servers == [{"url": f"http://{record.name}:{record.manifest.port}"}]
-        assert set(routers[record.name]["middlewares"]) == {"quark-rate-limit", "quark-security-headers", "quark-cors"}
+        assert set(routers[record.name]["middlewares"]) == {"quark-rate-limit", "quark-security-headers", "quark-cors",
+                                                                "quark-retry"}
 
 
 def test_kubernetes_ingress_covers_every_design_route() -> None:

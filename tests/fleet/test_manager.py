@@ -15,10 +15,12 @@ import sys
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fleetkit import ALL_MODULES, REPO, load_compose
 
+from quark_sdk.embedded import free_port
 from quark_sdk.testing import wait_until
 
 SCRIPT = REPO / "quark-manager.sh"
@@ -171,9 +173,10 @@ def local_fleet(tmp_path: Path) -> Iterator[dict[str, str]]:
     wrapper.chmod(0o755)
     env = {**os.environ, "QUARK_BIN": str(wrapper), "QUARK_PYTHON": sys.executable,
            "QUARK_DATA_DIR": str(tmp_path / "data"), "QUARK_MANAGER_LOG": str(tmp_path / "manager.log"),
-           "QUARK_START_TIMEOUT": "150", "QUARK_STOP_TIMEOUT": "40", "NO_COLOR": "1"}
+           "QUARK_START_TIMEOUT": "240", "QUARK_STOP_TIMEOUT": "40", "NO_COLOR": "1"}
     for var in [v for v in env if v.startswith("QUARK_") and v.endswith(("_URL", "_PORT"))]:
         env.pop(var)  # a developer's own QUARK_POSTGRES_URL etc. must not leak into the embedded fleet
+    env["QUARK_PORT"] = str(free_port())  # Traefik's public port: :8000 may be taken on a shared machine
     env["QUARK_REFS"] = ",".join(refs)
     try:
         yield env
@@ -187,11 +190,12 @@ def local_fleet(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.mark.slow
 @pytest.mark.fleet
+@pytest.mark.timeout(900)  # two whole-fleet starts (one process per module) on a possibly busy machine
 def test_local_mode_starts_reports_and_stops_the_fleet(local_fleet: dict[str, str]) -> None:
     env = local_fleet
     data = Path(env["QUARK_DATA_DIR"])
 
-    started = run("--local", "--free-ports", "start", env=env, timeout=200)
+    started = run("--local", "--free-ports", "start", env=env, timeout=300)
     assert started.returncode == 0, started.stdout + started.stderr
     assert "local fleet up" in started.stdout
     supervisor = int((data / "run" / "fleet.pid").read_text())
@@ -208,6 +212,7 @@ def test_local_mode_starts_reports_and_stops_the_fleet(local_fleet: dict[str, st
     assert status.returncode == 0, status.stdout
     for name in names:
         assert f"{name} " in status.stdout and fleet["modules"][name] in status.stdout
+    assert f"gateway    {fleet['gateway']['url']} (Traefik" in status.stdout
     assert status.stdout.count("running") >= len(names)
 
     health = run("--local", "health", env=env)
@@ -226,6 +231,37 @@ def test_local_mode_starts_reports_and_stops_the_fleet(local_fleet: dict[str, st
     wait_until(lambda: not _alive(module_pids[one]), timeout=30, what=f"{one} to exit")
     partial = run("--local", "status", env=env)
     assert partial.returncode == 1 and "stopped" in partial.stdout
+    assert _supervised(data)[one]["state"] == "stopped"  # held down: the supervisor does not restart it
+
+    # ... starts it again and restarts it: a new process each time, the rest untouched.
+    started_one = run("--local", "start", one, env=env, timeout=200)
+    assert started_one.returncode == 0, started_one.stdout + started_one.stderr
+    first = _supervised(data)[one]["pid"]
+    assert first and first != module_pids[one] and _alive(first)
+    restarted_one = run("--local", "restart", one, env=env, timeout=200)
+    assert restarted_one.returncode == 0, restarted_one.stdout + restarted_one.stderr
+    second = _supervised(data)[one]["pid"]
+    assert second and second != first and _alive(second) and not _alive(first)
+    assert run("--local", "status", env=env).returncode == 0
+
+    # A crash: the supervisor restarts the module by itself (after its back-off) and counts it.
+    os.kill(second, signal.SIGKILL)
+
+    def back() -> bool:
+        view = _supervised(data)[one]
+        return view["state"] == "running" and view["restarts"] == 1 and view["pid"] not in (None, second)
+
+    wait_until(back, timeout=60, what=f"the supervisor to restart {one}")
+    assert re.search(rf"{one}\s+running\s+\d+\s+1\s", run("--local", "status", env=env).stdout)
+
+    # A whole-fleet restart without --free-ports keeps the fleet's --free-ports.
+    restarted = run("--local", "restart", env=env, timeout=400)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    fleet = json.loads((data / "fleet.json").read_text())
+    assert fleet["free_ports"] is True
+    supervisor = int((data / "run" / "fleet.pid").read_text())
+    module_pids = {n: int(p) for n, p in fleet["pids"].items()}
+    postgres_port = json.loads((data / "infra.json").read_text())["ports"]["postgres"]
 
     stopped = run("--local", "stop", env=env, timeout=120)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
@@ -242,8 +278,13 @@ def test_local_mode_starts_reports_and_stops_the_fleet(local_fleet: dict[str, st
 
     log = Path(env["QUARK_MANAGER_LOG"]).read_text()
     for op in ("begin start all", "end start all exit=0", "end health all exit=0", f"begin stop {one}",
+               f"end start {one} exit=0", f"end restart {one} exit=0", "end restart all exit=0",
                "end stop all exit=0"):
         assert op in log
+
+
+def _supervised(data: Path) -> dict[str, dict[str, Any]]:
+    return dict(json.loads((data / "fleet.json").read_text())["supervisor"])
 
 
 def _port_open(port: int) -> bool:

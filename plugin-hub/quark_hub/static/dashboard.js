@@ -138,6 +138,16 @@
     events.replaceChildren(...snapshot.events.map(eventItem));
     if (!snapshot.events.length) events.append(el("li", { class: "empty", text: "No hub events yet." }));
 
+    const sup = snapshot.supervisor;
+    $("supervisor-box").hidden = !sup;
+    if (sup) {
+      $("supervisor").replaceChildren(...Object.entries(sup.children).map(([name, c]) =>
+        el("tr", { "data-state": c.state },
+          el("td", { text: name }), el("td", { class: "state", text: c.state }),
+          el("td", { text: c.pid == null ? "–" : String(c.pid) }), el("td", { text: String(c.restarts) }),
+          el("td", { text: c.last_exit == null ? "–" : String(c.last_exit) }))));
+    }
+
     const hub = snapshot.hub;
     $("hub-info").textContent =
       `Monitor every ${hub.monitor_interval}s · leases ${hub.lease_ttl}s` + (hub.monitor_leader ? " · this hub probes" : "");

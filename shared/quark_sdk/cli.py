@@ -510,7 +510,7 @@ def _use_nats_users(data_dir: Path, nats_url: str) -> None:
 
     passwords = EnvFileSecrets(data_dir / "secrets", {}).get(natsauth.SECRETS_PATH)
     if passwords:
-        for key, value in natsauth.module_env(installed_modules(), nats_url, passwords).items():
+        for key, value in natsauth.module_env(installed_modules(broken=[]), nats_url, passwords).items():
             os.environ.setdefault(key, value)
 
 

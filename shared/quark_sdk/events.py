@@ -582,7 +582,11 @@ class ConsumerRunner:
                 raise
             except (EventBusUnavailable, nats.errors.ConnectionClosedError, nats.errors.NoServersError,
                     nats.js.errors.ServiceUnavailableError, nats.js.errors.NotFoundError) as exc:
-                log.warning("consumer %s/%s waiting for NATS: %r", self.durable, domain, exc)
+                # With a per-module NATS user a domain's stream exists once its producer first published:
+                # waiting for it is normal (a quiet domain may never have one), not worth a warning each round.
+                quiet = self.bus.restricted and isinstance(exc, nats.js.errors.NotFoundError)
+                log.log(logging.DEBUG if quiet else logging.WARNING, "consumer %s/%s waiting for %s: %r",
+                        self.durable, domain, "its stream" if quiet else "NATS", exc)
                 sub = None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

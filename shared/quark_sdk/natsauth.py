@@ -139,7 +139,7 @@ def render_config(modules: Sequence[BusModule], passwords: Mapping[str, str], *,
     """nats-server configuration: a user per module and the operator user.
 
     With `from_env` each password is a variable the server reads from its environment
-    (`$QUARK_NATS_PASSWORD_<MODULE>`), so the file holds no secret and can live in the repository."""
+    (`$QUARK_<MODULE>_NATS_PASSWORD`), so the file holds no secret and can live in the repository."""
 
     def password(user: str) -> str:
         return f"${env_var(user)}" if from_env else _q(passwords[user])
@@ -159,7 +159,10 @@ def render_config(modules: Sequence[BusModule], passwords: Mapping[str, str], *,
 
 
 def env_var(user: str) -> str:
-    return "QUARK_NATS_PASSWORD_" + user.upper().replace("-", "_")
+    """The variable the fleet's nats-server reads a user's password from (the operator's: NATS_PASSWORD)."""
+    if user == OPERATOR_USER:
+        return "NATS_PASSWORD"
+    return f"QUARK_{user.upper().replace('-', '_')}_NATS_PASSWORD"
 
 
 def ensure_passwords(store: Any, users: Iterable[str]) -> dict[str, str]:
@@ -216,3 +219,42 @@ def write_config(path: Path, modules: Sequence[Any], passwords: Mapping[str, str
     path.chmod(0o600)
     path.write_text(text)
     return path
+
+
+FLEET_HEADER = """\
+# The compose fleet's nats-server users: a user per module, permissions from its manifest (docs/operations.md).
+# Generated: `python -m quark_sdk.natsauth deploy/nats/nats.conf` after adding a module or changing what one
+# publishes or consumes (tests/security/test_nats_permissions.py checks it is current). Passwords are not here:
+# the server reads $QUARK_<MODULE>_NATS_PASSWORD from its environment (docker-compose.yml, .env)."""
+
+
+def fleet_config(modules: Sequence[Any] | None = None) -> str:
+    """deploy/nats/nats.conf for the installed modules (every module on the bus)."""
+    if modules is None:
+        from quark_sdk.cli import installed_modules
+
+        modules = installed_modules()
+    bus = [BusModule.of(m) for m in modules if m.manifest().requires.event_bus or m.consumers]
+    text = render_config(bus, {}, from_env=True)
+    return text.replace(text.splitlines()[0], FLEET_HEADER, 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m quark_sdk.natsauth",
+                                     description="write the fleet's nats-server users (deploy/nats/nats.conf)")
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the file is not current")
+    args = parser.parse_args(argv)
+    text = fleet_config()
+    if args.check:
+        current = args.path.read_text() if args.path.exists() else ""
+        return 0 if current == text else 1
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    args.path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -186,7 +186,7 @@ async def test_user_b_cannot_touch_user_a(spec: ServiceSpec, quark: QuarkTestEnv
 # What only an admin (or moderator) may call, per service: METHOD path regex.
 PRIVILEGED: dict[str, list[str]] = {
     "hub": [r"(GET|POST) /api/v1/hub/clients$", r"DELETE /api/v1/hub/clients/\{client_id\}$",
-            r"POST /api/v1/hub/clients/\{client_id\}/secret$"],
+            r"POST /api/v1/hub/clients/\{client_id\}/secret$", r"DELETE /api/v1/hub/modules/\{name\}/owner$"],
     "auth": [r"\w+ /api/v1/auth/admin/.*"],
     "user": [r"\w+ /api/v1/users/admin/.*", r"PATCH /api/v1/users/\{username\}$"],  # someone else's profile
     "media": [], "messaging": [],  # no admin-only operations (yet)

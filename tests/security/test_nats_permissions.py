@@ -8,7 +8,6 @@ form, cannot publish as another domain; while a station of real modules, each on
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -28,8 +27,9 @@ from quark_sdk.embedded import EmbeddedNats
 from quark_sdk.events import CloudEvent, Consumer, ConsumerRunner, EventBus, stream_for
 from quark_sdk.testing import QuarkTestEnv, eventually
 
+# The mailer module's bus needs (services/mailer), for a checkout where it is not installed.
 MAILER = natsauth.BusModule("mailer", consumes=("quark.auth.email_requested",),
-                            durables={"mailer-email": ("quark.auth.email_requested",)})
+                            durables={"mailer-mail": ("quark.auth.email_requested",)})
 EMAIL = "quark.auth.email_requested"
 
 
@@ -47,7 +47,9 @@ class SecuredNats:
 def secured(tmp_path: Path) -> Iterator[SecuredNats]:
     modules = {m.name: m for m in installed_modules() if m.manifest().requires.event_bus or m.consumers}
     assert {"auth", "blog", "user"} <= set(modules)
-    bus = [natsauth.BusModule.of(m) for m in modules.values()] + [MAILER]
+    bus = [natsauth.BusModule.of(m) for m in modules.values()]
+    if "mailer" not in modules:
+        bus.append(MAILER)
     passwords = {u: uuid.uuid4().hex for u in [natsauth.OPERATOR_USER, *(b.name for b in bus)]}
     server = EmbeddedNats(tmp_path / "nats", config=natsauth.write_config(tmp_path / "nats.conf", bus, passwords))
     server.start()
@@ -144,9 +146,9 @@ async def test_blog_credentials_cannot_read_email_requests_through_jetstream(sec
     await blog.violation(f"$JS.API.STREAM.MSG.GET.{stream}")
     # Not the mailer's own consumer either, nor another module's durable under its real name.
     with pytest.raises((nats.errors.TimeoutError, TimeoutError)):
-        await blog.nc.request(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.mailer-email__email_requested", b"1",
+        await blog.nc.request(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.mailer-mail__email_requested", b"1",
                               timeout=1)
-    await blog.violation("mailer-email__email_requested")
+    await blog.violation("mailer-mail__email_requested")
     # The user module consumes six auth events, but cannot widen its consumer to email requests either.
     ujsm = user.nc.jetstream(timeout=1)._jsm
     durable = next(iter(natsauth.BusModule.of(secured.modules["user"]).durables))
@@ -173,16 +175,11 @@ async def test_blog_credentials_cannot_publish_as_another_domain(secured: Secure
                                                                                subjects=["quark.auth.>"]))
     info = await conns[natsauth.OPERATOR_USER].nc.jetstream()._jsm.stream_info(stream_for("auth"))
     assert info.state.messages == 1  # only auth's own event
-    # Its own domain it publishes.
-    ack = await blog.nc.jetstream(timeout=5).publish("quark.post.published", b"{}") if await _stream(
-        conns["blog"], "post") else None
-    assert ack is not None and ack.stream == stream_for("post")
-
-
-async def _stream(conn: Conn, domain: str) -> bool:
-    await conn.nc.jetstream(timeout=5)._jsm.add_stream(api.StreamConfig(name=stream_for(domain),
-                                                                         subjects=[f"quark.{domain}.>"]))
-    return True
+    # Its own domain's stream it creates, and publishes to it.
+    js = blog.nc.jetstream(timeout=5)
+    await js._jsm.add_stream(api.StreamConfig(name=stream_for("post"), subjects=["quark.post.>"]))
+    ack = await js.publish("quark.post.published", b"{}")
+    assert ack.stream == stream_for("post")
 
 
 async def test_a_station_works_with_per_module_nats_users(quark: QuarkTestEnv, secured: SecuredNats) -> None:
@@ -197,10 +194,10 @@ async def test_a_station_works_with_per_module_nats_users(quark: QuarkTestEnv, s
 
     # The mailer: a consumer of email requests through the SDK, on its own NATS user.
     got: list[CloudEvent] = []
-    mailer_consumer = Consumer("email")
+    mailer_consumer: Consumer[Any] = Consumer("mail")  # the mailer module's own durable, mailer-mail
 
     @mailer_consumer.on(EMAIL)
-    async def record(session: Any, event: CloudEvent) -> None:
+    async def record(rt: Any, session: Any, event: CloudEvent) -> None:
         got.append(event)
 
     db = Database(await quark.database(mods["blog"]), service="mailer")
@@ -239,5 +236,36 @@ async def test_a_station_works_with_per_module_nats_users(quark: QuarkTestEnv, s
     finally:
         await runner.stop()
         await mailer_bus.close()
-        await db.dispose() if hasattr(db, "dispose") else None
-        await asyncio.sleep(0)
+        await db.dispose()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_fleets_nats_config_is_current() -> None:
+    """deploy/nats/nats.conf is what `python -m quark_sdk.natsauth deploy/nats/nats.conf` writes today."""
+    assert (REPO / "deploy" / "nats" / "nats.conf").read_text() == natsauth.fleet_config(), (
+        "regenerate: python -m quark_sdk.natsauth deploy/nats/nats.conf")
+
+
+def test_compose_gives_each_module_its_own_nats_user() -> None:
+    import re
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    nats_svc = services["nats"]
+    assert "/etc/nats/nats.conf" in nats_svc["command"] and "--user" not in nats_svc["command"]
+    assert "./deploy/nats/nats.conf:/etc/nats/nats.conf:ro" in nats_svc["volumes"]
+    users = set(re.findall(r'\{user: "([a-z-]+)"', (REPO / "deploy" / "nats" / "nats.conf").read_text()))
+    for user in users:
+        assert natsauth.env_var(user) in nats_svc["environment"], user
+    bus_modules = users - {natsauth.OPERATOR_USER}
+    assert {"auth", "blog", "user", "hub"} <= bus_modules
+    for name in bus_modules:
+        env = services[name]["environment"]
+        url = urlsplit(env[f"QUARK_{name.upper().replace('-', '_')}_NATS_URL"])
+        assert (url.username, url.hostname) == (name, "nats")
+        assert url.password == f"${{{natsauth.env_var(name)}:-dev-only-nats-{name}-password}}"
+        assert urlsplit(env["QUARK_NATS_URL"]).username is None  # no shared identity to fall back on

@@ -120,7 +120,8 @@ async def test_module_health_gauge(quark: QuarkTestEnv, tmp_path: Path) -> None:
         blog.status = 500
         await eventually(lambda: gauge("unhealthy") == 1.0 and gauge("healthy") == 0.0, what="unhealthy gauge")
         metrics = (await svc.client.get("/metrics")).text
-        assert f'quark_hub_module_health{{docked_instance="{iid}",docked_module="blog",state="unhealthy"}} 1.0' in metrics
+        labels = f'docked_instance="{iid}",docked_module="blog",state="unhealthy"'
+        assert f"quark_hub_module_health{{{labels}}} 1.0" in metrics
         assert (await svc.client.delete(f"/api/v1/hub/modules/blog/instances/{iid}")).status_code == 204
 
         def gone() -> bool:

@@ -171,7 +171,7 @@ def test_config_for_modules_in_every_state_is_valid() -> None:
     http = config["http"]
     assert set(http["routers"]) == {"blog"} and set(http["services"]) == {"blog"}
     assert http["routers"]["blog"]["rule"] == "PathPrefix(`/api/v1/posts`) || PathPrefix(`/api/v1/feed`)"
-    assert http["routers"]["blog"]["entryPoints"] == ["web"]
+    assert http["routers"]["blog"]["entryPoints"] == ["web", "websecure"]
     assert http["services"]["blog"]["loadBalancer"]["servers"] == [{"url": "http://127.0.5.1:3004"},
                                                                    {"url": "http://127.0.5.2:3004"}]
     assert http["services"]["blog"]["loadBalancer"]["healthCheck"]["path"] == "/health/ready"

@@ -144,6 +144,7 @@ class Stack:
         self.pids: dict[str, int] = {}
         self.nats_url = ""
         self.gateway = ""
+        self.gateway_tls = ""
         self.prometheus = ""
         self.rules: list[dict[str, Any]] = []
 
@@ -173,10 +174,11 @@ class Stack:
         for url in self.modules.values():
             wait_until(lambda u=url: _get_ok(u + "/health/ready"), timeout=120, what=f"{url} ready")
 
-        ports = {"web": free_port(), "dashboard": free_port(), "internal": free_port()}
+        ports = {name: free_port() for name in ("web", "websecure", "dashboard", "internal")}
         (self.tmp / "traefik.yml").write_text(yaml.safe_dump(traefik_static(self.modules["hub"], ports)))
         self.procs.append(_spawn([str(TRAEFIK), f"--configFile={self.tmp / 'traefik.yml'}"], self.tmp / "traefik.log"))
         self.gateway = f"http://127.0.0.1:{ports['web']}"
+        self.gateway_tls = f"https://127.0.0.1:{ports['websecure']}"
         # Routed once every module's router came through the HTTP provider.
         for path in ("/api/v1/auth/.well-known/jwks.json", "/dev/mail"):
             wait_until(lambda p=path: _get_ok(self.gateway + p), timeout=60, what=f"{path} through Traefik")
@@ -362,6 +364,17 @@ async def test_every_panel_and_rule_has_data_and_the_right_alerts_fire(stack: St
         assert all(r["health"] == "ok" for r in loaded.values()), [r for r in loaded.values() if r["health"] != "ok"]
         no_data = [r["alert"] for r in stack.rules if not await query(http, stack, without_threshold(r["expr"]))]
         assert not no_data, f"rules measuring nothing: {no_data}"
+
+
+async def test_gateway_serves_tls_and_sends_hsts(stack: Stack) -> None:
+    """deploy/traefik/traefik.yml's websecure entrypoint (Traefik's self-signed default certificate here) carries
+    every module's routes, and the security headers force Strict-Transport-Security on both entrypoints."""
+    async with httpx.AsyncClient(timeout=10, verify=False) as http:  # noqa: S501 - the self-signed default
+        for base in (stack.gateway_tls, stack.gateway):
+            resp = await http.get(base + "/api/v1/auth/.well-known/jwks.json")
+            assert resp.status_code == 200, (base, resp.status_code)
+            assert resp.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains", base
+        assert resp.url.scheme == "http"
 
 
 def test_promtool_accepts_the_project_rules() -> None:

@@ -70,3 +70,18 @@ async def test_interim_page_says_when_auth_is_unreachable(quark: QuarkTestEnv, t
                              gateway_url=f"http://127.0.0.1:{free_port()}")
     resp = await svc.client.post("/verify-email", data={"token": TOKEN})
     assert resp.status_code == 503 and "cannot be reached" in resp.text
+
+
+async def test_pages_escape_what_they_reflect(quark: QuarkTestEnv, tmp_path: Path) -> None:
+    svc = await start_mailer(quark, smtp_port=free_port(), data_dir=tmp_path)
+    evil = '"><script>alert(1)</script>'
+    page = await svc.client.get("/verify-email", params={"token": evil})
+    assert page.status_code == 200 and "<script>alert(1)" not in page.text
+    assert "&#34;&gt;&lt;script&gt;" in page.text
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no script runs
+    Mailbox(tmp_path / "mail").store(f"Subject: {evil}\r\nTo: {evil}\r\n\r\nvisit http://x.test/a?b=<c>\r\n".encode())
+    listing = (await svc.client.get("/dev/mail")).text
+    assert "<script>alert(1)" not in listing
+    (mail_id,) = Mailbox(tmp_path / "mail").ids()
+    one = (await svc.client.get(f"/dev/mail/{mail_id}")).text
+    assert "<script>alert(1)" not in one and "<c>" not in one and "&lt;c&gt;" in one

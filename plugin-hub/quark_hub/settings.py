@@ -62,7 +62,8 @@ class HubSettings(ServiceSettings):
     provision_clients: bool | None = None
 
     # -- Traefik provider
-    traefik_entrypoints: list[str] = Field(default_factory=lambda: ["web"])
+    # Plain HTTP and TLS (deploy/traefik/traefik.yml): every module's router listens on both.
+    traefik_entrypoints: list[str] = Field(default_factory=lambda: ["web", "websecure"])
     traefik_rate_average: int = Field(default=100, ge=0)
     traefik_rate_burst: int = Field(default=200, ge=0)
     traefik_cors_origins: list[str] = Field(default_factory=list)

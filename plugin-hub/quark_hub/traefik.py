@@ -88,6 +88,9 @@ def middlewares(settings: HubSettings) -> dict[str, Any]:
             "permissionsPolicy": "camera=(), microphone=(), geolocation=()",
             "stsSeconds": 31536000,
             "stsIncludeSubdomains": True,
+            # Also over plain HTTP: TLS may end before Traefik (a load balancer), and without it Traefik sends
+            # no Strict-Transport-Security then. Browsers ignore the header on http:// (RFC 6797 §8.1).
+            "forceSTSHeader": True,
             "customResponseHeaders": {"X-Powered-By": "", "Server": ""},
         }},
         # Only when the server did not answer at all (connection refused or reset: a crashed instance), and

@@ -186,7 +186,7 @@ def test_config_for_modules_in_every_state_is_valid() -> None:
     assert http["routers"]["blog"]["rule"] == ("Path(`/api/v1/posts`) || PathPrefix(`/api/v1/posts/`) || "
                                                "Path(`/api/v1/feed`) || PathPrefix(`/api/v1/feed/`)")
     assert http["routers"]["blog"]["priority"] == 1000 + len("/api/v1/posts")
-    assert http["routers"]["blog"]["entryPoints"] == ["web"]
+    assert http["routers"]["blog"]["entryPoints"] == ["web", "websecure"]
     assert http["services"]["blog"]["loadBalancer"]["servers"] == [{"url": "http://127.0.5.1:3004"},
                                                                    {"url": "http://127.0.5.2:3004"}]
     assert http["services"]["blog"]["loadBalancer"]["healthCheck"]["path"] == "/health/ready"

@@ -14,7 +14,31 @@ from typing import Any
 import yaml
 
 from quark_sdk.app import QuarkModule, create_service_app
-from quark_sdk.events import EVENT_CATALOGUE, dead_letter_subject
+from quark_sdk.events import EVENT_CATALOGUE, CloudEvent, dead_letter_subject
+
+ENVELOPE = "CloudEvent"
+
+
+def envelope_schema() -> dict[str, Any]:
+    """The CloudEvents 1.0 envelope every message is on the wire (from `quark_sdk.events.CloudEvent`)."""
+    schema = CloudEvent.model_json_schema(mode="serialization")
+    schema["required"] = ["specversion", *schema["required"]]  # always written (the model's default)
+    schema["description"] = ("CloudEvents 1.0 structured JSON envelope (the NATS message body). `data` is the "
+                             "event's payload; `traceparent` carries the W3C trace context.")
+    return schema
+
+
+def message_payload(type_name: str, data_schema: str) -> dict[str, Any]:
+    """One message's payload: the envelope, with `type` fixed to the event type and `data` its payload model."""
+    return {
+        "allOf": [{"$ref": f"#/components/schemas/{ENVELOPE}"}],
+        "type": "object",
+        "properties": {
+            "type": {"const": type_name},
+            "data": {"$ref": f"#/components/schemas/{data_schema}"},
+        },
+        "required": ["data"],
+    }
 
 
 def openapi_documents(modules: list[QuarkModule]) -> dict[str, dict[str, Any]]:
@@ -45,7 +69,7 @@ def asyncapi_document(modules: list[QuarkModule], version: str = "0.1.0") -> dic
             "summary": model.description or type_name,
             "contentType": "application/cloudevents+json",
             "headers": {"$ref": "#/components/schemas/CloudEventHeaders"},
-            "payload": {"$ref": f"#/components/schemas/{key}"},
+            "payload": message_payload(type_name, key),
         }
         publishers = sorted(n for n, m in manifests.items() if type_name in m.exposes.events)
         consumers = sorted(n for n, m in manifests.items() if type_name in m.consumes)
@@ -66,6 +90,7 @@ def asyncapi_document(modules: list[QuarkModule], version: str = "0.1.0") -> dic
                 "action": "receive", "channel": {"$ref": f"#/channels/{key}"},
                 "summary": f"{consumer} consumes {type_name} (durable pull consumer, inbox-deduplicated)",
             }
+    schemas[ENVELOPE] = envelope_schema()
     schemas["CloudEventHeaders"] = {
         "type": "object",
         "description": "NATS headers set by the outbox relay.",
@@ -81,8 +106,9 @@ def asyncapi_document(modules: list[QuarkModule], version: str = "0.1.0") -> dic
             "title": "Quark events",
             "version": version,
             "description": (
-                "Every event is a CloudEvents 1.0 JSON envelope (id, source, type, time, subject, "
-                "datacontenttype, data, traceparent) whose `data` is the payload below. Subjects equal the "
+                "Every message is a CloudEvents 1.0 JSON envelope (specversion, id, source, type, time, subject, "
+                "datacontenttype, data, traceparent): each message's payload is that envelope, with `type` fixed "
+                "and `data` the event's own schema. Subjects equal the "
                 "event type; one JetStream stream per producing domain. Failed deliveries end in "
                 f"`{dead_letter_subject('<service>', '<purpose>')}` (stream QUARK_DLQ)."
             ),

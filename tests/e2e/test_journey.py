@@ -17,15 +17,19 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+import nats
 import pyotp
 import pytest
 import websockets
+import yaml
 from PIL import Image
 from stationkit import PASSWORD, Client, Person, Station, client
 
-from quark_sdk.testing import eventually
+from quark_sdk.testing import eventually, read_stream
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -273,3 +277,83 @@ async def test_traefik_routed_every_module_and_the_websocket(station: Station) -
             assert served.get((f"{module}@http", "http"), 0) > 0, sorted(served)
     if station.has("messaging"):
         assert served.get(("messaging@http", "websocket"), 0) > 0, sorted(served)
+
+
+# -- docs/api/asyncapi.yaml says what is on the wire ---------------------------------------------------------
+# Every event this station published validates against the schema its AsyncAPI message declares: the
+# CloudEvents envelope, with `data` the event's payload schema. The events are whatever the station's streams
+# hold (the journey's, when it ran first) plus a short journey of the test's own.
+
+ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "api" / "asyncapi.yaml"
+
+
+def message_validators() -> dict[str, jsonschema.protocols.Validator]:
+    """type → a validator of that message's payload, with `#/components/...` resolved in the document."""
+    doc = yaml.safe_load(ASYNCAPI.read_text())
+    out = {}
+    for key, message in doc["components"]["messages"].items():
+        schema = {**message["payload"], "components": doc["components"]}
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+        out[message["name"]] = cls(schema, format_checker=cls.FORMAT_CHECKER)
+        assert message["name"].replace(".", "_") == key
+    return out
+
+
+async def captured_events(station: Station) -> list[tuple[str, dict[str, Any]]]:
+    nc = await nats.connect(station.nats_url)
+    try:
+        js = nc.jetstream()
+        events = []
+        for info in await js.streams_info():
+            name = info.config.name or ""
+            if not name.startswith("QUARK_") or name == "QUARK_DLQ" or "_ADV_" in name:
+                continue
+            for msg in await read_stream(js, name):
+                events.append((msg.subject or "", json.loads(msg.data or b"{}")))
+        return events
+    finally:
+        await nc.close()
+
+
+def test_every_message_payload_is_the_envelope_with_its_data() -> None:
+    doc = yaml.safe_load(ASYNCAPI.read_text())
+    envelope = doc["components"]["schemas"]["CloudEvent"]
+    assert {"specversion", "id", "source", "type", "time"} <= set(envelope["required"])
+    for key, message in doc["components"]["messages"].items():
+        payload = message["payload"]
+        assert payload["allOf"] == [{"$ref": "#/components/schemas/CloudEvent"}], key
+        assert payload["properties"]["type"] == {"const": message["name"]}
+        assert payload["properties"]["data"] == {"$ref": f"#/components/schemas/{key}"}
+    # An envelope whose data is wrong fails; the same data bare (the old, wrong reading) fails too.
+    validate = message_validators()["quark.auth.user_verified"]
+    good = {"specversion": "1.0", "id": "1", "source": "quark/auth", "type": "quark.auth.user_verified",
+            "time": "2026-12-04T10:00:00Z", "data": {"user_id": "8a0d5f0e-1b1e-4c52-9d3b-2f6a2f1f0a11",
+                                                    "username": "ann"}}
+    assert not list(validate.iter_errors(good))
+    assert list(validate.iter_errors({**good, "data": {"username": "ann"}}))
+    assert list(validate.iter_errors({**good, "type": "quark.auth.user_deleted"}))
+    assert list(validate.iter_errors({**good, "time": "yesterday"}))
+    assert list(validate.iter_errors(good["data"]))
+
+
+async def test_captured_events_validate_against_the_asyncapi_schemas(station: Station) -> None:
+    async with client(station) as c:  # a short journey of its own: account events, a profile, the mail
+        ann = await c.register("wire")
+        await c.login(ann)
+        await c.get("/api/v1/auth/me", ann, expect=200)
+    validators = message_validators()
+    events = await captured_events(station)
+    types = {event.get("type") for _, event in events}
+    assert {"quark.auth.user_registered", "quark.auth.email_requested", "quark.auth.user_logged_in",
+            "quark.hub.module.docked"} <= types, types
+    failures = []
+    for subject, event in events:
+        validator = validators.get(str(event.get("type")))
+        if validator is None:
+            failures.append(f"{subject}: type {event.get('type')!r} is not in asyncapi.yaml")
+            continue
+        assert subject == event["type"]
+        failures += [f"{event['type']} {event.get('id')}: {e.message} at {list(e.absolute_path)}"
+                     for e in validator.iter_errors(event)]
+    assert not failures, f"{len(failures)} of {len(events)} events do not match their schema:\n" + "\n".join(
+        failures[:20])

@@ -58,6 +58,7 @@ TRAEFIK_METRICS = frozenset({
     "traefik_service_requests_total",
     "traefik_service_request_duration_seconds",
     "traefik_router_requests_total",
+    "traefik_entrypoint_requests_total",
 })
 
 

@@ -214,8 +214,8 @@ def test_only_the_gateway_and_dashboards_are_published(services: dict[str, dict[
         if name not in PUBLISHED_OK:
             assert not ports, f"{name} publishes {ports}; only the gateway and dashboards may"
     gateway = services["traefik"]["ports"]
-    assert gateway[0] == "8080:80"
-    assert all(p.startswith("127.0.0.1:") for p in gateway[1:]), "the Traefik dashboard must stay on localhost"
+    assert gateway[:2] == ["8080:80", "8443:8443"]  # HTTP and TLS
+    assert all(p.startswith("127.0.0.1:") for p in gateway[2:]), "the Traefik dashboard must stay on localhost"
     assert all(p.startswith("127.0.0.1:") for p in services["grafana"]["ports"])
     assert services["mailpit"]["ports"] == ["127.0.0.1:8025:8025"], "Mailpit's UI must stay on localhost"
 

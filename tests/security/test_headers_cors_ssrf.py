@@ -37,6 +37,7 @@ async def test_traefik_middlewares_set_security_headers_and_a_cors_allowlist(qua
     headers = middlewares["quark-security-headers"]["headers"]
     assert headers["frameDeny"] is True and headers["contentTypeNosniff"] is True
     assert headers["stsSeconds"] >= 15_552_000 and headers["stsIncludeSubdomains"] is True
+    assert headers["forceSTSHeader"] is True  # sent even when TLS ends before Traefik
     assert headers["referrerPolicy"] in ("strict-origin-when-cross-origin", "no-referrer", "same-origin")
     assert headers["customResponseHeaders"] == {"X-Powered-By": "", "Server": ""}  # removed
     cors = middlewares["quark-cors"]["headers"]

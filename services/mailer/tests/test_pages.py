@@ -51,3 +51,14 @@ async def test_production_has_no_dev_mailbox(quark: QuarkTestEnv, tmp_path: Path
     for path in ("/dev/mail", f"/dev/mail/{Mailbox(tmp_path / 'mail').ids()[0]}"):
         body = assert_problem(await svc.client.get(path), 404)
         assert "leaked" not in str(body)
+
+
+async def test_the_mailbox_escapes_what_it_reflects(quark: QuarkTestEnv, tmp_path: Path) -> None:
+    svc = await start_mailer(quark, smtp_port=free_port(), data_dir=tmp_path)
+    evil = '"><script>alert(1)</script>'
+    Mailbox(tmp_path / "mail").store(f"Subject: {evil}\r\nTo: {evil}\r\n\r\nvisit http://x.test/a?b=<c>\r\n".encode())
+    listing = (await svc.client.get("/dev/mail")).text
+    assert "<script>alert(1)" not in listing
+    (mail_id,) = Mailbox(tmp_path / "mail").ids()
+    one = (await svc.client.get(f"/dev/mail/{mail_id}")).text
+    assert "<script>alert(1)" not in one and "<c>" not in one and "&lt;c&gt;" in one

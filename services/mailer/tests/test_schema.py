@@ -23,3 +23,14 @@ async def test_migrations_match_the_models(quark: QuarkTestEnv, tmp_path: Path) 
     async with svc.ctx.database().engine.connect() as conn:
         changes = await conn.run_sync(diff)
     assert changes == []
+
+
+async def test_consumer_outcome_series_exist_from_the_start(quark: QuarkTestEnv, tmp_path: Path) -> None:
+    """The SDK creates every outcome series of a consumer at 0 when it starts: a first dead letter is then an
+    increase Prometheus can see (docs/operations.md, "Observability")."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    await quark.start(module, smtp_port=free_port(), data_dir=tmp_path)
+    text = generate_latest(REGISTRY).decode()
+    for outcome in ("applied", "duplicate", "retried", "dead_lettered", "malformed"):
+        assert f'quark_events_consumed_total{{consumer="mailer-mail",outcome="{outcome}",service="mailer"}}' in text

@@ -106,9 +106,9 @@ class Supervisor:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def start_all(self) -> None:
+    def start_all(self, names: Sequence[str] | None = None) -> None:
         for child in self.children.values():
-            if not self._held(child):
+            if (names is None or child.name in names) and not self._held(child):
                 self.spawn(child)
 
     def poll(self) -> None:

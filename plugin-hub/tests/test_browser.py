@@ -8,8 +8,10 @@ Set QUARK_SCREENSHOTS=<dir> to keep the screenshots it takes.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +73,16 @@ async def test_dashboard_shows_a_module_docking_and_turning_unhealthy(quark: Qua
                             **fast(tmp_path, monitor_interval=0.3, lease_ttl=6.0, self_dock=True,
                                    stream_refresh=1.0, stream_max_seconds=60))
     driver = await asyncio.to_thread(_driver, tmp_path / "chromium-profile")
+    # As `quark dev --fleet` keeps it in the data dir it shares with the hub: the page shows the supervisor.
+    (tmp_path / "hubdata").mkdir(exist_ok=True)
+    (tmp_path / "hubdata" / "fleet.json").write_text(json.dumps({"updated_at": time.time(), "supervisor": {
+        "blog": {"state": "backoff", "pid": None, "restarts": 2, "last_exit": -9}}}))
     try:
         await asyncio.to_thread(driver.get, hub.url + "/hub")
         assert driver.title == "Quark · Plugin Hub"
         await asyncio.to_thread(_wait_for, driver, '#conn[data-state="live"]')
+        row = await asyncio.to_thread(_wait_for, driver, '#supervisor tr[data-state="backoff"]')
+        assert row.text.split() == ["blog", "backoff", "\u2013", "2", "-9"], row.text  # \u2013: no pid
         await asyncio.to_thread(_wait_for, driver, '[data-module="hub"] tr[data-health="healthy"]')
 
         sample = await quark.spawn(sample_module, "sample.module:module", pythonpath=[SHARED_TESTS],

@@ -343,10 +343,12 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
 
     sup = Supervisor(children, policy=policy, control_dir=data_dir / "run" / "control", on_change=publish)
     try:
-        sup.start_all()
+        sup.start_all(list(urls))
         timeout = float(os.environ.get("QUARK_START_TIMEOUT", "180"))
         _wait_healthy(urls, {n: sup.children[n].proc for n in urls}, timeout=timeout)  # type: ignore[misc]
         if gateway is not None:
+            # Once the hub answers: Traefik's provider backs off while it cannot fetch, delaying the routes.
+            sup.start_all(["traefik"])
             _wait_routed(gateway, sup.children["traefik"], modules, timeout=60)
             state["gateway"] = {"url": public, "dashboard": gateway.admin_url + "/dashboard/",
                                 "ping": gateway.ping_url, "metrics": gateway.metrics_url}

@@ -12,7 +12,6 @@ again, which also clears a `failed` state. The supervisor removes a `.start` fil
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -22,8 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger("quark.supervisor")
 
 # Child states, as shown by `quark-manager.sh --local status`, fleet.json and the hub's /hub page.
 STARTING, RUNNING, BACKOFF, STOPPED, FAILED = "starting", "running", "backoff", "stopped", "failed"
@@ -109,9 +106,9 @@ class Supervisor:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def start_all(self) -> None:
+    def start_all(self, names: Sequence[str] | None = None) -> None:
         for child in self.children.values():
-            if not self._held(child):
+            if (names is None or child.name in names) and not self._held(child):
                 self.spawn(child)
 
     def poll(self) -> None:
@@ -139,12 +136,12 @@ class Supervisor:
             child.crashes.popleft()
         n = len(child.crashes)
         if n >= p.max_crashes:
-            print(f"quark: module {child.name} exited with {child.last_exit}; {n} crashes within "
+            print(f"quark: {child.name} exited with {child.last_exit}; {n} crashes within "
                   f"{p.window:.0f}s: giving up (quark-manager.sh --local start {child.name} retries)", flush=True)
             self._set(child, FAILED)
             return
         delay = min(p.initial * 2 ** (n - 1), p.max_delay)
-        print(f"quark: module {child.name} exited with {child.last_exit}; restarting in {delay:.1f}s", flush=True)
+        print(f"quark: {child.name} exited with {child.last_exit}; restarting in {delay:.1f}s", flush=True)
         child.next_start = now + delay
         self._set(child, BACKOFF)
 

@@ -78,7 +78,7 @@ class Station:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 240) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [str(QUARK), "dev", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         if self.mode == "fleet":

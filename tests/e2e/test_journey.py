@@ -31,7 +31,7 @@ from stationkit import PASSWORD, Client, Person, Station, client
 
 from quark_sdk.testing import eventually, read_stream
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)  # the first test of a mode also starts its station (up to 240 s)
 
 
 async def verified_user(c: Client, station: Station, name: str) -> Person:

@@ -1,4 +1,5 @@
-"""`quark dev --fleet` docks every module it starts with the hub by default, with the station's registration token.
+"""`quark dev --fleet` docks every module it starts with the hub by default, with the station's registration token,
+and puts real Traefik in front of them on the station's port.
 
 A real `quark dev --fleet --modules hub,user --free-ports` (one process per module, embedded PostgreSQL, Valkey and
 NATS) in a temporary data directory; nothing is stubbed. The whole fleet shares QUARK_HUB_REGISTRATION_TOKEN, as
@@ -95,3 +96,12 @@ async def test_modules_started_by_quark_dev_fleet_dock_with_the_hub(fleet: dict[
         refused = await hub.post("/api/v1/hub/modules/register", json={})
         assert refused.status_code == 401, refused.text
         assert refused.headers["content-type"].startswith("application/problem+json")
+
+    # Traefik in front, on the station's port: both modules are reached through it, with the hub's routes.
+    gateway: str = json.loads((fleet["data"] / "fleet.json").read_text())["gateway"]["url"]
+    async with httpx.AsyncClient(base_url=gateway, timeout=5) as front:
+        me = await front.get("/api/v1/users/me")
+        assert me.status_code == 401 and me.headers["content-type"].startswith("application/problem+json")
+        assert me.headers.get("x-frame-options") == "DENY"  # the hub's security-headers middleware
+        assert (await front.get("/api/v1/hub/services")).status_code == 200
+        assert (await front.get("/api/v1/hub/traefik/config")).status_code == 404  # internal only

@@ -17,6 +17,7 @@ from quark_blog.models import Post
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import PostDeleted
 from quark_blog.timeline import score_of
+from quark_blog.visibility import post_listed, post_listed_sql, reaches_followers, reaches_followers_sql
 from quark_sdk.outbox import add_event
 
 # --------------------------------------------------------------------------- authors
@@ -65,9 +66,8 @@ async def _recent_post_entries(
     rows = (
         await session.execute(
             text(
-                "SELECT id, published_at FROM posts WHERE author_id = :a AND status = 'published' "
-                "AND deleted_at IS NULL AND NOT hidden AND (:priv OR visibility <> 'private') "
-                "ORDER BY published_at DESC, id DESC LIMIT :cap"
+                f"SELECT id, published_at FROM posts WHERE author_id = :a AND {post_listed_sql('posts')} "  # noqa: S608
+                f"AND (:priv OR {reaches_followers_sql('posts')}) ORDER BY published_at DESC, id DESC LIMIT :cap"
             ),
             {"a": author_id, "cap": cap, "priv": include_private},
         )
@@ -222,13 +222,13 @@ async def sync_post(rt: BlogRuntime, session: AsyncSession, post_id: str) -> Non
         return  # deleted with its author: delete_user removed it from the timelines
     followers = await _followers(session, post.author_id)
     tl, chunk = rt.timelines, rt.settings.fanout_chunk
-    listed = post.status == "published" and post.deleted_at is None and not post.hidden
+    listed = post_listed(post.status, post.deleted_at is not None, post.hidden)
     if not listed or post.published_at is None:
         await tl.remove([post.author_id, *followers], [str(pid)], chunk=chunk)
         return
     entry = [(score_of(post.published_at), str(pid))]
     await tl.add([post.author_id], entry)
-    if post.visibility == "private":
+    if not reaches_followers(post.visibility):
         await tl.remove(followers, [str(pid)], chunk=chunk)
     else:
         await tl.add(followers, entry, chunk=chunk)

@@ -20,7 +20,6 @@ from quark_blog.common import (
     SUMMARY_FROM,
     CountState,
     apply_count_changes,
-    can_see_clause,
     check_media_ids,
     ensure_tags,
     is_moderator,
@@ -43,6 +42,7 @@ from quark_blog.schemas import (
     PostUpdate,
     PostUpdated,
 )
+from quark_blog.visibility import can_see_sql, listed_sql
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
 from quark_sdk.outbox import add_event
@@ -256,8 +256,7 @@ async def _can_see(session: AsyncSession, principal: Principal | None, post: Pos
         return True
     sql = (
         f"SELECT 1 FROM posts p JOIN authors a ON a.user_id = p.author_id WHERE p.id = :id AND "  # noqa: S608
-        f"p.status = 'published' AND p.deleted_at IS NULL AND NOT p.hidden AND NOT a.suspended "
-        f"AND NOT a.deleted AND {can_see_clause(viewer)}"
+        f"{listed_sql()} AND {can_see_sql(':viewer' if viewer else None)}"
     )
     return (await session.execute(text(sql), {"id": post.id, "viewer": viewer or ""})).first() is not None
 

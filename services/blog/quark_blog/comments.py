@@ -24,7 +24,7 @@ from quark_blog.schemas import (
     CommentRestored,
     CommentUpdate,
 )
-from quark_blog.service import _post_for_interaction, ensure_author, get_post, render_checked
+from quark_blog.service import _post_for_interaction, ensure_author, get_post, render_checked, under_moderation
 from quark_blog.timeline import score_of
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -234,7 +234,12 @@ async def get_comment(session: AsyncSession, principal: Principal | None, commen
     comment = await session.get(Comment, comment_id)
     if comment is None:
         raise NotFound("comment not found")
-    await get_post(session, principal, comment.post_id)
+    if not (
+        is_moderator(principal)
+        and comment.deleted_at is None
+        and await under_moderation(session, "comment", comment.id, comment.hidden)
+    ):
+        await get_post(session, principal, comment.post_id)  # the comment is as visible as its post
     author = await session.get(Author, comment.author_id) if comment.author_id else None
     return comment_out(comment, author, principal)
 

@@ -248,11 +248,32 @@ async def _lock_own_post(session: AsyncSession, principal: Principal, post_id: u
     return post
 
 
-async def _can_see(session: AsyncSession, principal: Principal | None, post: Post) -> bool:
+async def under_moderation(session: AsyncSession, target_type: str, target_id: uuid.UUID, hidden: bool) -> bool:
+    """Hidden (by a moderator or an automatic flag) or with an open report: what moderators may read."""
+    if hidden:
+        return True
+    open_report = await session.scalar(
+        text("SELECT 1 FROM reports WHERE target_type = :t AND target_id = :id AND status = 'open' LIMIT 1"),
+        {"t": target_type, "id": target_id},
+    )
+    return open_report is not None
+
+
+async def _can_see(
+    session: AsyncSession, principal: Principal | None, post: Post, *, moderating: bool = True
+) -> bool:
+    """The caller may read the post: the visibility rule, or a moderator reading a post under moderation
+    (hidden or reported; `moderating=False` for writes: moderators comment and react like anyone)."""
     viewer = viewer_id(principal)
     if viewer == post.author_id:
         return True
-    if is_moderator(principal) and post.status == "published" and post.deleted_at is None:
+    if (
+        moderating
+        and is_moderator(principal)
+        and post.status == "published"
+        and post.deleted_at is None
+        and await under_moderation(session, "post", post.id, post.hidden)
+    ):
         return True
     sql = (
         f"SELECT 1 FROM posts p JOIN authors a ON a.user_id = p.author_id WHERE p.id = :id AND "  # noqa: S608
@@ -550,7 +571,7 @@ async def _post_for_interaction(session: AsyncSession, principal: Principal, pos
         post is None
         or post.deleted_at is not None
         or post.status != "published"
-        or not await _can_see(session, principal, post)
+        or not await _can_see(session, principal, post, moderating=False)
     ):
         raise NotFound("post not found")
     if post.hidden:

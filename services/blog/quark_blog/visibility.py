@@ -10,7 +10,7 @@ The rule:
 * *listed*: the post is published, not deleted and not hidden, and its author is neither
   suspended nor deleted. An unlisted post is seen by nobody through a listing (its author still
   opens it by id: ownership, not visibility; moderators see hidden and reported posts in the
-  moderation views: see `moderation_can_see`).
+  moderation views: see `service.under_moderation`).
 * a listed post is seen by its author; by anyone (even anonymous) when the post is `public` and
   the author's profile is `public`; and by a follower of the author when the post is not
   `private` — never across a block, in either direction.
@@ -124,7 +124,7 @@ def not_blocked_sql(viewer: str = ":viewer", p: str = "p") -> str:
     # Two probes, one per direction, each a primary-key lookup (an OR inside one subquery may scan).
     return (
         f"NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {viewer} AND b.blocked_id = {p}.author_id)\n"  # noqa: S608
-        f"    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {p}.author_id AND b.blocked_id = {viewer})"  # noqa: S608
+        f"    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = {p}.author_id AND b.blocked_id = {viewer})"
     )
 
 

@@ -69,9 +69,8 @@ async def ensure_author(session: AsyncSession, principal: Principal) -> Author:
     return author
 
 
-async def check_writer(rt: BlogRuntime, principal: Principal) -> None:
+async def check_writer(rt: BlogRuntime, uid: str) -> None:
     """Rate limit of writes per user (Redis sliding window, shared by every instance)."""
-    uid = require_user(principal)
     s = rt.settings
     await rt.limiter.check(
         f"write:{uid}",

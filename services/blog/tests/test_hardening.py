@@ -52,3 +52,68 @@ async def test_moderator_reads_only_posts_under_moderation(blog: Blog) -> None:
     assert (await blog.client.get(f"/api/v1/posts/{friends['id']}", headers=mod.headers)).status_code == 200
     # The private post stays out of reach throughout.
     assert_problem(await blog.client.get(f"/api/v1/posts/{private['id']}", headers=mod.headers), 404)
+
+
+async def test_unverified_and_revoked_accounts_cannot_write(blog: Blog) -> None:
+    """#16 items 2 and 10: every write goes through the SDK's WritingUser — an unverified account is refused
+    (403) under the default policy; a deleted or suspended account (on the revocation list) at once (401),
+    before the blog's replica has heard of it; reads still work for the unverified one; nothing is written."""
+    import time
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from quark_sdk.auth import UNVERIFIED_WRITER
+    from quark_sdk.revocation import revoke_subject
+
+    alice = blog.person("alice")
+    await blog.register(alice)
+    post = await blog.post(alice, "Open", "Anyone may comment.")
+    mod = blog.person("mod", roles=("moderator",))
+    fresh_id = str(uuid.uuid4())
+    unverified = blog.quark.bearer(blog.quark.user_token(fresh_id, username="fresh", verified=False))
+    unverified_mod = blog.quark.bearer(
+        blog.quark.user_token(str(uuid.uuid4()), username="newmod", roles=("moderator",), verified=False)
+    )
+    writes = [
+        ("POST", "/api/v1/posts", {"title": "t", "body": "b", "publish": True}),
+        ("POST", f"/api/v1/posts/{post['id']}/comments", {"body": "hello"}),
+        ("POST", f"/api/v1/posts/{post['id']}/reactions", {"kind": "like"}),
+        ("POST", f"/api/v1/posts/{post['id']}/report", {"reason": "spam"}),
+    ]
+    for method, url, body in writes:
+        refused = assert_problem(await blog.client.request(method, url, json=body, headers=unverified), 403)
+        assert refused["detail"] == UNVERIFIED_WRITER
+    hide = await blog.client.post(f"/api/v1/posts/{post['id']}/hide", json={}, headers=unverified_mod)
+    assert assert_problem(hide, 403)["detail"] == UNVERIFIED_WRITER
+    assert (await blog.client.get(f"/api/v1/posts/{post['id']}", headers=unverified)).status_code == 200
+
+    # Bob writes, then his account is deleted: the revocation list refuses his still-valid token at once.
+    bob = blog.person("bob")
+    await blog.register(bob)
+    bob_token = {"Authorization": bob.headers["Authorization"]}
+    made = await blog.client.post(f"/api/v1/posts/{post['id']}/comments", json={"body": "first"}, headers=bob_token)
+    assert made.status_code == 201, made.text
+    redis = aioredis.from_url(blog.quark.servers.redis_url)
+    try:
+        await revoke_subject(redis, bob.id, namespace=blog.quark.namespace, at=time.time() + 1)
+    finally:
+        await redis.aclose()
+    for method, url, body in [
+        *writes,
+        ("PATCH", f"/api/v1/comments/{made.json()['id']}", {"body": "edited"}),
+        ("DELETE", f"/api/v1/comments/{made.json()['id']}", None),
+    ]:
+        assert_problem(await blog.client.request(method, url, json=body, headers=bob_token), 401)
+    mod_token = mod.headers
+    redis = aioredis.from_url(blog.quark.servers.redis_url)
+    try:
+        await revoke_subject(redis, mod.id, namespace=blog.quark.namespace, at=time.time() + 1)
+    finally:
+        await redis.aclose()
+    assert_problem(await blog.client.post(f"/api/v1/posts/{post['id']}/hide", json={}, headers=mod_token), 401)
+    # Nothing of theirs was written.
+    got = (await blog.client.get(f"/api/v1/posts/{post['id']}")).json()
+    assert got["comment_count"] == 1 and got["reactions"] == {} and not got["hidden"]
+    thread = (await blog.client.get(f"/api/v1/posts/{post['id']}/comments")).json()["items"]
+    assert [c["body_html"] for c in thread] == ["<p>first</p>"]

@@ -329,6 +329,12 @@ async def list_comments(
 # --------------------------------------------------------------------------- comments
 
 
+@comment_routes.get("/mine", response_model=CommentPage)
+async def my_comments(user: User, session: DbSession, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    """The caller's own comments, newest first — including those orphaned on a deleted post."""
+    return _page(*await comments.my_comments(session, user, require_user(user), limit, cursor))
+
+
 @comment_routes.get("/{comment_id}", response_model=CommentOut)
 async def get_comment(comment_id: CommentId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
     return await comments.get_comment(session, user, comment_id)

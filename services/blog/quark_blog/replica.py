@@ -145,8 +145,10 @@ async def unblock(session: AsyncSession, blocker_id: str, blocked_id: str) -> No
 
 
 async def delete_user(rt: BlogRuntime, session: AsyncSession, user_id: str) -> None:
-    """Remove the user's posts (and everything on them), anonymise their comments, drop their reactions,
-    follows, blocks and timeline; the author row stays as an anonymous tombstone."""
+    """Remove the user's content and nothing of anyone else's: their posts go (a post others commented on
+    stays as an empty, deleted tombstone holding those comments), their comments become anonymous
+    tombstones, their reactions, follows, blocks and timeline go; the author row stays as an anonymous
+    tombstone. Other people's comments, replies and reactions elsewhere are untouched."""
     followers = await _followers(session, user_id)
     posts = (await session.scalars(select(Post).where(Post.author_id == user_id).with_for_update())).all()
     for post in posts:
@@ -156,7 +158,24 @@ async def delete_user(rt: BlogRuntime, session: AsyncSession, user_id: str) -> N
             await add_event(session, PostDeleted(post_id=str(post.id), author_id=user_id), subject=str(post.id))
     post_ids = [str(p.id) for p in posts]
     if posts:
-        await session.execute(text("DELETE FROM posts WHERE author_id = :u"), {"u": user_id})
+        # Posts others commented on stay as empty tombstones, so those comments (the other people's
+        # words) survive, orphaned: their authors keep them (GET /api/v1/comments/mine). The rest go.
+        await session.execute(
+            text("""
+            UPDATE posts p SET title = '', slug = CAST(p.id AS varchar), body_source = '', body_html = '',
+                body_text = '', excerpt = '', excerpt_custom = false, tags = '{}', tags_text = '', category = NULL,
+                media_ids = '{}', hidden_reason = NULL, scheduled_at = NULL,
+                deleted_at = coalesce(p.deleted_at, now()), updated_at = now()
+            WHERE p.author_id = :u AND EXISTS (
+                SELECT 1 FROM comments c WHERE c.post_id = p.id AND c.author_id IS NOT NULL AND c.author_id <> :u)"""),
+            {"u": user_id},
+        )
+        await session.execute(
+            text("""
+            DELETE FROM posts p WHERE p.author_id = :u AND NOT EXISTS (
+                SELECT 1 FROM comments c WHERE c.post_id = p.id AND c.author_id IS NOT NULL AND c.author_id <> :u)"""),
+            {"u": user_id},
+        )
     # Their comments elsewhere: anonymous tombstones, counts corrected.
     await session.execute(
         text("""

@@ -117,3 +117,66 @@ async def test_unverified_and_revoked_accounts_cannot_write(blog: Blog) -> None:
     assert got["comment_count"] == 1 and got["reactions"] == {} and not got["hidden"]
     thread = (await blog.client.get(f"/api/v1/posts/{post['id']}/comments")).json()["items"]
     assert [c["body_html"] for c in thread] == ["<p>first</p>"]
+
+
+async def test_deleting_an_account_keeps_everyone_elses_comments(blog: Blog) -> None:
+    """#16 item 13 (blog): when D deletes the account, D's posts and words go, but E's comments on D's posts
+    stay (orphaned, listed in E's own comments and readable by E), E's reply to D's comment stays in its
+    thread, and nothing of any other account is lost; D's text is gone from the database."""
+    from sqlalchemy import text
+
+    d, e, f = blog.person("dora"), blog.person("emil"), blog.person("fay")
+    for p in (d, e, f):
+        await blog.register(p)
+    commented = await blog.post(d, "Dora's secret title", "Dora's own words.")
+    lonely = await blog.post(d, "Nobody read this", "Dora alone.")
+    emil_post = await blog.post(e, "Emil's post", "Emil writes.")
+
+    async def comment(p: object, post_id: str, body: str, parent: str | None = None) -> dict[str, object]:
+        resp = await blog.client.post(
+            f"/api/v1/posts/{post_id}/comments",
+            json={"body": body, **({"parent_id": parent} if parent else {})},
+            headers=p.headers,  # type: ignore[attr-defined]
+        )
+        assert resp.status_code == 201, resp.text
+        return resp.json()  # type: ignore[no-any-return]
+
+    e_on_d = await comment(e, commented["id"], "Emil on Dora's post")
+    f_on_d = await comment(f, commented["id"], "Fay on Dora's post")
+    d_on_e = await comment(d, emil_post["id"], "Dora on Emil's post")
+    e_reply = await comment(e, emil_post["id"], "Emil replies to Dora", parent=str(d_on_e["id"]))
+    await blog.client.post(f"/api/v1/posts/{emil_post['id']}/reactions", json={"kind": "like"}, headers=f.headers)
+
+    await blog.apply("quark.user.deleted", {"user_id": d.id})
+
+    # D's posts are gone for everyone.
+    for post in (commented, lonely):
+        assert_problem(await blog.client.get(f"/api/v1/posts/{post['id']}", headers=e.headers), 404)
+    # E and F keep their comments on D's (deleted) post: listed as theirs, readable by them.
+    for person, mine in ((e, e_on_d), (f, f_on_d)):
+        listed = (await blog.client.get("/api/v1/comments/mine", headers=person.headers)).json()["items"]
+        assert mine["id"] in [c["id"] for c in listed]
+        own = await blog.client.get(f"/api/v1/comments/{mine['id']}", headers=person.headers)
+        assert own.status_code == 200 and own.json()["body_html"] == mine["body_html"], own.text
+    assert_problem(await blog.client.get(f"/api/v1/comments/{e_on_d['id']}", headers=f.headers), 404)
+    # On E's post: D's comment is an anonymous tombstone, E's reply to it and F's reaction stay.
+    thread = (await blog.client.get(f"/api/v1/posts/{emil_post['id']}/comments")).json()["items"]
+    assert [(c["id"], c["state"]) for c in thread] == [(d_on_e["id"], "deleted"), (e_reply["id"], "visible")]
+    assert thread[0]["author"] is None and thread[1]["body_html"] == e_reply["body_html"]
+    got = (await blog.client.get(f"/api/v1/posts/{emil_post['id']}")).json()
+    assert got["reactions"] == {"like": 1} and got["comment_count"] == 1
+    # No word of D's is left; every comment row of E and F is.
+    async with blog.svc.ctx.database().session() as session:
+        dump = (await session.execute(text("SELECT string_agg(p::text, ' ') FROM posts p"))).scalar_one()
+        dump += (await session.execute(text("SELECT string_agg(c::text, ' ') FROM comments c"))).scalar_one()
+        for words in ("secret title", "Dora's own words", "Nobody read this", "Dora alone", "Dora on Emil"):
+            assert words not in dump
+        kept = (
+            await session.execute(
+                text("SELECT count(*) FROM comments WHERE author_id IN (:e, :f) AND deleted_at IS NULL"),
+                {"e": e.id, "f": f.id},
+            )
+        ).scalar_one()
+        assert kept == 3
+        assert (await session.execute(text("SELECT count(*) FROM posts WHERE id = :p"), {"p": lonely["id"]})
+                ).scalar_one() == 0

@@ -23,6 +23,7 @@ from quark_blog.schemas import (
     CommentHidden,
     CommentRestored,
     CommentUpdate,
+    CommentUpdated,
 )
 from quark_blog.service import _post_for_interaction, ensure_author, get_post, render_checked, under_moderation
 from quark_blog.timeline import from_score, score_of
@@ -113,12 +114,31 @@ async def update_comment(
 ) -> Comment:
     safe, plain = render_checked(body.body, body.format, rt.settings.max_comment_chars)
     async with session.begin():
-        await ensure_author(session, principal)
+        author = await ensure_author(session, principal)
         comment = await _lock_own_comment(session, principal, comment_id)
         if comment.hidden:
             raise Conflict("comment is hidden pending review")
         comment.body_source, comment.body_html, comment.body_text = body.body, safe, plain
         comment.updated_at, comment.edited = rt.now(), True
+        # Edits are moderated like new comments (the AI service consumes this as it does quark.comment.created).
+        post = await session.get(Post, comment.post_id)
+        parent = await session.get(Comment, comment.parent_id) if comment.parent_id else None
+        await add_event(
+            session,
+            CommentUpdated(
+                comment_id=str(comment.id),
+                post_id=str(comment.post_id),
+                post_author_id=post.author_id if post else "",
+                author_id=author.user_id,
+                author_username=author.username,
+                parent_id=str(comment.parent_id) if comment.parent_id else None,
+                parent_author_id=parent.author_id if parent else None,
+                body_text=plain[: rt.settings.event_body_text_max],
+                created_at=comment.created_at,
+                updated_at=comment.updated_at,
+            ),
+            subject=str(comment.post_id),
+        )
     return comment
 
 

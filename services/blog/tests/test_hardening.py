@@ -180,3 +180,43 @@ async def test_deleting_an_account_keeps_everyone_elses_comments(blog: Blog) -> 
         assert kept == 3
         assert (await session.execute(text("SELECT count(*) FROM posts WHERE id = :p"), {"p": lonely["id"]})
                 ).scalar_one() == 0
+
+
+async def test_comment_edit_is_published_for_moderation(blog: Blog) -> None:
+    """#16 item 5 (blog): editing a comment publishes quark.comment.updated with the new text and the same
+    fields as quark.comment.created (the AI service moderates it like a new comment); a flag on it hides the
+    edited comment."""
+    import json
+
+    from quark_sdk.events import stream_for
+    from quark_sdk.testing import eventually, read_stream
+
+    alice, bob = blog.person("alice"), blog.person("bob")
+    post = await blog.post(alice, "Open", "Say something.")
+    made = await blog.client.post(f"/api/v1/posts/{post['id']}/comments", json={"body": "nice"}, headers=bob.headers)
+    assert made.status_code == 201, made.text
+    cid = made.json()["id"]
+    edited = await blog.client.patch(f"/api/v1/comments/{cid}", json={"body": "you are *worthless*"},
+                                     headers=bob.headers)
+    assert edited.status_code == 200, edited.text
+
+    async def published() -> dict[str, object] | None:
+        bus = blog.svc.ctx.bus
+        assert bus is not None
+        messages = await read_stream(bus.js, stream_for("comment", blog.quark.namespace))
+        events = {e["type"]: e["data"] for e in (json.loads(m.data or b"{}") for m in messages)}
+        return events if "quark.comment.updated" in events else None
+
+    events = await eventually(published, what="quark.comment.updated published")
+    created, updated = events["quark.comment.created"], events["quark.comment.updated"]
+    assert isinstance(created, dict) and isinstance(updated, dict)
+    assert set(updated) == set(created) | {"updated_at"}
+    assert updated["body_text"] == "you are worthless"
+    assert {k: updated[k] for k in created if k != "body_text"} == {k: created[k] for k in created if k != "body_text"}
+    # The moderation verdict on the edit hides the comment, as for a new one.
+    await blog.apply("quark.ai.moderation_flagged", {
+        "target_type": "comment", "target_id": cid, "labels": ["toxicity"], "score": 0.97, "reason": "insult",
+        "run_id": "run-edit-1",
+    })
+    thread = (await blog.client.get(f"/api/v1/posts/{post['id']}/comments")).json()["items"]
+    assert [(c["id"], c["state"], c["body_html"]) for c in thread] == [(cid, "hidden", "")]

@@ -44,7 +44,7 @@ from quark_blog.schemas import (
     TagPage,
 )
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, current_user, optional_user, require_role
+from quark_sdk.auth import Principal, WritingUser, current_user, optional_user, require_role
 from quark_sdk.errors import InvalidInput
 from quark_sdk.routing import GuardedRoute
 
@@ -57,14 +57,21 @@ MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 Moderator = Annotated[Principal, Depends(require_role("moderator"))]
 
 
-async def writer(rt: Runtime, user: User) -> Principal:
-    """A user allowed to write now: user token, under the per-user write rate limit."""
-    require_user(user)
-    await service.check_writer(rt, user)
+async def writer(rt: Runtime, user: WritingUser) -> Principal:
+    """A user allowed to write now: the SDK's `WritingUser` (a user token of an account that still stands —
+    not deleted or suspended, per the revocation list — and verified, under the station's policy), within
+    the blog's per-user write rate limit."""
+    await service.check_writer(rt, user.subject)
+    return user
+
+
+async def moderating(user: Moderator, writing: WritingUser) -> Principal:
+    """A moderator's write: the role, and an account that still stands (`WritingUser`)."""
     return user
 
 
 Writer = Annotated[Principal, Depends(writer)]
+ModeratorWriter = Annotated[Principal, Depends(moderating)]
 
 
 Reader = Annotated[Principal, Depends(current_user)]  # verified tokens are cached by the SDK verifier
@@ -164,7 +171,7 @@ async def list_categories(session: DbSession, limit: Limit = 50, cursor: Cursor 
 
 
 @posts.post("/categories", status_code=201, response_model=CategoryOut)
-async def create_category(body: CategoryCreate, user: Moderator, session: DbSession) -> dict[str, Any]:
+async def create_category(body: CategoryCreate, user: ModeratorWriter, session: DbSession) -> dict[str, Any]:
     c = await service.create_category(session, body)
     return {"slug": c.slug, "name": c.name, "description": c.description, "post_count": c.post_count}
 
@@ -213,7 +220,7 @@ async def moderation_queue(
 
 @posts.post("/moderation/reports/{report_id}/resolve", response_model=ReportOut)
 async def resolve_report(
-    report_id: uuid.UUID, body: ResolveRequest, user: Moderator, rt: Runtime, session: DbSession
+    report_id: uuid.UUID, body: ResolveRequest, user: ModeratorWriter, rt: Runtime, session: DbSession
 ) -> dict[str, Any]:
     row = await moderation.resolve(rt, session, user, report_id, body.action, body.reason)
     return moderation.report_out(row)
@@ -264,7 +271,7 @@ async def unpublish_post(post_id: PostId, user: Writer, rt: Runtime, session: Db
 
 @posts.post("/{post_id}/hide", response_model=PostOut)
 async def hide_post(
-    post_id: PostId, user: Moderator, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
+    post_id: PostId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
 ) -> dict[str, Any]:
     post = await service.moderate_post(rt, session, user, post_id, hidden=True, reason=body.reason if body else None)
     return await service.post_out(session, user, post)
@@ -272,7 +279,7 @@ async def hide_post(
 
 @posts.post("/{post_id}/restore", response_model=PostOut)
 async def restore_post(
-    post_id: PostId, user: Moderator, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
+    post_id: PostId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
 ) -> dict[str, Any]:
     post = await service.moderate_post(rt, session, user, post_id, hidden=False, reason=body.reason if body else None)
     return await service.post_out(session, user, post)
@@ -331,6 +338,12 @@ async def list_comments(
 # --------------------------------------------------------------------------- comments
 
 
+@comment_routes.get("/mine", response_model=CommentPage)
+async def my_comments(user: User, session: DbSession, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    """The caller's own comments, newest first — including those orphaned on a deleted post."""
+    return _page(*await comments.my_comments(session, user, require_user(user), limit, cursor))
+
+
 @comment_routes.get("/{comment_id}", response_model=CommentOut)
 async def get_comment(comment_id: CommentId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
     return await comments.get_comment(session, user, comment_id)
@@ -352,7 +365,7 @@ async def delete_comment(comment_id: CommentId, user: Writer, rt: Runtime, sessi
 
 @comment_routes.post("/{comment_id}/hide", response_model=CommentOut)
 async def hide_comment(
-    comment_id: CommentId, user: Moderator, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
+    comment_id: CommentId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
 ) -> dict[str, Any]:
     await comments.moderate_comment(rt, session, user, comment_id, hidden=True, reason=body.reason if body else None)
     return await comments.get_comment(session, user, comment_id)
@@ -360,7 +373,7 @@ async def hide_comment(
 
 @comment_routes.post("/{comment_id}/restore", response_model=CommentOut)
 async def restore_comment(
-    comment_id: CommentId, user: Moderator, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
+    comment_id: CommentId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
 ) -> dict[str, Any]:
     await comments.moderate_comment(rt, session, user, comment_id, hidden=False, reason=body.reason if body else None)
     return await comments.get_comment(session, user, comment_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog import render
@@ -23,9 +23,10 @@ from quark_blog.schemas import (
     CommentHidden,
     CommentRestored,
     CommentUpdate,
+    CommentUpdated,
 )
-from quark_blog.service import _post_for_interaction, ensure_author, get_post, render_checked
-from quark_blog.timeline import score_of
+from quark_blog.service import _post_for_interaction, ensure_author, get_post, render_checked, under_moderation
+from quark_blog.timeline import from_score, score_of
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from quark_sdk.outbox import add_event
@@ -113,12 +114,31 @@ async def update_comment(
 ) -> Comment:
     safe, plain = render_checked(body.body, body.format, rt.settings.max_comment_chars)
     async with session.begin():
-        await ensure_author(session, principal)
+        author = await ensure_author(session, principal)
         comment = await _lock_own_comment(session, principal, comment_id)
         if comment.hidden:
             raise Conflict("comment is hidden pending review")
         comment.body_source, comment.body_html, comment.body_text = body.body, safe, plain
         comment.updated_at, comment.edited = rt.now(), True
+        # Edits are moderated like new comments (the AI service consumes this as it does quark.comment.created).
+        post = await session.get(Post, comment.post_id)
+        parent = await session.get(Comment, comment.parent_id) if comment.parent_id else None
+        await add_event(
+            session,
+            CommentUpdated(
+                comment_id=str(comment.id),
+                post_id=str(comment.post_id),
+                post_author_id=post.author_id if post else "",
+                author_id=author.user_id,
+                author_username=author.username,
+                parent_id=str(comment.parent_id) if comment.parent_id else None,
+                parent_author_id=parent.author_id if parent else None,
+                body_text=plain[: rt.settings.event_body_text_max],
+                created_at=comment.created_at,
+                updated_at=comment.updated_at,
+            ),
+            subject=str(comment.post_id),
+        )
     return comment
 
 
@@ -234,7 +254,14 @@ async def get_comment(session: AsyncSession, principal: Principal | None, commen
     comment = await session.get(Comment, comment_id)
     if comment is None:
         raise NotFound("comment not found")
-    await get_post(session, principal, comment.post_id)
+    own = comment.author_id is not None and viewer_id(principal) == comment.author_id
+    if not own and not (
+        is_moderator(principal)
+        and comment.deleted_at is None
+        and await under_moderation(session, "comment", comment.id, comment.hidden)
+    ):
+        await get_post(session, principal, comment.post_id)  # the comment is as visible as its post (its
+        # author always reads it, even orphaned: the post deleted, with or without its author's account)
     author = await session.get(Author, comment.author_id) if comment.author_id else None
     return comment_out(comment, author, principal)
 
@@ -251,4 +278,23 @@ async def list_comments(
     rows = (await session.execute(q.order_by(Comment.path).limit(limit + 1))).all()
     items = [(c.path, comment_out(c, a, principal)) for c, a in rows]
     page, nxt = page_of(items, limit, lambda it: encode_cursor(it[0]))
+    return [it[1] for it in page], nxt
+
+
+async def my_comments(
+    session: AsyncSession, principal: Principal, user_id: str, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The caller's own comments, newest first, wherever they are — also those left orphaned on a post
+    that was deleted (with or without its author's account); deleted comments are not listed."""
+    q = (
+        select(Comment, Author)
+        .outerjoin(Author, Author.user_id == Comment.author_id)
+        .where(Comment.author_id == user_id, Comment.deleted_at.is_(None))
+    )
+    if cursor:
+        score, ident = decode_cursor(cursor, (int, uuid.UUID))
+        q = q.where(tuple_(Comment.created_at, Comment.id) < tuple_(from_score(score), ident))
+    rows = (await session.execute(q.order_by(Comment.created_at.desc(), Comment.id.desc()).limit(limit + 1))).all()
+    items = [(c, comment_out(c, a, principal)) for c, a in rows]
+    page, nxt = page_of(items, limit, lambda it: encode_cursor(score_of(it[0].created_at), it[0].id))
     return [it[1] for it in page], nxt

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog.models import Post
+from quark_blog.visibility import counted_publicly
 from quark_sdk.auth import Principal
 from quark_sdk.errors import InvalidInput, PermissionDenied
 
@@ -41,22 +42,6 @@ SUMMARY_KEYS = (
 SUMMARY_FROM = """
     FROM posts p JOIN authors a ON a.user_id = p.author_id LEFT JOIN post_stats s ON s.post_id = p.id
 """
-LISTED = "p.status = 'published' AND p.deleted_at IS NULL AND NOT p.hidden AND NOT a.suspended AND NOT a.deleted"
-# Two probes, one per direction, each a primary-key lookup (an OR inside one subquery may scan).
-NOT_BLOCKED = """NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = :viewer AND b.blocked_id = p.author_id)
-    AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = p.author_id AND b.blocked_id = :viewer)"""
-FOLLOWS_AUTHOR = "EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = :viewer AND f.followee_id = p.author_id)"
-ANON_CAN_SEE = "(p.visibility = 'public' AND a.privacy = 'public')"
-USER_CAN_SEE = f"""(p.author_id = :viewer OR ({NOT_BLOCKED} AND (
-        (p.visibility = 'public' AND a.privacy = 'public')
-        OR (p.visibility <> 'private' AND {FOLLOWS_AUTHOR}))))"""
-
-
-def can_see_clause(viewer: str | None) -> str:
-    """SQL: the viewer may see post `p` of author `a` (listing rules apply separately)."""
-    return USER_CAN_SEE if viewer else ANON_CAN_SEE
-
-
 def viewer_id(principal: Principal | None) -> str | None:
     if principal is None or principal.kind != "user":
         return None
@@ -176,9 +161,7 @@ class CountState:
 
     @staticmethod
     def of(post: Post) -> CountState:
-        listed = (
-            post.status == "published" and post.deleted_at is None and not post.hidden and post.visibility == "public"
-        )
+        listed = counted_publicly(post.status, post.deleted_at is not None, post.hidden, post.visibility)
         return CountState(listed, frozenset(post.tags or ()), post.category)
 
 

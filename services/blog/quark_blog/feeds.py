@@ -14,12 +14,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog.common import (
-    FOLLOWS_AUTHOR,
-    LISTED,
-    NOT_BLOCKED,
     SUMMARY_COLUMNS,
     SUMMARY_FROM,
-    can_see_clause,
     decode_cursor,
     encode_cursor,
     normalize_tag_param,
@@ -32,6 +28,14 @@ from quark_blog.models import SEARCH_CONFIG, Category, Post, Tag
 from quark_blog.runtime import BlogRuntime
 from quark_blog.service import find_author
 from quark_blog.timeline import from_score, score_of
+from quark_blog.visibility import (
+    can_see_sql,
+    in_home_sql,
+    in_public_timeline_sql,
+    listed_sql,
+    post_listed_sql,
+    reaches_followers_sql,
+)
 from quark_sdk.auth import Principal
 from quark_sdk.errors import InvalidInput, NotFound
 
@@ -53,18 +57,20 @@ def _after(cursor: str | None, params: dict[str, Any], column: str = "p.publishe
 async def _listing(session: AsyncSession, where: str, params: dict[str, Any], limit: int, cursor: str | None) -> Page:
     params = {**params, "lim": limit + 1}
     sql = (
-        f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE {LISTED} AND {where}{_after(cursor, params)} "
+        f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE {where}{_after(cursor, params)} "
         f"ORDER BY p.published_at DESC, p.id DESC LIMIT :lim"
     )
     rows = (await session.execute(text(sql), params)).mappings().all()
     return page_of([summary_from_row(r) for r in rows], limit, _time_cursor)
 
 
+def _visible(viewer: str | None) -> str:
+    return f"{listed_sql()} AND {can_see_sql(':viewer' if viewer else None)}"
+
+
 async def public_timeline(session: AsyncSession, principal: Principal | None, limit: int, cursor: str | None) -> Page:
     viewer = viewer_id(principal)
-    where = "p.visibility = 'public' AND a.privacy = 'public'"
-    if viewer:
-        where += f" AND {NOT_BLOCKED}"
+    where = in_public_timeline_sql(":viewer" if viewer else None)
     return await _listing(session, where, {"viewer": viewer or ""}, limit, cursor)
 
 
@@ -73,7 +79,7 @@ async def author_timeline(
 ) -> Page:
     author = await find_author(session, username)
     viewer = viewer_id(principal)
-    where = f"p.author_id = :author AND {can_see_clause(viewer)}"
+    where = f"p.author_id = :author AND {_visible(viewer)}"
     return await _listing(session, where, {"author": author.user_id, "viewer": viewer or ""}, limit, cursor)
 
 
@@ -84,7 +90,7 @@ async def tag_timeline(
     if await session.get(Tag, name) is None:
         raise NotFound(f"unknown tag {name!r}")
     viewer = viewer_id(principal)
-    where = f"p.tags @> ARRAY[CAST(:tag AS varchar)] AND {can_see_clause(viewer)}"
+    where = f"p.tags @> ARRAY[CAST(:tag AS varchar)] AND {_visible(viewer)}"
     return await _listing(session, where, {"tag": name, "viewer": viewer or ""}, limit, cursor)
 
 
@@ -94,7 +100,7 @@ async def category_timeline(
     if await session.get(Category, slug) is None:
         raise NotFound(f"unknown category {slug[:64]!r}")
     viewer = viewer_id(principal)
-    where = f"p.category = :cat AND {can_see_clause(viewer)}"
+    where = f"p.category = :cat AND {_visible(viewer)}"
     return await _listing(session, where, {"cat": slug, "viewer": viewer or ""}, limit, cursor)
 
 
@@ -153,8 +159,7 @@ async def list_categories(session: AsyncSession, limit: int, cursor: str | None)
 
 _MAX_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"  # above every post id at a score: "all of that score"
 
-HOME_VISIBLE = f"""{LISTED} AND (p.author_id = :viewer OR (p.visibility <> 'private'
-    AND {FOLLOWS_AUTHOR} AND {NOT_BLOCKED}))"""
+HOME_VISIBLE = in_home_sql(":viewer")
 
 # Newest `cap` posts of the viewer and everyone they follow: one index range per author, merged.
 _HOME_SOURCES = """
@@ -176,8 +181,7 @@ async def _home_from_db(
             SELECT x.id FROM ({_HOME_SOURCES}) src
             CROSS JOIN LATERAL (
                 SELECT x.id, x.published_at FROM posts x
-                WHERE x.author_id = src.author_id AND x.status = 'published' AND x.deleted_at IS NULL
-                  AND NOT x.hidden {cond}
+                WHERE x.author_id = src.author_id AND {post_listed_sql("x")} {cond}
                 ORDER BY x.published_at DESC, x.id DESC LIMIT :lim
             ) x
             ORDER BY x.published_at DESC, x.id DESC LIMIT :lim
@@ -195,17 +199,17 @@ async def _home_ids_for_rebuild(session: AsyncSession, viewer: str, cap: int) ->
         SELECT x.id, x.published_at FROM ({_HOME_SOURCES}) src
         CROSS JOIN LATERAL (
             SELECT x.id, x.published_at, x.visibility, x.author_id FROM posts x
-            WHERE x.author_id = src.author_id AND x.status = 'published' AND x.deleted_at IS NULL AND NOT x.hidden
+            WHERE x.author_id = src.author_id AND {post_listed_sql("x")}
             ORDER BY x.published_at DESC, x.id DESC LIMIT :cap
         ) x
-        WHERE x.author_id = :viewer OR x.visibility <> 'private'
+        WHERE x.author_id = :viewer OR {reaches_followers_sql("x")}
         ORDER BY x.published_at DESC, x.id DESC LIMIT :cap"""  # noqa: S608
     rows = (await session.execute(text(sql), {"viewer": viewer, "cap": cap})).all()
     return [(score_of(r.published_at), str(r.id)) for r in rows]
 
 
-_HYDRATE_RAW = f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = ANY($1::uuid[]) AND " + HOME_VISIBLE.replace(
-    ":viewer", "$2::varchar"
+_HYDRATE_RAW = f"SELECT {SUMMARY_COLUMNS} {SUMMARY_FROM} WHERE p.id = ANY($1::uuid[]) AND " + in_home_sql(
+    "$2::varchar"
 )
 
 
@@ -326,7 +330,7 @@ async def search_posts(
         raise InvalidInput("q is empty", field="q")
     viewer = viewer_id(principal)
     params: dict[str, Any] = {"q": query, "viewer": viewer or "", "lim": limit + 1, "opts": _SNIPPET_OPTS}
-    where = [LISTED, can_see_clause(viewer), "p.search @@ query"]
+    where = [listed_sql(), can_see_sql(":viewer" if viewer else None), "p.search @@ query"]
     if tag:
         params["tag"] = normalize_tag_param(tag)
         where.append("p.tags @> ARRAY[CAST(:tag AS varchar)]")

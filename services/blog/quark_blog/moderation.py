@@ -41,7 +41,7 @@ async def report(
                     post is None
                     or post.deleted_at is not None
                     or post.status != "published"
-                    or not await _can_see(session, principal, post)
+                    or not await _can_see(session, principal, post, moderating=False)
                 ):
                     raise NotFound("post not found")
             else:

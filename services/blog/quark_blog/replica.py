@@ -17,6 +17,7 @@ from quark_blog.models import Post
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import PostDeleted
 from quark_blog.timeline import score_of
+from quark_blog.visibility import post_listed, post_listed_sql, reaches_followers, reaches_followers_sql
 from quark_sdk.outbox import add_event
 
 # --------------------------------------------------------------------------- authors
@@ -65,9 +66,8 @@ async def _recent_post_entries(
     rows = (
         await session.execute(
             text(
-                "SELECT id, published_at FROM posts WHERE author_id = :a AND status = 'published' "
-                "AND deleted_at IS NULL AND NOT hidden AND (:priv OR visibility <> 'private') "
-                "ORDER BY published_at DESC, id DESC LIMIT :cap"
+                f"SELECT id, published_at FROM posts WHERE author_id = :a AND {post_listed_sql('posts')} "  # noqa: S608
+                f"AND (:priv OR {reaches_followers_sql('posts')}) ORDER BY published_at DESC, id DESC LIMIT :cap"
             ),
             {"a": author_id, "cap": cap, "priv": include_private},
         )
@@ -145,8 +145,10 @@ async def unblock(session: AsyncSession, blocker_id: str, blocked_id: str) -> No
 
 
 async def delete_user(rt: BlogRuntime, session: AsyncSession, user_id: str) -> None:
-    """Remove the user's posts (and everything on them), anonymise their comments, drop their reactions,
-    follows, blocks and timeline; the author row stays as an anonymous tombstone."""
+    """Remove the user's content and nothing of anyone else's: their posts go (a post others commented on
+    stays as an empty, deleted tombstone holding those comments), their comments become anonymous
+    tombstones, their reactions, follows, blocks and timeline go; the author row stays as an anonymous
+    tombstone. Other people's comments, replies and reactions elsewhere are untouched."""
     followers = await _followers(session, user_id)
     posts = (await session.scalars(select(Post).where(Post.author_id == user_id).with_for_update())).all()
     for post in posts:
@@ -156,7 +158,24 @@ async def delete_user(rt: BlogRuntime, session: AsyncSession, user_id: str) -> N
             await add_event(session, PostDeleted(post_id=str(post.id), author_id=user_id), subject=str(post.id))
     post_ids = [str(p.id) for p in posts]
     if posts:
-        await session.execute(text("DELETE FROM posts WHERE author_id = :u"), {"u": user_id})
+        # Posts others commented on stay as empty tombstones, so those comments (the other people's
+        # words) survive, orphaned: their authors keep them (GET /api/v1/comments/mine). The rest go.
+        await session.execute(
+            text("""
+            UPDATE posts p SET title = '', slug = CAST(p.id AS varchar), body_source = '', body_html = '',
+                body_text = '', excerpt = '', excerpt_custom = false, tags = '{}', tags_text = '', category = NULL,
+                media_ids = '{}', hidden_reason = NULL, scheduled_at = NULL,
+                deleted_at = coalesce(p.deleted_at, now()), updated_at = now()
+            WHERE p.author_id = :u AND EXISTS (
+                SELECT 1 FROM comments c WHERE c.post_id = p.id AND c.author_id IS NOT NULL AND c.author_id <> :u)"""),
+            {"u": user_id},
+        )
+        await session.execute(
+            text("""
+            DELETE FROM posts p WHERE p.author_id = :u AND NOT EXISTS (
+                SELECT 1 FROM comments c WHERE c.post_id = p.id AND c.author_id IS NOT NULL AND c.author_id <> :u)"""),
+            {"u": user_id},
+        )
     # Their comments elsewhere: anonymous tombstones, counts corrected.
     await session.execute(
         text("""
@@ -222,13 +241,13 @@ async def sync_post(rt: BlogRuntime, session: AsyncSession, post_id: str) -> Non
         return  # deleted with its author: delete_user removed it from the timelines
     followers = await _followers(session, post.author_id)
     tl, chunk = rt.timelines, rt.settings.fanout_chunk
-    listed = post.status == "published" and post.deleted_at is None and not post.hidden
+    listed = post_listed(post.status, post.deleted_at is not None, post.hidden)
     if not listed or post.published_at is None:
         await tl.remove([post.author_id, *followers], [str(pid)], chunk=chunk)
         return
     entry = [(score_of(post.published_at), str(pid))]
     await tl.add([post.author_id], entry)
-    if post.visibility == "private":
+    if not reaches_followers(post.visibility):
         await tl.remove(followers, [str(pid)], chunk=chunk)
     else:
         await tl.add(followers, entry, chunk=chunk)

@@ -377,6 +377,23 @@ class CommentCreated(EventPayload):
     created_at: datetime
 
 
+@event_type("quark.comment.updated")
+class CommentUpdated(EventPayload):
+    """A comment's text was edited by its author: the same fields as `quark.comment.created` (the new
+    `body_text`) plus `updated_at`, so that moderation judges the edit as it judged the original."""
+
+    comment_id: str
+    post_id: str
+    post_author_id: str
+    author_id: str
+    author_username: str
+    parent_id: str | None
+    parent_author_id: str | None = None
+    body_text: str
+    created_at: datetime
+    updated_at: datetime
+
+
 @event_type("quark.comment.deleted")
 class CommentDeleted(EventPayload):
     """A comment was deleted by its author."""

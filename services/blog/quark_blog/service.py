@@ -20,7 +20,6 @@ from quark_blog.common import (
     SUMMARY_FROM,
     CountState,
     apply_count_changes,
-    can_see_clause,
     check_media_ids,
     ensure_tags,
     is_moderator,
@@ -43,6 +42,7 @@ from quark_blog.schemas import (
     PostUpdate,
     PostUpdated,
 )
+from quark_blog.visibility import can_see_sql, listed_sql
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
 from quark_sdk.outbox import add_event
@@ -69,9 +69,8 @@ async def ensure_author(session: AsyncSession, principal: Principal) -> Author:
     return author
 
 
-async def check_writer(rt: BlogRuntime, principal: Principal) -> None:
+async def check_writer(rt: BlogRuntime, uid: str) -> None:
     """Rate limit of writes per user (Redis sliding window, shared by every instance)."""
-    uid = require_user(principal)
     s = rt.settings
     await rt.limiter.check(
         f"write:{uid}",
@@ -255,16 +254,36 @@ async def _lock_own_post(session: AsyncSession, principal: Principal, post_id: u
     return post
 
 
-async def _can_see(session: AsyncSession, principal: Principal | None, post: Post) -> bool:
+async def under_moderation(session: AsyncSession, target_type: str, target_id: uuid.UUID, hidden: bool) -> bool:
+    """Hidden (by a moderator or an automatic flag) or with an open report: what moderators may read."""
+    if hidden:
+        return True
+    open_report = await session.scalar(
+        text("SELECT 1 FROM reports WHERE target_type = :t AND target_id = :id AND status = 'open' LIMIT 1"),
+        {"t": target_type, "id": target_id},
+    )
+    return open_report is not None
+
+
+async def _can_see(
+    session: AsyncSession, principal: Principal | None, post: Post, *, moderating: bool = True
+) -> bool:
+    """The caller may read the post: the visibility rule, or a moderator reading a post under moderation
+    (hidden or reported; `moderating=False` for writes: moderators comment and react like anyone)."""
     viewer = viewer_id(principal)
     if viewer == post.author_id:
         return True
-    if is_moderator(principal) and post.status == "published" and post.deleted_at is None:
+    if (
+        moderating
+        and is_moderator(principal)
+        and post.status == "published"
+        and post.deleted_at is None
+        and await under_moderation(session, "post", post.id, post.hidden)
+    ):
         return True
     sql = (
         f"SELECT 1 FROM posts p JOIN authors a ON a.user_id = p.author_id WHERE p.id = :id AND "  # noqa: S608
-        f"p.status = 'published' AND p.deleted_at IS NULL AND NOT p.hidden AND NOT a.suspended "
-        f"AND NOT a.deleted AND {can_see_clause(viewer)}"
+        f"{listed_sql()} AND {can_see_sql(':viewer' if viewer else None)}"
     )
     return (await session.execute(text(sql), {"id": post.id, "viewer": viewer or ""})).first() is not None
 
@@ -558,7 +577,7 @@ async def _post_for_interaction(session: AsyncSession, principal: Principal, pos
         post is None
         or post.deleted_at is not None
         or post.status != "published"
-        or not await _can_see(session, principal, post)
+        or not await _can_see(session, principal, post, moderating=False)
     ):
         raise NotFound("post not found")
     if post.hidden:

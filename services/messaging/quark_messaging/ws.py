@@ -38,7 +38,7 @@ from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import MessageCreate, MessageEdit, ReadMark
 from quark_messaging.settings import MessagingSettings
 from quark_sdk.app import ServiceContext
-from quark_sdk.auth import Principal, authenticate_token
+from quark_sdk.auth import USER_TOKEN_REQUIRED, Principal, authenticate_token, writing_user
 from quark_sdk.errors import InvalidInput, QuarkError, RateLimited, Unauthenticated, is_unavailable_error
 
 log = logging.getLogger("quark.messaging.ws")
@@ -61,11 +61,20 @@ def _protocols(ws: WebSocket) -> list[str]:
 
 
 async def _principal(ws: WebSocket, token: str) -> Principal:
+    """A user's token whose account still stands: the revocation list is asked in Valkey, not only in memory,
+    so a socket opened the moment after a deletion or suspension is refused too."""
     principal = await authenticate_token(ws, token)
     if not principal.is_user:
-        raise Unauthenticated("a user token is required")
+        raise Unauthenticated(USER_TOKEN_REQUIRED)
     uuid.UUID(principal.subject)  # ValueError: not a user id
+    revocations = ws.app.state.token_verifier.revocations
+    if revocations is not None and await revocations.is_revoked_now(principal.subject, principal.issued_at):
+        raise Unauthenticated("token revoked")
     return principal
+
+
+# Frames that write (store something or reach other people): each one is a `WritingUser` write.
+WRITE_FRAMES = frozenset({"send", "edit", "delete", "read", "typing"})
 
 
 def _exp(principal: Principal) -> float | None:
@@ -191,7 +200,7 @@ async def _reader(ws: WebSocket, rt: MessagingRuntime, conn: Connection, princip
             frame = json.loads(raw)
             if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
                 raise InvalidInput("a frame is a JSON object with a string 'type'", field="type")
-            principal = await _handle(rt, conn, principal, frame)
+            principal = await _handle(ws, rt, conn, principal, frame)
         except RateLimited as exc:
             conn.close(CLOSE_RATE_LIMITED, f"rate limited: retry after {exc.retry_after}s")
             return
@@ -278,18 +287,26 @@ def _int(frame: dict[str, Any], key: str) -> int:
     return value
 
 
-async def _handle(rt: MessagingRuntime, conn: Connection, principal: Principal, frame: dict[str, Any]) -> Principal:
+async def _handle(
+    ws: WebSocket, rt: MessagingRuntime, conn: Connection, principal: Principal, frame: dict[str, Any]
+) -> Principal:
     """Apply one client frame; returns the (possibly refreshed) principal."""
     kind, ref = frame["type"], _ref(frame)
     uid = conn.user_id
     db = rt.db()
+    if kind in WRITE_FRAMES:
+        # As every REST write: a deleted or suspended account (asked in Valkey: 1008 "token revoked") and,
+        # under the station's policy, an unverified one (an error frame, 403) write nothing.
+        await writing_user(ws, principal)
     if kind == "ping":
         conn.put(dumps({"type": "pong", "ref": ref, "t": frame.get("t")}))
     elif kind == "pong":  # the answer to the server's ping: only keeps the connection under the idle timeout
         pass
     elif kind == "auth":  # a fresh token before the old one expires
         token = frame.get("token")
-        fresh = await _principal_from(rt, token)
+        if not isinstance(token, str):
+            raise Unauthenticated("token required")
+        fresh = await _principal(ws, token)
         if fresh.subject != principal.subject:
             raise Unauthenticated("a refreshed token must be for the same user")
         conn.token_exp = _exp(fresh)
@@ -347,18 +364,6 @@ async def _handle(rt: MessagingRuntime, conn: Connection, principal: Principal, 
         await _resume(rt, conn, frame)
     else:
         raise InvalidInput(f"unknown frame type {kind[:40]!r}", field="type")
-    return principal
-
-
-async def _principal_from(rt: MessagingRuntime, token: Any) -> Principal:
-    if not isinstance(token, str):
-        raise Unauthenticated("token required")
-    verifier = rt.ctx.verifier
-    if verifier is None:
-        raise Unauthenticated("no token verifier")
-    principal = await verifier.verify(token.removeprefix("Bearer ").strip())
-    if not principal.is_user:
-        raise Unauthenticated("a user token is required")
     return principal
 
 

@@ -832,14 +832,27 @@ async def _refusal(session: AsyncSession, user_id: uuid.UUID, conversation_id: u
     """Why `_SEND` inserted nothing (the slow path, only on refusal)."""
     try:
         conv, member = await _load(session, conversation_id, user_id)
-        m = _require_member(member)
-    except (NotFound, PermissionDenied) as exc:
+    except NotFound as exc:
         return exc
-    if conv.kind == "channel" and m.role not in ADMIN_ROLES:
+    refused = await posting_refusal(session, conv, member, user_id)
+    return refused or Conflict("the conversation changed meanwhile; send again")
+
+
+async def posting_refusal(
+    session: AsyncSession, conv: Conversation, member: Member | None, user_id: uuid.UUID
+) -> QuarkError | None:
+    """Why `user_id` may not put words in front of the others here, or None: the rule of `_SEND`, for
+    sends and edits alike (a member; in a channel its owner or an admin; in a direct chat no block either
+    way, and the other person's account still exists)."""
+    if member is None:
+        return PermissionDenied("you are not a member of this conversation")
+    if conv.kind == "channel" and member.role not in ADMIN_ROLES:
         return PermissionDenied("only the channel's owner and admins post here")
     if conv.kind == "direct":
-        return PermissionDenied("you cannot message this user")
-    return Conflict("the conversation changed meanwhile; send again")
+        peers = [uuid.UUID(x) for x in (conv.direct_key or "").split(":") if x != str(user_id)]
+        if conv.member_count < 2 or any([await blocked_between(session, user_id, p) for p in peers]):
+            return PermissionDenied("you cannot message this user")
+    return None
 
 
 async def _store_message(
@@ -973,6 +986,11 @@ async def edit_message(
     _check_body(rt, body, [])
     async with session.begin():
         msg = await _own_message(session, user_id, message_id)
+        # An edit reaches the others live like a send, so it obeys the same rule (blocks included).
+        conv, member = await _load(session, msg.conversation_id, user_id)
+        refused = await posting_refusal(session, conv, member, user_id)
+        if refused is not None:
+            raise refused
         msg.body = body
         msg.edited_at = now()
         await session.flush()

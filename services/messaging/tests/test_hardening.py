@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import redis.asyncio as aioredis
 from messaging_testkit import Cluster, Person, assert_problem, direct, group, send
 from sqlalchemy import func, select
@@ -98,3 +100,30 @@ async def test_an_unverified_account_reads_but_does_not_message(cluster: Cluster
     answer = await socket.request({"type": "send", "conversation_id": dm, "body": "over the socket"})
     assert (answer["type"], answer["status"], answer["detail"]) == ("error", 403, UNVERIFIED_WRITER)
     assert await _history(cluster, walt, dm) == [("hello vera", walt.id)]
+
+
+# --------------------------------------------------------------------------- item 6
+
+
+async def test_a_blocked_user_cannot_reach_the_blocker_by_editing_an_old_message(cluster: Cluster) -> None:
+    inst = await (await cluster.start()).serve()
+    bea, mal = await cluster.people("bea", "mal")
+    dm = await direct(inst, mal, bea)
+    old = await send(inst, mal, dm, "an old message")
+    await cluster.apply(
+        "quark.user.blocked", {"blocker_id": bea.id, "blocked_id": mal.id, "at": datetime.now(UTC).isoformat()}
+    )
+    watcher = await inst.connect(bea)
+    resp = await inst.client.patch(
+        f"/api/v1/messages/{old['id']}", json={"body": "you cannot escape"}, headers=mal.headers
+    )
+    assert assert_problem(resp, 403)["detail"] == "you cannot message this user"
+    socket = await inst.connect(mal)
+    answer = await socket.request({"type": "edit", "message_id": old["id"], "body": "nor here"})
+    assert (answer["type"], answer["status"]) == ("error", 403)
+    # Deleting stays possible: it takes the text away from the blocker, it adds nothing.
+    resp = await inst.client.delete(f"/api/v1/messages/{old['id']}", headers=mal.headers)
+    assert resp.status_code == 204
+    await watcher.wait_for("message.deleted")
+    assert watcher.of("message.updated") == []
+    assert await _history(cluster, bea, dm) == [("", mal.id)]

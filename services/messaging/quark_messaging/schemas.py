@@ -109,6 +109,8 @@ class MessageOut(BaseModel):
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    # The author deleted the account: the message is a tombstone (sender_id null), its seq keeps the history whole.
+    sender_deleted: bool = False
 
 
 class ChatOut(BaseModel):

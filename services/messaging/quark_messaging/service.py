@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import ARRAY, Text, and_, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_messaging.models import Block, Conversation, Member, Message, User
+from quark_messaging.models import Block, Conversation, Member, Message, Notification, User
 from quark_messaging.notifications import create_notification
 from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
@@ -52,6 +52,8 @@ from quark_sdk.outbox import OutboxBatch, add_event
 MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})")
 MAX_MENTIONS = 20
 ADMIN_ROLES = ("owner", "admin")
+# What a notification's data holds of its actor (words, name, id): dropped when the actor deletes the account.
+PERSONAL_NOTIFICATION_KEYS = ["excerpt", "follower_id", "follower_username", "author_username", "user_id"]
 
 
 def now() -> datetime:
@@ -81,6 +83,7 @@ def message_out(m: Message) -> MessageOut:
         created_at=m.created_at,
         edited_at=m.edited_at,
         deleted=deleted,
+        sender_deleted=m.sender_id is None,
     )
 
 
@@ -800,6 +803,7 @@ WITH allowed AS (
     JOIN members me ON me.conversation_id = c.id AND me.user_id = CAST(:uid AS uuid)
     WHERE c.id = CAST(:cid AS uuid)
       AND (c.kind <> 'channel' OR me.role IN ('owner', 'admin'))
+      AND (c.kind <> 'direct' OR c.member_count = 2)
       AND NOT (c.kind = 'direct' AND EXISTS (
           SELECT 1 FROM members peer JOIN blocks b
             ON (b.blocker_id = CAST(:uid AS uuid) AND b.blocked_id = peer.user_id)
@@ -1148,10 +1152,14 @@ async def resume(
 
 
 async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Remove a deleted account's chats: direct conversations, its messages' content, memberships, notifications."""
-    await session.execute(
-        delete(Conversation).where(Conversation.kind == "direct", Conversation.direct_key.like(f"%{user_id}%"))
-    )
+    """Erase a deleted account's side and nothing of anybody else's (issue #16, item 13).
+
+    Its messages become tombstones from a deleted account (no sender, no text, no attachments) in every
+    conversation, so the others keep their conversations, direct ones included, with their own messages
+    and a gap-free history. Its memberships, blocks, name and its own notifications go; the notifications
+    others received from it stay, orphaned (no actor, none of its text). A conversation nobody is left
+    in goes. Idempotent: the user service announces the same deletion again.
+    """
     await session.execute(
         update(Message)
         .where(Message.sender_id == user_id)
@@ -1187,11 +1195,12 @@ async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
         await session.execute(
             update(Conversation).where(Conversation.id == cid).values(owner_id=heir.user_id if heir else None)
         )
-    await session.execute(delete(Conversation).where(Conversation.member_count <= 0, Conversation.kind != "direct"))
-    from quark_messaging.models import Notification
-
+    await session.execute(delete(Conversation).where(Conversation.member_count <= 0))
+    await session.execute(delete(Notification).where(Notification.user_id == user_id))
     await session.execute(
-        delete(Notification).where(or_(Notification.user_id == user_id, Notification.actor_id == user_id))
+        update(Notification)
+        .where(Notification.actor_id == user_id)
+        .values(actor_id=None, data=Notification.data.op("-")(literal(PERSONAL_NOTIFICATION_KEYS, ARRAY(Text))))
     )
     await session.execute(delete(Block).where(or_(Block.blocker_id == user_id, Block.blocked_id == user_id)))
     await session.execute(delete(User).where(User.user_id == user_id))

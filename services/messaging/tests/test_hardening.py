@@ -15,9 +15,10 @@ import redis.asyncio as aioredis
 from messaging_testkit import Cluster, Person, assert_problem, direct, group, send
 from sqlalchemy import func, select
 
-from quark_messaging.models import Member
+from quark_messaging.models import Conversation, Member, Message, Notification
 from quark_sdk.auth import UNVERIFIED_WRITER
 from quark_sdk.revocation import revoke_subject
+from quark_sdk.testing import eventually
 
 
 async def _revoke(cluster: Cluster, who: Person) -> None:
@@ -127,3 +128,53 @@ async def test_a_blocked_user_cannot_reach_the_blocker_by_editing_an_old_message
     await watcher.wait_for("message.deleted")
     assert watcher.of("message.updated") == []
     assert await _history(cluster, bea, dm) == [("", mal.id)]
+
+
+# --------------------------------------------------------------------------- item 13
+
+
+async def test_deleting_an_account_keeps_the_other_persons_side(cluster: Cluster) -> None:
+    inst = await cluster.start()
+    dan, eve = await cluster.people("dan", "eve")
+    dm = await direct(inst, dan, eve)
+    await send(inst, dan, dm, "from dan")
+    await send(inst, eve, dm, "from eve")
+    await send(inst, dan, dm, "@eve see this")
+    eves_notes = (await inst.client.get("/api/v1/notifications", headers=eve.headers)).json()["items"]
+    assert eves_notes  # a mention (and offline messages) from dan
+
+    await cluster.apply("quark.auth.user_deleted", {"user_id": dan.id, "username": "dan"})
+
+    # Eve keeps the conversation; dan's messages are tombstones from a deleted account, hers are intact.
+    mine = (await inst.client.get("/api/v1/chats", headers=eve.headers)).json()["items"]
+    assert [c["id"] for c in mine] == [dm]
+    assert mine[0]["peer_id"] == dan.id
+    items = (await inst.client.get(f"/api/v1/chats/{dm}/messages", headers=eve.headers)).json()["items"]
+    assert [(m["body"], m["sender_id"], m["deleted"], m["sender_deleted"]) for m in items] == [
+        ("", None, True, True),
+        ("from eve", eve.id, False, False),
+        ("", None, True, True),
+    ]
+    # The notifications eve received from dan stay (orphaned: no actor); dan's own are gone.
+    after = (await inst.client.get("/api/v1/notifications", headers=eve.headers)).json()["items"]
+    assert [n["id"] for n in after] == [n["id"] for n in eves_notes]
+    assert all(n["actor_id"] is None and "excerpt" not in n["data"] for n in after)
+    async with inst.svc.ctx.database().session() as session:
+        for model, col in (
+            (Member, Member.user_id),
+            (Notification, Notification.user_id),
+            (Message, Message.sender_id),
+        ):
+            assert await session.scalar(select(func.count()).select_from(model).where(col == dan.uuid)) == 0
+        assert await session.scalar(select(func.count()).select_from(Conversation)) == 1
+    # Nobody can write into it any more: the peer is gone.
+    resp = await inst.client.post(f"/api/v1/chats/{dm}/messages", json={"body": "anyone?"}, headers=eve.headers)
+    assert_problem(resp, 403)
+    # The deletion announced again by the user service changes nothing more.
+    await cluster.apply("quark.user.deleted", {"user_id": dan.id})
+
+    async def unchanged() -> bool:
+        again = (await inst.client.get(f"/api/v1/chats/{dm}/messages", headers=eve.headers)).json()["items"]
+        return [m["body"] for m in again] == ["", "from eve", ""]
+
+    await eventually(unchanged)

@@ -10,7 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from quark_messaging import notifications, service
+from quark_messaging import accounts, notifications, reads, sending
+from quark_messaging import chats as chat_rules
+from quark_messaging import messages as message_rules
 from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
     ChatCreate,
@@ -20,6 +22,7 @@ from quark_messaging.schemas import (
     ChatUpdate,
     DirectChatCreate,
     InviteRequest,
+    Marked,
     MessageCreate,
     MessageEdit,
     MessageOut,
@@ -27,12 +30,14 @@ from quark_messaging.schemas import (
     NotificationOut,
     NotificationPage,
     ReadMark,
+    ReadOut,
     RoleChange,
     UnreadCount,
     UnreadOut,
 )
 from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import UserId, WritingUser
+from quark_sdk.pagination import Cursor, Limit
 from quark_sdk.routing import GuardedRoute
 
 # GuardedRoute: request bodies capped (413), NUL in path/query and values PostgreSQL refuses are 422s.
@@ -43,16 +48,10 @@ notes = APIRouter(prefix="/api/v1/notifications", tags=["notifications"], route_
 
 ChatId = Annotated[uuid.UUID, Path()]
 MessageId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-Cursor = Annotated[str | None, Query(max_length=200)]
-Limit = Annotated[int | None, Query(ge=1, le=1000)]
 Seq = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
 
 
 Runtime = Annotated[MessagingRuntime, RuntimeDep]
-
-
-def page_size(rt: MessagingRuntime, limit: int | None, default: int = 50) -> int:
-    return min(limit or default, rt.settings.max_page_size)
 
 
 async def write_limit(rt: MessagingRuntime, uid: uuid.UUID) -> None:
@@ -63,17 +62,15 @@ async def write_limit(rt: MessagingRuntime, uid: uuid.UUID) -> None:
 
 
 @chats.get("", response_model=ChatPage)
-async def my_chats(
-    uid: UserId, rt: Runtime, session: DbSession, cursor: Cursor = None, limit: Limit = None
-) -> ChatPage:
-    return await service.list_chats(session, uid, limit=page_size(rt, limit), cursor=cursor)
+async def my_chats(uid: UserId, rt: Runtime, session: DbSession, cursor: Cursor = None, limit: Limit = 50) -> ChatPage:
+    return await reads.list_chats(session, uid, limit=limit, cursor=cursor)
 
 
 @chats.post("", response_model=ChatOut, status_code=201)
 async def create_chat(body: ChatCreate, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession) -> ChatOut:
     await write_limit(rt, uid)
-    await service.touch_user(rt, uid, writer.username)
-    return await service.create_chat(rt, session, uid, body.kind, body.title, body.member_ids)
+    await accounts.touch_user(rt, uid, writer.username)
+    return await chat_rules.create_chat(rt, session, uid, body.kind, body.title, body.member_ids)
 
 
 @chats.post(
@@ -86,8 +83,8 @@ async def open_direct(
     body: DirectChatCreate, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession, response: Response
 ) -> ChatOut:
     await write_limit(rt, uid)
-    await service.touch_user(rt, uid, writer.username)
-    out, created = await service.open_direct(rt, session, uid, body.user_id)
+    await accounts.touch_user(rt, uid, writer.username)
+    out, created = await chat_rules.open_direct(rt, session, uid, body.user_id)
     response.status_code = 201 if created else 200
     return out
 
@@ -99,14 +96,14 @@ async def channels(
     session: DbSession,
     q: Annotated[str | None, Query(max_length=100)] = None,
     cursor: Cursor = None,
-    limit: Limit = None,
+    limit: Limit = 50,
 ) -> ChatPage:
-    return await service.list_channels(session, uid, query=q, limit=page_size(rt, limit), cursor=cursor)
+    return await reads.list_channels(session, uid, query=q, limit=limit, cursor=cursor)
 
 
 @chats.get("/{chat_id}", response_model=ChatDetail)
 async def get_chat(chat_id: ChatId, uid: UserId, rt: Runtime, session: DbSession) -> ChatDetail:
-    return await service.get_chat(session, uid, chat_id, max_members=rt.settings.max_group_members)
+    return await chat_rules.get_chat(session, uid, chat_id, max_members=rt.settings.max_group_members)
 
 
 @chats.patch("/{chat_id}", response_model=ChatOut)
@@ -114,7 +111,7 @@ async def rename_chat(
     chat_id: ChatId, body: ChatUpdate, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
 ) -> ChatOut:
     await write_limit(rt, uid)
-    return await service.rename(rt, session, uid, chat_id, body.title)
+    return await chat_rules.rename(rt, session, uid, chat_id, body.title)
 
 
 @chats.post("/{chat_id}/members", response_model=list[uuid.UUID])
@@ -122,7 +119,7 @@ async def invite(
     chat_id: ChatId, body: InviteRequest, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
 ) -> list[uuid.UUID]:
     await write_limit(rt, uid)
-    return await service.invite(rt, session, uid, chat_id, body.user_ids)
+    return await chat_rules.invite(rt, session, uid, chat_id, body.user_ids)
 
 
 @chats.delete("/{chat_id}/members/{member_id}", status_code=204)
@@ -130,7 +127,7 @@ async def kick(
     chat_id: ChatId, member_id: uuid.UUID, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
 ) -> Response:
     await write_limit(rt, uid)
-    await service.remove_member(rt, session, uid, chat_id, member_id)
+    await chat_rules.remove_member(rt, session, uid, chat_id, member_id)
     return Response(status_code=204)
 
 
@@ -145,20 +142,20 @@ async def change_role(
     session: DbSession,
 ) -> Response:
     await write_limit(rt, uid)
-    await service.set_role(rt, session, uid, chat_id, member_id, body.role)
+    await chat_rules.set_role(rt, session, uid, chat_id, member_id, body.role)
     return Response(status_code=204)
 
 
 @chats.post("/{chat_id}/leave", status_code=204)
 async def leave(chat_id: ChatId, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession) -> Response:
-    await service.remove_member(rt, session, uid, chat_id, uid)
+    await chat_rules.remove_member(rt, session, uid, chat_id, uid)
     return Response(status_code=204)
 
 
 @chats.post("/{chat_id}/subscribe", response_model=ChatOut)
 async def subscribe(chat_id: ChatId, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession) -> ChatOut:
     await write_limit(rt, uid)
-    return await service.subscribe(rt, session, uid, chat_id)
+    return await chat_rules.subscribe(rt, session, uid, chat_id)
 
 
 @chats.get("/{chat_id}/messages", response_model=MessagePage)
@@ -169,9 +166,9 @@ async def history(
     session: DbSession,
     before: Seq = None,
     after: Seq = None,
-    limit: Limit = None,
+    limit: Limit = 50,
 ) -> MessagePage:
-    return await service.history(session, uid, chat_id, before=before, after=after, limit=page_size(rt, limit))
+    return await reads.history(session, uid, chat_id, before=before, after=after, limit=limit)
 
 
 @chats.post(
@@ -181,19 +178,11 @@ async def history(
     responses={200: {"description": "a resend of a known client_msg_id: the original message"}},
 )
 async def send(
-    chat_id: ChatId,
-    body: MessageCreate,
-    writer: WritingUser,
-    uid: UserId,
-    rt: Runtime,
-    session: DbSession,
-    response: Response,
+    chat_id: ChatId, body: MessageCreate, writer: WritingUser, uid: UserId, rt: Runtime, response: Response
 ) -> MessageOut:
-    result = await service.send_message(
+    result = await sending.send_message(
         rt,
-        session,
         uid,
-        writer.username,
         chat_id,
         body.body,
         reply_to=body.reply_to,
@@ -204,16 +193,16 @@ async def send(
     return result.message
 
 
-@chats.post("/{chat_id}/read")
+@chats.post("/{chat_id}/read", response_model=ReadOut)
 async def read(
     chat_id: ChatId, body: ReadMark, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
-) -> dict[str, int]:
-    return {"last_read_seq": await service.mark_read(rt, session, uid, chat_id, body.seq)}
+) -> ReadOut:
+    return ReadOut(last_read_seq=await reads.mark_read(rt, session, uid, chat_id, body.seq))
 
 
 @chats.post("/{chat_id}/typing", status_code=204)
 async def typing(chat_id: ChatId, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession) -> Response:
-    await service.typing(rt, session, uid, chat_id)
+    await message_rules.typing(rt, session, uid, chat_id)
     return Response(status_code=204)
 
 
@@ -222,26 +211,26 @@ async def typing(chat_id: ChatId, writer: WritingUser, uid: UserId, rt: Runtime,
 
 @messages.get("/unread", response_model=UnreadOut)
 async def unread(uid: UserId, session: DbSession) -> UnreadOut:
-    return await service.unread_summary(session, uid)
+    return await reads.unread_summary(session, uid)
 
 
 @messages.get("/{message_id}", response_model=MessageOut)
 async def get_message(message_id: MessageId, uid: UserId, session: DbSession) -> MessageOut:
-    return await service.get_message(session, uid, message_id)
+    return await reads.get_message(session, uid, message_id)
 
 
 @messages.patch("/{message_id}", response_model=MessageOut)
 async def edit_message(
     message_id: MessageId, body: MessageEdit, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
 ) -> MessageOut:
-    return await service.edit_message(rt, session, uid, message_id, body.body)
+    return await message_rules.edit_message(rt, session, uid, message_id, body.body)
 
 
 @messages.delete("/{message_id}", status_code=204)
 async def delete_message(
     message_id: MessageId, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
 ) -> Response:
-    await service.delete_message(rt, session, uid, message_id)
+    await message_rules.delete_message(rt, session, uid, message_id)
     return Response(status_code=204)
 
 
@@ -250,11 +239,9 @@ async def delete_message(
 
 @notes.get("", response_model=NotificationPage)
 async def list_notifications(
-    uid: UserId, rt: Runtime, session: DbSession, unread: bool = False, cursor: Cursor = None, limit: Limit = None
+    uid: UserId, rt: Runtime, session: DbSession, unread: bool = False, cursor: Cursor = None, limit: Limit = 50
 ) -> NotificationPage:
-    return await notifications.list_notifications(
-        session, uid, unread_only=unread, limit=page_size(rt, limit), cursor=cursor
-    )
+    return await notifications.list_notifications(session, uid, unread_only=unread, limit=limit, cursor=cursor)
 
 
 @notes.get("/unread-count", response_model=UnreadCount)
@@ -262,9 +249,9 @@ async def unread_notifications(uid: UserId, session: DbSession) -> UnreadCount:
     return UnreadCount(unread=await notifications.unread_count(session, uid))
 
 
-@notes.post("/read-all")
-async def read_all(uid: UserId, session: DbSession) -> dict[str, int]:
-    return {"marked": await notifications.mark_all_read(session, uid)}
+@notes.post("/read-all", response_model=Marked)
+async def read_all(uid: UserId, session: DbSession) -> Marked:
+    return Marked(marked=await notifications.mark_all_read(session, uid))
 
 
 @notes.post("/{notification_id}/read", response_model=NotificationOut)

@@ -24,7 +24,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from quark_messaging import service
+from quark_messaging import accounts, messages, reads, sending
 from quark_messaging.realtime import (
     CLOSE_GOING_AWAY,
     CLOSE_IDLE,
@@ -130,7 +130,7 @@ async def _serve(ws: WebSocket, rt: MessagingRuntime, conn: Connection, principa
     hub.register(conn)
     try:
         await hub.mark_online([conn])
-        await service.touch_user(rt, conn.user_id, principal.username)
+        await accounts.touch_user(rt, conn.user_id, principal.username)
     except Exception:  # presence and names are best effort: the connection still works
         log.warning("presence/name update failed for a new connection", exc_info=True)
     conn.put(
@@ -316,18 +316,15 @@ async def _handle(
         body = MessageCreate.model_validate(
             {k: frame[k] for k in ("body", "reply_to", "attachments", "client_msg_id") if k in frame}
         )
-        async with db.session() as session:
-            result = await service.send_message(
-                rt,
-                session,
-                uid,
-                principal.username,
-                _uuid(frame),
-                body.body,
-                reply_to=body.reply_to,
-                attachments=body.attachments,
-                client_msg_id=body.client_msg_id,
-            )
+        result = await sending.send_message(
+            rt,
+            uid,
+            _uuid(frame),
+            body.body,
+            reply_to=body.reply_to,
+            attachments=body.attachments,
+            client_msg_id=body.client_msg_id,
+        )
         m = result.message
         conn.put(
             dumps(
@@ -345,21 +342,21 @@ async def _handle(
     elif kind == "edit":
         edit = MessageEdit.model_validate({"body": frame.get("body")})
         async with db.session() as session:
-            out = await service.edit_message(rt, session, uid, _int(frame, "message_id"), edit.body)
+            out = await messages.edit_message(rt, session, uid, _int(frame, "message_id"), edit.body)
         conn.put(dumps({"type": "ack", "ref": ref, "message_id": out.id}))
     elif kind == "delete":
         message_id = _int(frame, "message_id")
         async with db.session() as session:
-            await service.delete_message(rt, session, uid, message_id)
+            await messages.delete_message(rt, session, uid, message_id)
         conn.put(dumps({"type": "ack", "ref": ref, "message_id": message_id}))
     elif kind == "read":
         mark = ReadMark.model_validate({"seq": frame.get("seq")})
         async with db.session() as session:
-            seq = await service.mark_read(rt, session, uid, _uuid(frame), mark.seq)
+            seq = await reads.mark_read(rt, session, uid, _uuid(frame), mark.seq)
         conn.put(dumps({"type": "ack", "ref": ref, "last_read_seq": seq}))
     elif kind == "typing":
         async with db.session() as session:
-            await service.typing(rt, session, uid, _uuid(frame))
+            await messages.typing(rt, session, uid, _uuid(frame))
     elif kind == "resume":
         await _resume(rt, conn, frame)
     else:
@@ -384,7 +381,7 @@ async def _resume(rt: MessagingRuntime, conn: Connection, frame: dict[str, Any])
     conn.begin_resume()
     try:
         async with rt.db().session() as session:
-            batches = await service.resume(session, conn.user_id, after, limit=rt.settings.resume_limit)
+            batches = await reads.resume(session, conn.user_id, after, limit=rt.settings.resume_limit)
         count = 0
         for cid, seen in after.items():
             conv_key = str(cid)

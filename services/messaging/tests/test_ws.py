@@ -189,8 +189,10 @@ async def test_heartbeat_round_is_sliced(cluster: Cluster) -> None:
     from quark_messaging.realtime import Connection
     from quark_messaging.ws import HEARTBEAT_SLICE, heartbeat
 
-    inst = await cluster.start(ws_heartbeat_interval=0.3)
+    # The module's own heartbeat runs on the long interval it read at start; this round on a short one.
+    inst = await cluster.start(ws_heartbeat_interval=600)
     rt = inst.rt
+    rt.settings.ws_heartbeat_interval = 0.3
     conns = [Connection(user_id=uuid.uuid4(), queue_size=8) for _ in range(2 * HEARTBEAT_SLICE + 7)]
     for conn in conns:
         rt.hub.register(conn)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from quark_messaging import notifications, service
+from quark_messaging import accounts, notifications, reads, sending
+from quark_messaging import chats as chat_rules
+from quark_messaging import messages as message_rules
 from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
     ChatCreate,
@@ -20,6 +22,7 @@ from quark_messaging.schemas import (
     ChatUpdate,
     DirectChatCreate,
     InviteRequest,
+    Marked,
     MessageCreate,
     MessageEdit,
     MessageOut,
@@ -27,13 +30,14 @@ from quark_messaging.schemas import (
     NotificationOut,
     NotificationPage,
     ReadMark,
+    ReadOut,
     RoleChange,
     UnreadCount,
     UnreadOut,
 )
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, current_user
-from quark_sdk.errors import PermissionDenied
+from quark_sdk.auth import UserId, WritingUser
+from quark_sdk.pagination import Cursor, Limit
 from quark_sdk.routing import GuardedRoute
 
 # GuardedRoute: request bodies capped (413), NUL in path/query and values PostgreSQL refuses are 422s.
@@ -42,33 +46,12 @@ messages = APIRouter(prefix="/api/v1/messages", tags=["messages"], route_class=G
 notes = APIRouter(prefix="/api/v1/notifications", tags=["notifications"], route_class=GuardedRoute)
 
 
-def user_id_of(principal: Principal) -> uuid.UUID:
-    if not principal.is_user:
-        raise PermissionDenied("a user token is required")
-    try:
-        return uuid.UUID(principal.subject)
-    except ValueError:
-        raise PermissionDenied("the token's subject is not a user id") from None
-
-
-async def user_principal(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
-    user_id_of(principal)
-    return principal
-
-
-User = Annotated[Principal, Depends(user_principal)]
 ChatId = Annotated[uuid.UUID, Path()]
 MessageId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-Cursor = Annotated[str | None, Query(max_length=200)]
-Limit = Annotated[int | None, Query(ge=1, le=1000)]
 Seq = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
 
 
 Runtime = Annotated[MessagingRuntime, RuntimeDep]
-
-
-def page_size(rt: MessagingRuntime, limit: int | None, default: int = 50) -> int:
-    return min(limit or default, rt.settings.max_page_size)
 
 
 async def write_limit(rt: MessagingRuntime, uid: uuid.UUID) -> None:
@@ -79,16 +62,15 @@ async def write_limit(rt: MessagingRuntime, uid: uuid.UUID) -> None:
 
 
 @chats.get("", response_model=ChatPage)
-async def my_chats(user: User, rt: Runtime, session: DbSession, cursor: Cursor = None, limit: Limit = None) -> ChatPage:
-    return await service.list_chats(session, user_id_of(user), limit=page_size(rt, limit), cursor=cursor)
+async def my_chats(uid: UserId, rt: Runtime, session: DbSession, cursor: Cursor = None, limit: Limit = 50) -> ChatPage:
+    return await reads.list_chats(session, uid, limit=limit, cursor=cursor)
 
 
 @chats.post("", response_model=ChatOut, status_code=201)
-async def create_chat(body: ChatCreate, user: User, rt: Runtime, session: DbSession) -> ChatOut:
-    uid = user_id_of(user)
+async def create_chat(body: ChatCreate, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession) -> ChatOut:
     await write_limit(rt, uid)
-    await service.touch_user(rt, uid, user.username)
-    return await service.create_chat(rt, session, uid, body.kind, body.title, body.member_ids)
+    await accounts.touch_user(rt, uid, writer.username)
+    return await chat_rules.create_chat(rt, session, uid, body.kind, body.title, body.member_ids)
 
 
 @chats.post(
@@ -98,92 +80,95 @@ async def create_chat(body: ChatCreate, user: User, rt: Runtime, session: DbSess
     responses={200: {"model": ChatOut, "description": "the pair's existing conversation"}},
 )
 async def open_direct(
-    body: DirectChatCreate, user: User, rt: Runtime, session: DbSession, response: Response
+    body: DirectChatCreate, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession, response: Response
 ) -> ChatOut:
-    uid = user_id_of(user)
     await write_limit(rt, uid)
-    await service.touch_user(rt, uid, user.username)
-    out, created = await service.open_direct(rt, session, uid, body.user_id)
+    await accounts.touch_user(rt, uid, writer.username)
+    out, created = await chat_rules.open_direct(rt, session, uid, body.user_id)
     response.status_code = 201 if created else 200
     return out
 
 
 @chats.get("/channels", response_model=ChatPage)
 async def channels(
-    user: User,
+    uid: UserId,
     rt: Runtime,
     session: DbSession,
     q: Annotated[str | None, Query(max_length=100)] = None,
     cursor: Cursor = None,
-    limit: Limit = None,
+    limit: Limit = 50,
 ) -> ChatPage:
-    return await service.list_channels(session, user_id_of(user), query=q, limit=page_size(rt, limit), cursor=cursor)
+    return await reads.list_channels(session, uid, query=q, limit=limit, cursor=cursor)
 
 
 @chats.get("/{chat_id}", response_model=ChatDetail)
-async def get_chat(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -> ChatDetail:
-    return await service.get_chat(session, user_id_of(user), chat_id, max_members=rt.settings.max_group_members)
+async def get_chat(chat_id: ChatId, uid: UserId, rt: Runtime, session: DbSession) -> ChatDetail:
+    return await chat_rules.get_chat(session, uid, chat_id, max_members=rt.settings.max_group_members)
 
 
 @chats.patch("/{chat_id}", response_model=ChatOut)
-async def rename_chat(chat_id: ChatId, body: ChatUpdate, user: User, rt: Runtime, session: DbSession) -> ChatOut:
-    uid = user_id_of(user)
+async def rename_chat(
+    chat_id: ChatId, body: ChatUpdate, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
+) -> ChatOut:
     await write_limit(rt, uid)
-    return await service.rename(rt, session, uid, chat_id, body.title)
+    return await chat_rules.rename(rt, session, uid, chat_id, body.title)
 
 
 @chats.post("/{chat_id}/members", response_model=list[uuid.UUID])
-async def invite(chat_id: ChatId, body: InviteRequest, user: User, rt: Runtime, session: DbSession) -> list[uuid.UUID]:
-    uid = user_id_of(user)
+async def invite(
+    chat_id: ChatId, body: InviteRequest, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
+) -> list[uuid.UUID]:
     await write_limit(rt, uid)
-    return await service.invite(rt, session, uid, chat_id, body.user_ids)
+    return await chat_rules.invite(rt, session, uid, chat_id, body.user_ids)
 
 
 @chats.delete("/{chat_id}/members/{member_id}", status_code=204)
-async def kick(chat_id: ChatId, member_id: uuid.UUID, user: User, rt: Runtime, session: DbSession) -> Response:
-    uid = user_id_of(user)
+async def kick(
+    chat_id: ChatId, member_id: uuid.UUID, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
+) -> Response:
     await write_limit(rt, uid)
-    await service.remove_member(rt, session, uid, chat_id, member_id)
+    await chat_rules.remove_member(rt, session, uid, chat_id, member_id)
     return Response(status_code=204)
 
 
 @chats.put("/{chat_id}/members/{member_id}/role", status_code=204)
 async def change_role(
-    chat_id: ChatId, member_id: uuid.UUID, body: RoleChange, user: User, rt: Runtime, session: DbSession
+    chat_id: ChatId,
+    member_id: uuid.UUID,
+    body: RoleChange,
+    writer: WritingUser,
+    uid: UserId,
+    rt: Runtime,
+    session: DbSession,
 ) -> Response:
-    uid = user_id_of(user)
     await write_limit(rt, uid)
-    await service.set_role(rt, session, uid, chat_id, member_id, body.role)
+    await chat_rules.set_role(rt, session, uid, chat_id, member_id, body.role)
     return Response(status_code=204)
 
 
 @chats.post("/{chat_id}/leave", status_code=204)
-async def leave(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -> Response:
-    uid = user_id_of(user)
-    await service.remove_member(rt, session, uid, chat_id, uid)
+async def leave(chat_id: ChatId, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession) -> Response:
+    await chat_rules.remove_member(rt, session, uid, chat_id, uid)
     return Response(status_code=204)
 
 
 @chats.post("/{chat_id}/subscribe", response_model=ChatOut)
-async def subscribe(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -> ChatOut:
-    uid = user_id_of(user)
+async def subscribe(chat_id: ChatId, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession) -> ChatOut:
     await write_limit(rt, uid)
-    return await service.subscribe(rt, session, uid, chat_id)
+    return await chat_rules.subscribe(rt, session, uid, chat_id)
 
 
 @chats.get("/{chat_id}/messages", response_model=MessagePage)
 async def history(
     chat_id: ChatId,
-    user: User,
+    uid: UserId,
     rt: Runtime,
     session: DbSession,
     before: Seq = None,
     after: Seq = None,
-    limit: Limit = None,
+    limit: Limit = 50,
 ) -> MessagePage:
-    return await service.history(
-        session, user_id_of(user), chat_id, before=before, after=after, limit=page_size(rt, limit)
-    )
+    return await reads.history(session, uid, chat_id, before=before, after=after, limit=limit)
 
 
 @chats.post(
@@ -193,13 +178,11 @@ async def history(
     responses={200: {"description": "a resend of a known client_msg_id: the original message"}},
 )
 async def send(
-    chat_id: ChatId, body: MessageCreate, user: User, rt: Runtime, session: DbSession, response: Response
+    chat_id: ChatId, body: MessageCreate, writer: WritingUser, uid: UserId, rt: Runtime, response: Response
 ) -> MessageOut:
-    result = await service.send_message(
+    result = await sending.send_message(
         rt,
-        session,
-        user_id_of(user),
-        user.username,
+        uid,
         chat_id,
         body.body,
         reply_to=body.reply_to,
@@ -210,14 +193,16 @@ async def send(
     return result.message
 
 
-@chats.post("/{chat_id}/read")
-async def read(chat_id: ChatId, body: ReadMark, user: User, rt: Runtime, session: DbSession) -> dict[str, int]:
-    return {"last_read_seq": await service.mark_read(rt, session, user_id_of(user), chat_id, body.seq)}
+@chats.post("/{chat_id}/read", response_model=ReadOut)
+async def read(
+    chat_id: ChatId, body: ReadMark, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
+) -> ReadOut:
+    return ReadOut(last_read_seq=await reads.mark_read(rt, session, uid, chat_id, body.seq))
 
 
 @chats.post("/{chat_id}/typing", status_code=204)
-async def typing(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -> Response:
-    await service.typing(rt, session, user_id_of(user), chat_id)
+async def typing(chat_id: ChatId, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession) -> Response:
+    await message_rules.typing(rt, session, uid, chat_id)
     return Response(status_code=204)
 
 
@@ -225,25 +210,27 @@ async def typing(chat_id: ChatId, user: User, rt: Runtime, session: DbSession) -
 
 
 @messages.get("/unread", response_model=UnreadOut)
-async def unread(user: User, session: DbSession) -> UnreadOut:
-    return await service.unread_summary(session, user_id_of(user))
+async def unread(uid: UserId, session: DbSession) -> UnreadOut:
+    return await reads.unread_summary(session, uid)
 
 
 @messages.get("/{message_id}", response_model=MessageOut)
-async def get_message(message_id: MessageId, user: User, session: DbSession) -> MessageOut:
-    return await service.get_message(session, user_id_of(user), message_id)
+async def get_message(message_id: MessageId, uid: UserId, session: DbSession) -> MessageOut:
+    return await reads.get_message(session, uid, message_id)
 
 
 @messages.patch("/{message_id}", response_model=MessageOut)
 async def edit_message(
-    message_id: MessageId, body: MessageEdit, user: User, rt: Runtime, session: DbSession
+    message_id: MessageId, body: MessageEdit, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
 ) -> MessageOut:
-    return await service.edit_message(rt, session, user_id_of(user), message_id, body.body)
+    return await message_rules.edit_message(rt, session, uid, message_id, body.body)
 
 
 @messages.delete("/{message_id}", status_code=204)
-async def delete_message(message_id: MessageId, user: User, rt: Runtime, session: DbSession) -> Response:
-    await service.delete_message(rt, session, user_id_of(user), message_id)
+async def delete_message(
+    message_id: MessageId, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
+) -> Response:
+    await message_rules.delete_message(rt, session, uid, message_id)
     return Response(status_code=204)
 
 
@@ -252,25 +239,23 @@ async def delete_message(message_id: MessageId, user: User, rt: Runtime, session
 
 @notes.get("", response_model=NotificationPage)
 async def list_notifications(
-    user: User, rt: Runtime, session: DbSession, unread: bool = False, cursor: Cursor = None, limit: Limit = None
+    uid: UserId, rt: Runtime, session: DbSession, unread: bool = False, cursor: Cursor = None, limit: Limit = 50
 ) -> NotificationPage:
-    return await notifications.list_notifications(
-        session, user_id_of(user), unread_only=unread, limit=page_size(rt, limit), cursor=cursor
-    )
+    return await notifications.list_notifications(session, uid, unread_only=unread, limit=limit, cursor=cursor)
 
 
 @notes.get("/unread-count", response_model=UnreadCount)
-async def unread_notifications(user: User, session: DbSession) -> UnreadCount:
-    return UnreadCount(unread=await notifications.unread_count(session, user_id_of(user)))
+async def unread_notifications(uid: UserId, session: DbSession) -> UnreadCount:
+    return UnreadCount(unread=await notifications.unread_count(session, uid))
 
 
-@notes.post("/read-all")
-async def read_all(user: User, session: DbSession) -> dict[str, int]:
-    return {"marked": await notifications.mark_all_read(session, user_id_of(user))}
+@notes.post("/read-all", response_model=Marked)
+async def read_all(uid: UserId, session: DbSession) -> Marked:
+    return Marked(marked=await notifications.mark_all_read(session, uid))
 
 
 @notes.post("/{notification_id}/read", response_model=NotificationOut)
 async def read_one(
-    notification_id: Annotated[int, Path(ge=1, le=2**63 - 1)], user: User, session: DbSession
+    notification_id: Annotated[int, Path(ge=1, le=2**63 - 1)], uid: UserId, session: DbSession
 ) -> NotificationOut:
-    return await notifications.mark_read(session, user_id_of(user), notification_id)
+    return await notifications.mark_read(session, uid, notification_id)

@@ -25,8 +25,7 @@ async def stop_hub(ctx: ServiceContext[MessagingSettings, MessagingRuntime]) -> 
     """Close the WebSockets (1012), leave the delivery subject and flush the live frames already sent."""
     rt = ctx.runtime
     await rt.hub.stop()
-    if rt.sender is not None:
-        await rt.sender.stop()
+    await rt.sender.stop()  # sends still waiting get a 503; the runtime's aclose() does it again, harmlessly
     if ctx.bus is not None and ctx.bus.is_connected:
         with contextlib.suppress(Exception):
             await ctx.bus.nc.flush(timeout=1)

@@ -1,4 +1,4 @@
-"""What messaging consumes. It publishes through the outbox in service.py and notifications.py.
+"""What messaging consumes. It publishes through the outbox (chats.py, sending.py, notifications.py).
 
 * ``replica`` — names (quark.auth.user_registered, quark.user.profile_*), blocks
   (quark.user.blocked / unblocked) and account deletion (quark.user.deleted, quark.auth.user_deleted).
@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_messaging import service
+from quark_messaging.accounts import delete_user, remember_user, set_block
+from quark_messaging.common import MAX_MENTIONS, MENTION
 from quark_messaging.models import Notification, User
 from quark_messaging.notifications import create_notification, notification_out
 from quark_messaging.runtime import MessagingRuntime
@@ -54,31 +55,31 @@ def parse(event: CloudEvent, model: type[M]) -> M:
 @replica.on("quark.auth.user_registered")
 async def on_registered(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserRegistered)
-    await service.remember_user(session, p.user_id, p.username)
+    await remember_user(session, p.user_id, p.username)
 
 
 @replica.on("quark.user.profile_created", "quark.user.profile_updated")
 async def on_profile(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, ProfileChanged)
-    await service.remember_user(session, p.user_id, p.username)
+    await remember_user(session, p.user_id, p.username)
 
 
 @replica.on("quark.user.blocked")
 async def on_blocked(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserBlockChanged)
-    await service.set_block(session, p.blocker_id, p.blocked_id, True)
+    await set_block(session, p.blocker_id, p.blocked_id, True)
 
 
 @replica.on("quark.user.unblocked")
 async def on_unblocked(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserBlockChanged)
-    await service.set_block(session, p.blocker_id, p.blocked_id, False)
+    await set_block(session, p.blocker_id, p.blocked_id, False)
 
 
 @replica.on("quark.user.deleted", "quark.auth.user_deleted")
 async def on_user_deleted(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserDeleted)
-    await service.delete_user(session, p.user_id)
+    await delete_user(session, p.user_id)
 
 
 # --------------------------------------------------------------------------- notify
@@ -88,7 +89,7 @@ async def on_user_deleted(rt: MessagingRuntime, session: AsyncSession, event: Cl
 async def on_followed(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, UserFollowed)
     if p.follower_username:
-        await service.remember_user(session, p.follower_id, p.follower_username)
+        await remember_user(session, p.follower_id, p.follower_username)
     await create_notification(
         session,
         p.followee_id,
@@ -114,11 +115,9 @@ async def on_comment(rt: MessagingRuntime, session: AsyncSession, event: CloudEv
     if p.parent_author_id is not None and p.parent_author_id not in told:
         await create_notification(session, p.parent_author_id, "reply", p.author_id, data)
         told.add(p.parent_author_id)
-    names = list(dict.fromkeys(n.lower().rstrip(".") for n in service.MENTION.findall(p.body_text)))
+    names = list(dict.fromkeys(n.lower().rstrip(".") for n in MENTION.findall(p.body_text)))
     if names:
-        rows = await session.scalars(
-            select(User.user_id).where(func.lower(User.username).in_(names[: service.MAX_MENTIONS]))
-        )
+        rows = await session.scalars(select(User.user_id).where(func.lower(User.username).in_(names[:MAX_MENTIONS])))
         for uid in sorted(set(rows) - told, key=str):
             await create_notification(session, uid, "mention", p.author_id, data)
 

@@ -7,8 +7,6 @@ and by the message path (mentions, messages while offline). The live push is don
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from typing import Any
 
@@ -18,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_messaging.models import Block, Notification
 from quark_messaging.schemas import NotificationCreated, NotificationOut, NotificationPage
-from quark_sdk.errors import InvalidInput, NotFound
+from quark_sdk.errors import NotFound
 from quark_sdk.outbox import add_event
+from quark_sdk.pagination import decode_cursor, encode_cursor, page_of
 
 
 async def create_notification(
@@ -80,17 +79,6 @@ def notification_out(n: Notification) -> NotificationOut:
     )
 
 
-def _cursor(nid: int) -> str:
-    return base64.urlsafe_b64encode(str(nid).encode()).decode().rstrip("=")
-
-
-def _uncursor(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidInput("cursor is not valid", field="cursor") from None
-
-
 async def list_notifications(
     session: AsyncSession, user_id: uuid.UUID, *, unread_only: bool, limit: int, cursor: str | None
 ) -> NotificationPage:
@@ -98,10 +86,10 @@ async def list_notifications(
     if unread_only:
         stmt = stmt.where(Notification.read_at.is_(None))
     if cursor:
-        stmt = stmt.where(Notification.id < _uncursor(cursor))
+        (before,) = decode_cursor(cursor, (int,))
+        stmt = stmt.where(Notification.id < before)
     rows = list(await session.scalars(stmt.limit(limit + 1)))
-    page = rows[:limit]
-    nxt = _cursor(page[-1].id) if len(rows) > limit and page else None
+    page, nxt = page_of(rows, limit, lambda n: encode_cursor(n.id))
     return NotificationPage(items=[notification_out(n) for n in page], next_cursor=nxt)
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from quark_sdk.events import EventPayload, event_type
+from quark_sdk.pagination import Page
 
 Kind = Literal["direct", "group", "channel"]
 Role = Literal["owner", "admin", "member", "subscriber"]
@@ -109,6 +110,8 @@ class MessageOut(BaseModel):
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    # The author deleted the account: the message is a tombstone (sender_id null), its seq keeps the history whole.
+    sender_deleted: bool = False
 
 
 class ChatOut(BaseModel):
@@ -131,9 +134,8 @@ class ChatDetail(ChatOut):
     members: list[MemberOut] = Field(default_factory=list)
 
 
-class ChatPage(BaseModel):
-    items: list[ChatOut]
-    next_cursor: str | None
+class ChatPage(Page[ChatOut]):
+    """A page of conversations, most recently active first."""
 
 
 class MessagePage(BaseModel):
@@ -160,13 +162,24 @@ class NotificationOut(BaseModel):
     read: bool
 
 
-class NotificationPage(BaseModel):
-    items: list[NotificationOut]
-    next_cursor: str | None
+class NotificationPage(Page[NotificationOut]):
+    """A page of notifications, newest first."""
 
 
 class UnreadCount(BaseModel):
     unread: int
+
+
+class ReadOut(BaseModel):
+    """Where the caller's read marker stands now (it never moves back)."""
+
+    last_read_seq: int
+
+
+class Marked(BaseModel):
+    """How many notifications were marked read."""
+
+    marked: int
 
 
 # --------------------------------------------------------------------------- events published

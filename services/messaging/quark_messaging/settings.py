@@ -23,9 +23,6 @@ class MessagingSettings(ServiceSettings):
     max_invite_batch: int = Field(default=100, ge=1, le=10_000)
     max_frame_bytes: int = Field(default=65_536, ge=1024, le=16 * 1_048_576)  # one WebSocket frame from a client
 
-    # -- listings
-    max_page_size: int = Field(default=100, ge=1, le=1000)
-
     # -- rate limits (per user, shared by every instance through Redis)
     message_rate_limit: int = Field(default=100, ge=1)  # messages per user and window (REST and WebSocket)
     message_rate_window: float = Field(default=60.0, gt=0)

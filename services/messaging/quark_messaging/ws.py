@@ -24,7 +24,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from quark_messaging import service
+from quark_messaging import accounts, messages, reads, sending
 from quark_messaging.realtime import (
     CLOSE_GOING_AWAY,
     CLOSE_IDLE,
@@ -38,7 +38,7 @@ from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import MessageCreate, MessageEdit, ReadMark
 from quark_messaging.settings import MessagingSettings
 from quark_sdk.app import ServiceContext
-from quark_sdk.auth import Principal, authenticate_token
+from quark_sdk.auth import USER_TOKEN_REQUIRED, Principal, authenticate_token, writing_user
 from quark_sdk.errors import InvalidInput, QuarkError, RateLimited, Unauthenticated, is_unavailable_error
 
 log = logging.getLogger("quark.messaging.ws")
@@ -61,11 +61,20 @@ def _protocols(ws: WebSocket) -> list[str]:
 
 
 async def _principal(ws: WebSocket, token: str) -> Principal:
+    """A user's token whose account still stands: the revocation list is asked in Valkey, not only in memory,
+    so a socket opened the moment after a deletion or suspension is refused too."""
     principal = await authenticate_token(ws, token)
     if not principal.is_user:
-        raise Unauthenticated("a user token is required")
+        raise Unauthenticated(USER_TOKEN_REQUIRED)
     uuid.UUID(principal.subject)  # ValueError: not a user id
+    revocations = ws.app.state.token_verifier.revocations
+    if revocations is not None and await revocations.is_revoked_now(principal.subject, principal.issued_at):
+        raise Unauthenticated("token revoked")
     return principal
+
+
+# Frames that write (store something or reach other people): each one is a `WritingUser` write.
+WRITE_FRAMES = frozenset({"send", "edit", "delete", "read", "typing"})
 
 
 def _exp(principal: Principal) -> float | None:
@@ -121,7 +130,7 @@ async def _serve(ws: WebSocket, rt: MessagingRuntime, conn: Connection, principa
     hub.register(conn)
     try:
         await hub.mark_online([conn])
-        await service.touch_user(rt, conn.user_id, principal.username)
+        await accounts.touch_user(rt, conn.user_id, principal.username)
     except Exception:  # presence and names are best effort: the connection still works
         log.warning("presence/name update failed for a new connection", exc_info=True)
     conn.put(
@@ -191,7 +200,7 @@ async def _reader(ws: WebSocket, rt: MessagingRuntime, conn: Connection, princip
             frame = json.loads(raw)
             if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
                 raise InvalidInput("a frame is a JSON object with a string 'type'", field="type")
-            principal = await _handle(rt, conn, principal, frame)
+            principal = await _handle(ws, rt, conn, principal, frame)
         except RateLimited as exc:
             conn.close(CLOSE_RATE_LIMITED, f"rate limited: retry after {exc.retry_after}s")
             return
@@ -278,18 +287,26 @@ def _int(frame: dict[str, Any], key: str) -> int:
     return value
 
 
-async def _handle(rt: MessagingRuntime, conn: Connection, principal: Principal, frame: dict[str, Any]) -> Principal:
+async def _handle(
+    ws: WebSocket, rt: MessagingRuntime, conn: Connection, principal: Principal, frame: dict[str, Any]
+) -> Principal:
     """Apply one client frame; returns the (possibly refreshed) principal."""
     kind, ref = frame["type"], _ref(frame)
     uid = conn.user_id
     db = rt.db()
+    if kind in WRITE_FRAMES:
+        # As every REST write: a deleted or suspended account (asked in Valkey: 1008 "token revoked") and,
+        # under the station's policy, an unverified one (an error frame, 403) write nothing.
+        await writing_user(ws, principal)
     if kind == "ping":
         conn.put(dumps({"type": "pong", "ref": ref, "t": frame.get("t")}))
     elif kind == "pong":  # the answer to the server's ping: only keeps the connection under the idle timeout
         pass
     elif kind == "auth":  # a fresh token before the old one expires
         token = frame.get("token")
-        fresh = await _principal_from(rt, token)
+        if not isinstance(token, str):
+            raise Unauthenticated("token required")
+        fresh = await _principal(ws, token)
         if fresh.subject != principal.subject:
             raise Unauthenticated("a refreshed token must be for the same user")
         conn.token_exp = _exp(fresh)
@@ -299,18 +316,15 @@ async def _handle(rt: MessagingRuntime, conn: Connection, principal: Principal, 
         body = MessageCreate.model_validate(
             {k: frame[k] for k in ("body", "reply_to", "attachments", "client_msg_id") if k in frame}
         )
-        async with db.session() as session:
-            result = await service.send_message(
-                rt,
-                session,
-                uid,
-                principal.username,
-                _uuid(frame),
-                body.body,
-                reply_to=body.reply_to,
-                attachments=body.attachments,
-                client_msg_id=body.client_msg_id,
-            )
+        result = await sending.send_message(
+            rt,
+            uid,
+            _uuid(frame),
+            body.body,
+            reply_to=body.reply_to,
+            attachments=body.attachments,
+            client_msg_id=body.client_msg_id,
+        )
         m = result.message
         conn.put(
             dumps(
@@ -328,37 +342,25 @@ async def _handle(rt: MessagingRuntime, conn: Connection, principal: Principal, 
     elif kind == "edit":
         edit = MessageEdit.model_validate({"body": frame.get("body")})
         async with db.session() as session:
-            out = await service.edit_message(rt, session, uid, _int(frame, "message_id"), edit.body)
+            out = await messages.edit_message(rt, session, uid, _int(frame, "message_id"), edit.body)
         conn.put(dumps({"type": "ack", "ref": ref, "message_id": out.id}))
     elif kind == "delete":
         message_id = _int(frame, "message_id")
         async with db.session() as session:
-            await service.delete_message(rt, session, uid, message_id)
+            await messages.delete_message(rt, session, uid, message_id)
         conn.put(dumps({"type": "ack", "ref": ref, "message_id": message_id}))
     elif kind == "read":
         mark = ReadMark.model_validate({"seq": frame.get("seq")})
         async with db.session() as session:
-            seq = await service.mark_read(rt, session, uid, _uuid(frame), mark.seq)
+            seq = await reads.mark_read(rt, session, uid, _uuid(frame), mark.seq)
         conn.put(dumps({"type": "ack", "ref": ref, "last_read_seq": seq}))
     elif kind == "typing":
         async with db.session() as session:
-            await service.typing(rt, session, uid, _uuid(frame))
+            await messages.typing(rt, session, uid, _uuid(frame))
     elif kind == "resume":
         await _resume(rt, conn, frame)
     else:
         raise InvalidInput(f"unknown frame type {kind[:40]!r}", field="type")
-    return principal
-
-
-async def _principal_from(rt: MessagingRuntime, token: Any) -> Principal:
-    if not isinstance(token, str):
-        raise Unauthenticated("token required")
-    verifier = rt.ctx.verifier
-    if verifier is None:
-        raise Unauthenticated("no token verifier")
-    principal = await verifier.verify(token.removeprefix("Bearer ").strip())
-    if not principal.is_user:
-        raise Unauthenticated("a user token is required")
     return principal
 
 
@@ -379,7 +381,7 @@ async def _resume(rt: MessagingRuntime, conn: Connection, frame: dict[str, Any])
     conn.begin_resume()
     try:
         async with rt.db().session() as session:
-            batches = await service.resume(session, conn.user_id, after, limit=rt.settings.resume_limit)
+            batches = await reads.resume(session, conn.user_id, after, limit=rt.settings.resume_limit)
         count = 0
         for cid, seen in after.items():
             conv_key = str(cid)

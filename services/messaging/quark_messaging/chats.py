@@ -1,0 +1,314 @@
+"""Conversations: direct chats, groups and channels, their members and roles."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from quark_messaging.common import (
+    ADMIN_ROLES,
+    blocked_any,
+    blocked_between,
+    chat_frame,
+    chat_out,
+    direct_key,
+    load_conversation,
+    member_ids,
+    now,
+    require_admin,
+    require_member,
+)
+from quark_messaging.models import Conversation, Member, Message, User
+from quark_messaging.reads import unread_counts
+from quark_messaging.runtime import MessagingRuntime
+from quark_messaging.schemas import (
+    ChatCreated,
+    ChatDetail,
+    ChatOut,
+    MemberOut,
+)
+from quark_sdk.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from quark_sdk.outbox import add_event
+
+
+async def open_direct(
+    rt: MessagingRuntime, session: AsyncSession, user_id: uuid.UUID, peer_id: uuid.UUID
+) -> tuple[ChatOut, bool]:
+    """The one direct conversation of a pair, created on first use. Refused when either blocked the other."""
+    if peer_id == user_id:
+        raise InvalidInput("a direct conversation needs another person", field="user_id")
+    key = direct_key(user_id, peer_id)
+    async with session.begin():
+        if await blocked_between(session, user_id, peer_id):
+            raise PermissionDenied("you cannot message this user")
+        conv = await session.scalar(select(Conversation).where(Conversation.direct_key == key))
+        created = False
+        if conv is None:
+            conv_id = uuid.uuid4()
+            inserted = await session.execute(
+                pg_insert(Conversation)
+                .values(id=conv_id, kind="direct", direct_key=key, member_count=2)
+                .on_conflict_do_nothing(index_elements=[Conversation.direct_key])
+                .returning(Conversation.id)
+            )
+            if inserted.scalar() is not None:
+                created = True
+                session.add_all(
+                    [
+                        Member(conversation_id=conv_id, user_id=user_id, role="member"),
+                        Member(conversation_id=conv_id, user_id=peer_id, role="member"),
+                    ]
+                )
+                await session.flush()
+                await add_event(
+                    session,
+                    ChatCreated(
+                        conversation_id=str(conv_id),
+                        kind="direct",
+                        title=None,
+                        owner_id=None,
+                        member_ids=[str(user_id), str(peer_id)],
+                        created_at=now(),
+                    ),
+                )
+            conv = await session.scalar(
+                select(Conversation).where(Conversation.direct_key == key).execution_options(populate_existing=True)
+            )
+        assert conv is not None
+        member = await session.get(Member, (conv.id, user_id))
+        out = chat_out(conv, member, user_id)
+    if created:
+        await rt.hub.publish([user_id, peer_id], chat_frame("chat.created", conv.id, kind="direct"))
+    return out, created
+
+
+async def create_chat(
+    rt: MessagingRuntime, session: AsyncSession, user_id: uuid.UUID, kind: str, title: str, invitees: list[uuid.UUID]
+) -> ChatOut:
+    s = rt.settings
+    if len(title) > s.max_title_chars:
+        raise InvalidInput(f"title longer than {s.max_title_chars} characters", field="title")
+    others = list(dict.fromkeys(i for i in invitees if i != user_id))
+    if len(others) + 1 > s.max_group_members:
+        raise InvalidInput(f"a conversation holds at most {s.max_group_members} members", field="member_ids")
+    if len(others) > s.max_invite_batch:
+        raise InvalidInput(f"at most {s.max_invite_batch} invitations at once", field="member_ids")
+    async with session.begin():
+        refused = await blocked_any(session, user_id, others)
+        if refused:
+            raise PermissionDenied(
+                "some of these users cannot be added by you", extra={"user_ids": [str(u) for u in refused]}
+            )
+        conv = Conversation(id=uuid.uuid4(), kind=kind, title=title, owner_id=user_id, member_count=1 + len(others))
+        session.add(conv)
+        await session.flush()
+        role = "subscriber" if kind == "channel" else "member"
+        session.add(Member(conversation_id=conv.id, user_id=user_id, role="owner"))
+        session.add_all([Member(conversation_id=conv.id, user_id=o, role=role) for o in others])
+        await session.flush()
+        await session.refresh(conv)
+        await add_event(
+            session,
+            ChatCreated(
+                conversation_id=str(conv.id),
+                kind=kind,
+                title=title,
+                owner_id=str(user_id),
+                member_ids=[str(user_id), *map(str, others)],
+                created_at=conv.created_at,
+            ),
+        )
+        owner = await session.get(Member, (conv.id, user_id))
+        out = chat_out(conv, owner, user_id)
+    await rt.hub.publish([user_id, *others], chat_frame("chat.created", conv.id, kind=kind))
+    return out
+
+
+async def get_chat(
+    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, *, max_members: int = 1000
+) -> ChatDetail:
+    conv, member = await load_conversation(session, conversation_id, user_id)
+    unread = (await unread_counts(session, user_id, [conversation_id])).get(conversation_id, 0) if member else 0
+    last = await session.scalar(
+        select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq.desc()).limit(1)
+    )
+    base = chat_out(conv, member, user_id, unread=unread, last=last)
+    rows = await session.execute(
+        select(Member, User.username)
+        .outerjoin(User, User.user_id == Member.user_id)
+        .where(Member.conversation_id == conversation_id)
+        .order_by(Member.joined_at, Member.user_id)
+        # Who subscribes to a public channel is for its members to see, not for every passer-by.
+        .limit(max_members if member is not None else 0)
+    )
+    members = [
+        MemberOut(
+            user_id=m.user_id,
+            username=name,
+            role=m.role,
+            last_read_seq=m.last_read_seq,
+            joined_at=m.joined_at,
+        )
+        for m, name in rows
+    ]
+    return ChatDetail(**base.model_dump(), members=members)
+
+
+async def rename(
+    rt: MessagingRuntime, session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, title: str
+) -> ChatOut:
+    if len(title) > rt.settings.max_title_chars:
+        raise InvalidInput(f"title longer than {rt.settings.max_title_chars} characters", field="title")
+    async with session.begin():
+        conv, member = await load_conversation(session, conversation_id, user_id, lock=True)
+        require_admin(conv, member)
+        conv.title = title
+        await session.flush()
+        out = chat_out(conv, member, user_id)
+        recipients = await member_ids(session, conversation_id)
+    await rt.hub.publish(recipients, chat_frame("chat.updated", conversation_id, title=title))
+    return out
+
+
+async def invite(
+    rt: MessagingRuntime,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    invitees: list[uuid.UUID],
+) -> list[uuid.UUID]:
+    """Add people to a group or channel (owner and admins). Returns who was newly added."""
+    s = rt.settings
+    wanted = list(dict.fromkeys(invitees))
+    if len(wanted) > s.max_invite_batch:
+        raise InvalidInput(f"at most {s.max_invite_batch} invitations at once", field="user_ids")
+    async with session.begin():
+        conv, member = await load_conversation(session, conversation_id, user_id, lock=True)
+        require_admin(conv, member)
+        refused = await blocked_any(session, user_id, wanted)
+        if refused:
+            raise PermissionDenied(
+                "some of these users cannot be added by you", extra={"user_ids": [str(u) for u in refused]}
+            )
+        existing = set(await member_ids(session, conversation_id))
+        new = [u for u in wanted if u not in existing]
+        if conv.member_count + len(new) > s.max_group_members:
+            raise Conflict(f"a conversation holds at most {s.max_group_members} members")
+        role = "subscriber" if conv.kind == "channel" else "member"
+        session.add_all(
+            [
+                Member(
+                    conversation_id=conversation_id,
+                    user_id=u,
+                    role=role,
+                    joined_seq=conv.last_seq,
+                    last_read_seq=conv.last_seq,
+                )
+                for u in new
+            ]
+        )
+        conv.member_count += len(new)
+        recipients = list(existing | set(new))
+    if new:
+        await rt.hub.publish(
+            recipients,
+            chat_frame("chat.members_added", conversation_id, user_ids=[str(u) for u in new], by=str(user_id)),
+        )
+    return new
+
+
+async def subscribe(
+    rt: MessagingRuntime, session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID
+) -> ChatOut:
+    async with session.begin():
+        conv, member = await load_conversation(session, conversation_id, user_id, lock=True)
+        if conv.kind != "channel":
+            raise InvalidInput("only public channels can be subscribed to", field="conversation")
+        if conv.owner_id is not None and await blocked_between(session, user_id, conv.owner_id):
+            raise PermissionDenied("you cannot subscribe to this channel")
+        if member is None:
+            member = Member(
+                conversation_id=conversation_id,
+                user_id=user_id,
+                role="subscriber",
+                joined_seq=conv.last_seq,
+                last_read_seq=conv.last_seq,
+            )
+            session.add(member)
+            conv.member_count += 1
+            await session.flush()
+            await session.refresh(member)
+        return chat_out(conv, member, user_id)
+
+
+async def remove_member(
+    rt: MessagingRuntime, session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, target: uuid.UUID
+) -> None:
+    """Leave (target == caller) or kick. The owner leaving hands the group to the oldest admin, else member."""
+    async with session.begin():
+        conv, member = await load_conversation(session, conversation_id, user_id, lock=True)
+        m = require_member(member)
+        if conv.kind == "direct":
+            raise InvalidInput("nobody can leave a direct conversation; block the user instead", field="conversation")
+        if target != user_id:
+            if m.role not in ADMIN_ROLES:
+                raise PermissionDenied("only the owner and admins may remove members")
+            victim = await session.get(Member, (conversation_id, target))
+            if victim is None:
+                raise NotFound("that user is not a member")
+            if victim.role == "owner" or (victim.role == "admin" and m.role != "owner"):
+                raise PermissionDenied("only the owner may remove an admin, and nobody the owner")
+        else:
+            victim = m
+        recipients = await member_ids(session, conversation_id)
+        await session.delete(victim)
+        conv.member_count -= 1
+        if victim.role == "owner":
+            await session.flush()
+            heir = await session.scalar(
+                select(Member)
+                .where(Member.conversation_id == conversation_id, Member.role != "subscriber")
+                .order_by((Member.role == "admin").desc(), Member.joined_at, Member.user_id)
+                .limit(1)
+            )
+            conv.owner_id = heir.user_id if heir else None
+            if heir is not None:
+                heir.role = "owner"
+        if conv.member_count <= 0:
+            await session.delete(conv)
+    await rt.hub.publish(
+        recipients, chat_frame("chat.member_removed", conversation_id, user_id=str(target), by=str(user_id))
+    )
+
+
+async def set_role(
+    rt: MessagingRuntime,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    target: uuid.UUID,
+    role: str,
+) -> None:
+    async with session.begin():
+        conv, member = await load_conversation(session, conversation_id, user_id, lock=True)
+        m = require_admin(conv, member)
+        if m.role != "owner":
+            raise PermissionDenied("only the owner may change roles")
+        victim = await session.get(Member, (conversation_id, target))
+        if victim is None:
+            raise NotFound("that user is not a member")
+        if victim.role == "owner":
+            raise InvalidInput("the owner's role cannot change", field="user_id")
+        if conv.kind == "channel" and role == "member":
+            role = "subscriber"
+        victim.role = role
+        recipients = await member_ids(session, conversation_id)
+    await rt.hub.publish(recipients, chat_frame("chat.role_changed", conversation_id, user_id=str(target), role=role))

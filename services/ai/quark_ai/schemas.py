@@ -271,3 +271,31 @@ class FollowChanged(_Consumed):
 
 class UserDeleted(_Consumed):
     user_id: str = Field(min_length=1, max_length=64)
+
+
+class BlockChanged(_Consumed):
+    """quark.user.blocked / unblocked."""
+
+    blocker_id: str = Field(min_length=1, max_length=64)
+    blocked_id: str = Field(min_length=1, max_length=64)
+
+
+class MuteChanged(_Consumed):
+    """quark.user.muted / unmuted."""
+
+    muter_id: str = Field(min_length=1, max_length=64)
+    muted_id: str = Field(min_length=1, max_length=64)
+
+
+class ProfileChanged(_Consumed):
+    """quark.user.profile_updated: only the privacy matters here (it carries the full public state)."""
+
+    user_id: str = Field(min_length=1, max_length=64)
+    privacy: Literal["public", "followers"]
+
+
+class SuspensionChanged(_Consumed):
+    """quark.user.suspended: `suspended: false` reinstates."""
+
+    user_id: str = Field(min_length=1, max_length=64)
+    suspended: bool

@@ -19,10 +19,10 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_ai import agents, textutil
+from quark_ai import agents, audience, textutil
 from quark_ai.classifier import model_name
 from quark_ai.common import decode_cursor, encode_cursor, from_micros, micros, parse_uuid
-from quark_ai.models import AgentRun, Document, Draft, Follow, ModerationResult, Reaction, UserSuggestion
+from quark_ai.models import AgentRun, Document, Draft, ModerationResult, Reaction, UserSuggestion
 from quark_ai.providers import LOCAL_NOTICE, ProviderUnavailable
 from quark_ai.runtime import AIRuntime
 from quark_ai.schemas import (
@@ -433,32 +433,22 @@ async def recommendations(
             await session.execute(select(Reaction.post_id, Reaction.kind).where(Reaction.user_id == uid))
         ).all():
             liked[post_id] = liked.get(post_id, 0.0) + (0.3 if kind in ("angry", "sad") else 1.0)
-        followees = set((await session.scalars(select(Follow.followee_id).where(Follow.follower_id == uid))).all())
+        viewer = await audience.audience_of(session, uid)
         fitted = await agents.corpus(rt, session)
         s = rt.settings
         ranked = await asyncio.to_thread(
             rt.recommender.rank,
             fitted,
-            user_id=uid,
+            audience=viewer,
             liked=liked,
-            followees=followees,
             now=rt.now(),
             follow_boost=s.follow_boost,
             half_life_days=s.recency_half_life_days,
             limit=offset + limit + 1 + RANK_SLACK,
         )
-        # The model may be up to `corpus_refresh` old: drop what was hidden, unpublished or deleted since.
-        live = set(
-            (
-                await session.scalars(
-                    select(Document.post_id).where(
-                        Document.post_id.in_([x.doc.post_id for x in ranked]),
-                        Document.active.is_(True),
-                        Document.hidden.is_(False),
-                    )
-                )
-            ).all()
-        )
+        # The model may be up to `corpus_refresh` old: judge each candidate by its current state (hidden,
+        # unpublished, deleted or made followers-only since), with the viewer's current relations.
+        live = await agents.visible_now(session, viewer, [x.doc.post_id for x in ranked])
         ranked = [x for x in ranked if x.doc.post_id in live]
         page = ranked[offset : offset + limit]
         next_cursor = encode_cursor(offset + limit) if len(ranked) > offset + limit else None
@@ -473,7 +463,7 @@ async def recommendations(
             started=started,
             outcome="ok" if page else "skipped",
             detail={
-                "signals": {"reactions": len(liked), "follows": len(followees)},
+                "signals": {"reactions": len(liked), "follows": len(viewer.followees)},
                 "corpus": len(fitted.docs),
                 "offset": offset,
                 "items": [x.doc.post_id for x in page],

@@ -31,7 +31,7 @@ from quark_ai.schemas import (
     StatusOut,
 )
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, current_user, require_role
+from quark_sdk.auth import Principal, WritingUser, current_user, require_role
 from quark_sdk.errors import PermissionDenied
 from quark_sdk.routing import GuardedRoute
 
@@ -84,7 +84,7 @@ async def get_status(rt: Runtime, _: User) -> dict[str, Any]:
 
 
 @router.post("/assist", response_model=AssistOut)
-async def post_assist(body: AssistRequest, rt: Runtime, principal: User, session: DbSession) -> dict[str, Any]:
+async def post_assist(body: AssistRequest, rt: Runtime, principal: WritingUser, session: DbSession) -> dict[str, Any]:
     return await service.assist(rt, session, principal, body.text)
 
 
@@ -95,7 +95,7 @@ async def post_assist(body: AssistRequest, rt: Runtime, principal: User, session
 async def create_draft(
     body: DraftCreate,
     rt: Runtime,
-    principal: User,
+    principal: WritingUser,
     session: DbSession,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> dict[str, Any]:
@@ -122,14 +122,19 @@ async def get_draft(draft_id: ItemId, principal: User, session: DbSession) -> di
 
 @router.patch("/drafts/{draft_id}", response_model=DraftOut)
 async def edit_draft(
-    draft_id: ItemId, body: DraftEdit, rt: Runtime, principal: User, session: DbSession
+    draft_id: ItemId, body: DraftEdit, rt: Runtime, principal: WritingUser, session: DbSession
 ) -> dict[str, Any]:
     return draft_out(await service.edit_draft(rt, session, principal, draft_id, body))
 
 
 @router.post("/drafts/{draft_id}/approve", response_model=DraftOut)
 async def approve_draft(
-    draft_id: ItemId, rt: Runtime, principal: User, token: Token, session: DbSession, body: DraftApprove | None = None
+    draft_id: ItemId,
+    rt: Runtime,
+    principal: WritingUser,
+    token: Token,
+    session: DbSession,
+    body: DraftApprove | None = None,
 ) -> dict[str, Any]:
     """The author approves: the draft becomes a *draft* post in the blog (never published from here)."""
     edit = body or DraftApprove()
@@ -137,7 +142,7 @@ async def approve_draft(
 
 
 @router.post("/drafts/{draft_id}/reject", response_model=DraftOut)
-async def reject_draft(draft_id: ItemId, rt: Runtime, principal: User, session: DbSession) -> dict[str, Any]:
+async def reject_draft(draft_id: ItemId, rt: Runtime, principal: WritingUser, session: DbSession) -> dict[str, Any]:
     return draft_out(await service.reject_draft(rt, session, principal, draft_id))
 
 
@@ -185,7 +190,13 @@ async def get_moderation(result_id: ItemId, _: Moderator, session: DbSession) ->
 
 @router.post("/moderation/{result_id}/review", response_model=ModerationOut)
 async def review_moderation(
-    result_id: ItemId, body: ReviewRequest, rt: Runtime, principal: Moderator, token: Token, session: DbSession
+    result_id: ItemId,
+    body: ReviewRequest,
+    rt: Runtime,
+    principal: Moderator,
+    _: WritingUser,
+    token: Token,
+    session: DbSession,
 ) -> dict[str, Any]:
     row, restore = await service.review(rt, session, principal, token, result_id, body)
     return moderation_out(row, restore)

@@ -15,7 +15,7 @@ from quark_media.schemas import MediaOut, MediaPage, Status, UsageOut
 from quark_media.settings import MediaSettings
 from quark_media.upload import MultipartUpload
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, current_user, optional_user
+from quark_sdk.auth import AnyPrincipal, Principal, WritingUser, current_user, optional_user, writing_user
 from quark_sdk.errors import PermissionDenied
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"])
@@ -31,8 +31,15 @@ async def user_principal(principal: Annotated[Principal, Depends(current_user)])
     return principal
 
 
+async def attaching(request: Request, principal: AnyPrincipal) -> Principal:
+    """A module's service token, or a user whose account still stands (WritingUser's checks)."""
+    if principal.is_service:
+        return principal
+    return await writing_user(request, principal)
+
+
 User = Annotated[Principal, Depends(user_principal)]
-Caller = Annotated[Principal, Depends(current_user)]
+Attacher = Annotated[Principal, Depends(attaching)]
 MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 MediaId = Annotated[str, Path(min_length=1, max_length=64)]
 Cursor = Annotated[str | None, Query(max_length=200)]
@@ -88,7 +95,7 @@ UPLOAD_BODY = {
 async def upload(
     request: Request,
     rt: Runtime,
-    principal: User,
+    principal: WritingUser,
     purpose: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = None,
 ) -> MediaOut:
     """Upload one image as multipart/form-data (`file` part; `purpose` as a field before it or a query
@@ -184,14 +191,14 @@ router.add_api_route(
 
 
 @router.post("/{media_id}/attach", response_model=MediaOut)
-async def attach(rt: Runtime, session: DbSession, media_id: MediaId, principal: Caller) -> MediaOut:
+async def attach(rt: Runtime, session: DbSession, media_id: MediaId, principal: Attacher) -> MediaOut:
     """Mark media as used so the orphan sweep keeps it (owner, admin, or a module's service token)."""
     viewer, admin = viewer_of(principal)
     return await service.attach(rt, session, media_id, actor=viewer, admin=admin, service=principal.is_service)
 
 
 @router.delete("/{media_id}", status_code=204, response_class=Response)
-async def delete(rt: Runtime, session: DbSession, media_id: MediaId, principal: User) -> Response:
+async def delete(rt: Runtime, session: DbSession, media_id: MediaId, principal: WritingUser) -> Response:
     """Delete media and its objects (owner or admin)."""
     await service.delete_media(rt, session, media_id, actor=user_id(principal), admin=principal.has_role("admin"))
     return Response(status_code=204)

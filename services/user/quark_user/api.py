@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, current_user, optional_user, require_role
+from quark_sdk.auth import Principal, WritingUser, current_user, optional_user, require_role
 from quark_sdk.errors import PermissionDenied, Unauthenticated
 from quark_sdk.routing import GuardedRoute
 from quark_user import service
@@ -126,7 +126,7 @@ async def get_me(user: User, session: DbSession) -> MeOut:
 
 
 @router.patch("/me", response_model=MeOut)
-async def update_me(body: ProfileUpdate, user: User, session: DbSession, rt: Runtime) -> MeOut:
+async def update_me(body: ProfileUpdate, user: WritingUser, session: DbSession, rt: Runtime) -> MeOut:
     profile = await service.update_profile(session, actor=viewer(user), changes=body.model_dump(exclude_unset=True),
                                            limits=limits(rt))
     return me_out(profile)
@@ -153,19 +153,19 @@ async def my_follow_requests(user: User, session: DbSession, rt: Runtime, limit:
 
 
 @router.post("/me/follow-requests/{username}/approve", status_code=204)
-async def approve_request(username: Username, user: User, session: DbSession) -> Response:
+async def approve_request(username: Username, user: WritingUser, session: DbSession) -> Response:
     await service.approve_request(session, uid(user), username)
     return Response(status_code=204)
 
 
 @router.post("/me/follow-requests/{username}/reject", status_code=204)
-async def reject_request(username: Username, user: User, session: DbSession) -> Response:
+async def reject_request(username: Username, user: WritingUser, session: DbSession) -> Response:
     await service.reject_request(session, uid(user), username)
     return Response(status_code=204)
 
 
 @router.delete("/me/followers/{username}", status_code=204)
-async def remove_follower(username: Username, user: User, session: DbSession) -> Response:
+async def remove_follower(username: Username, user: WritingUser, session: DbSession) -> Response:
     await service.remove_follower(session, uid(user), username)
     return Response(status_code=204)
 
@@ -210,7 +210,7 @@ async def admin_users(admin: Admin, session: DbSession, rt: Runtime,
 
 
 @router.post("/admin/users/{username}/suspend", response_model=AdminUserOut)
-async def suspend(username: Username, admin: Admin, session: DbSession,
+async def suspend(username: Username, admin: Admin, _: WritingUser, session: DbSession,
                   body: SuspendRequest | None = None) -> AdminUserOut:
     profile = await service.set_suspended(session, actor_id=admin.subject, username=username, suspended=True,
                                           reason=body.reason if body else None)
@@ -218,7 +218,7 @@ async def suspend(username: Username, admin: Admin, session: DbSession,
 
 
 @router.post("/admin/users/{username}/unsuspend", response_model=AdminUserOut)
-async def unsuspend(username: Username, admin: Admin, session: DbSession) -> AdminUserOut:
+async def unsuspend(username: Username, admin: Admin, _: WritingUser, session: DbSession) -> AdminUserOut:
     profile = await service.set_suspended(session, actor_id=admin.subject, username=username, suspended=False,
                                           reason=None)
     return admin_out(profile)
@@ -235,7 +235,7 @@ async def get_profile(username: Username, session: DbSession, caller: MaybeUser)
 
 
 @router.patch("/{username}", response_model=AdminUserOut)
-async def admin_update(username: Username, body: ProfileUpdate, admin: Admin, session: DbSession,
+async def admin_update(username: Username, body: ProfileUpdate, admin: Admin, _: WritingUser, session: DbSession,
                        rt: Runtime) -> AdminUserOut:
     profile = await service.update_profile(session, actor=viewer(admin), changes=body.model_dump(exclude_unset=True),
                                            limits=limits(rt), username=username)
@@ -264,7 +264,7 @@ async def following(username: Username, session: DbSession, rt: Runtime, caller:
 
 @router.post("/{username}/follow", response_model=FollowResult, status_code=201,
              responses={202: {"model": FollowResult, "description": "a follow request was sent"}})
-async def follow(username: Username, user: User, session: DbSession, rt: Runtime,
+async def follow(username: Username, user: WritingUser, session: DbSession, rt: Runtime,
                  response: Response) -> FollowResult:
     s = rt.settings
     if s.follow_rate_limit:
@@ -276,30 +276,30 @@ async def follow(username: Username, user: User, session: DbSession, rt: Runtime
 
 
 @router.delete("/{username}/follow", status_code=204)
-async def unfollow(username: Username, user: User, session: DbSession) -> Response:
+async def unfollow(username: Username, user: WritingUser, session: DbSession) -> Response:
     await service.unfollow(session, uid(user), username)
     return Response(status_code=204)
 
 
 @router.post("/{username}/block", status_code=204)
-async def block(username: Username, user: User, session: DbSession) -> Response:
+async def block(username: Username, user: WritingUser, session: DbSession) -> Response:
     await service.block(session, uid(user), username)
     return Response(status_code=204)
 
 
 @router.delete("/{username}/block", status_code=204)
-async def unblock(username: Username, user: User, session: DbSession) -> Response:
+async def unblock(username: Username, user: WritingUser, session: DbSession) -> Response:
     await service.unblock(session, uid(user), username)
     return Response(status_code=204)
 
 
 @router.post("/{username}/mute", status_code=204)
-async def mute(username: Username, user: User, session: DbSession) -> Response:
+async def mute(username: Username, user: WritingUser, session: DbSession) -> Response:
     await service.mute(session, uid(user), username)
     return Response(status_code=204)
 
 
 @router.delete("/{username}/mute", status_code=204)
-async def unmute(username: Username, user: User, session: DbSession) -> Response:
+async def unmute(username: Username, user: WritingUser, session: DbSession) -> Response:
     await service.unmute(session, uid(user), username)
     return Response(status_code=204)

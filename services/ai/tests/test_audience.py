@@ -146,7 +146,8 @@ async def test_related_posts_leave_out_closed_and_suspended_authors(ai: AI) -> N
     await signal(ai, "quark.user.suspended", {"user_id": suspended.id, "suspended": True, "reason": None,
                                              "actor_id": writer.id})
     await ai.publish_post(writer, "Tomato garden basics", "Tomatoes need sun, compost, water and a garden.")
-    related = [e["data"] for e in await ai.outbox("quark.ai.suggestion_generated") if e["data"]["kind"] == "related_posts"]
+    events = await ai.outbox("quark.ai.suggestion_generated")
+    related = [e["data"] for e in events if e["data"]["kind"] == "related_posts"]
     last = related[-1]["items"]
     assert from_open in last
     assert from_closed not in last and from_suspended not in last

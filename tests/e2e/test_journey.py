@@ -222,6 +222,8 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         state, html = state_of(thread, toxic["id"])
         assert state == "visible" and "worthless" in html
         bobs_picture = await upload(c, bob, "post", "purple")
+        bobs_draft = (await c.post("/api/v1/ai/drafts", bob, json={"topic": "tea parties in wonderland"},
+                                   expect=201)).json()
 
         # -- account deletion propagates: auth → user (profile gone) → blog (reactions, comments gone) → media
         await c.delete("/api/v1/auth/me", bob, json={"password": PASSWORD}, expect=204)
@@ -252,6 +254,17 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
         followers = (await c.get(f"/api/v1/users/{alice.username}/followers", alice, expect=200)).json()
         assert followers["items"] == []
 
+        async def ai_forgot_bob() -> bool:
+            """#16 item 7: the AI service keeps no text and no id of bob's (his verdicts stay, anonymised)."""
+            verdicts = (await c.get("/api/v1/ai/moderation", admin, params={"target_id": toxic["id"]},
+                                    expect=200)).json()["items"]
+            runs = (await c.get("/api/v1/ai/runs", admin, params={"input_id": bobs_draft["id"]},
+                                expect=200)).json()["items"]
+            return bool(verdicts) and runs == [] and all(
+                v["author_id"] is None and v["preview"] == "" for v in verdicts)
+
+        await eventually(ai_forgot_bob, what="bob's drafts, runs and comment previews erased by the ai service",
+                         timeout=20)
 
 async def test_traefik_routed_every_module_and_the_websocket(station: Station) -> None:
     """Fleet mode: the journey above went through real Traefik on the station's port, WebSocket included —

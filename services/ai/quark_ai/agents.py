@@ -19,9 +19,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_ai import textutil
+from quark_ai import audience, textutil
 from quark_ai.classifier import model_name
-from quark_ai.models import AgentRun, Document, Draft, Follow, ModerationResult, Reaction
+from quark_ai.models import AgentRun, Document, Draft, Follow, ModerationResult, Reaction, UserSuggestion
 from quark_ai.recommend import Doc, Fitted
 from quark_ai.runtime import AIRuntime
 from quark_ai.schemas import CommentContent, ModerationFlagged, PostContent, SuggestionGenerated
@@ -41,6 +41,7 @@ AGENT_LATENCY = Histogram(
 
 DOC_TEXT_CHARS = 5000  # what the recommender keeps of a post's text
 RELATED_LIMIT = 5
+RELATED_SLACK = 10  # extra candidates, in case some were hidden or closed since the last fit
 
 
 def record_run(
@@ -144,7 +145,11 @@ async def moderate(
 async def on_post_content(
     rt: AIRuntime, session: AsyncSession, p: PostContent, *, event_id: str, published: bool
 ) -> None:
-    """quark.post.published / updated: keep the document, then moderate, tag and relate it."""
+    """quark.post.published / updated: keep the document, then moderate, tag and relate it.
+
+    A post of a deleted account (its event late behind quark.user.deleted) is not kept: the blog deletes it."""
+    if await audience.is_deleted(session, p.author_id):
+        return
     title = textutil.clean(p.title)[:300]
     body = textutil.clean(p.body_text)
     tags = [textutil.tag_of(t) for t in p.tags if textutil.tag_of(t)][:20]
@@ -226,7 +231,13 @@ async def relate(rt: AIRuntime, session: AsyncSession, doc: Document, *, event_i
         return
     fitted = await corpus(rt, session)
     text = f"{doc.title} {doc.title} {' '.join(doc.tags)} {doc.text}"
-    related = await asyncio.to_thread(rt.recommender.related, fitted, doc.post_id, text, limit=RELATED_LIMIT)
+    anyone = await audience.anyone(session)
+    candidates = await asyncio.to_thread(
+        rt.recommender.related, fitted, doc.post_id, text, audience=anyone, limit=RELATED_LIMIT + RELATED_SLACK
+    )
+    # The model may be older than the last edit of a candidate: judge each by its current state.
+    visible = await visible_now(session, anyone, [p for p, _ in candidates])
+    related = [(p, s) for p, s in candidates if p in visible][:RELATED_LIMIT]
     run = record_run(
         session,
         agent="recommendations",
@@ -280,6 +291,20 @@ async def corpus(rt: AIRuntime, session: AsyncSession) -> Fitted:
     return await asyncio.to_thread(rt.recommender.fitted, version, docs)
 
 
+async def visible_now(session: AsyncSession, viewer: audience.Audience, post_ids: list[str]) -> set[str]:
+    """Of `post_ids`, those live now (published, not hidden) that `viewer` may see with their current visibility."""
+    if not post_ids:
+        return set()
+    rows = (
+        await session.execute(
+            select(Document.post_id, Document.author_id, Document.visibility).where(
+                Document.post_id.in_(post_ids), Document.active.is_(True), Document.hidden.is_(False)
+            )
+        )
+    ).all()
+    return {r.post_id for r in rows if viewer.can_see(r.author_id, r.visibility)}
+
+
 def _doc(r: Document) -> Doc:
     return Doc(r.post_id, r.author_id, r.title, r.text, tuple(r.tags), r.visibility, r.published_at)
 
@@ -305,6 +330,11 @@ async def delete_post(session: AsyncSession, post_id: str) -> None:
 
 
 async def on_comment(rt: AIRuntime, session: AsyncSession, c: CommentContent, *, event_id: str) -> None:
+    """quark.comment.created / updated: every version is moderated (a verdict per version, newest last).
+
+    A comment of a deleted account (its event late behind quark.user.deleted) is not kept: the blog deletes it."""
+    if await audience.is_deleted(session, c.author_id):
+        return
     await moderate(
         rt,
         session,
@@ -341,12 +371,33 @@ async def follow(session: AsyncSession, follower_id: str, followee_id: str, *, o
         )
 
 
-async def forget_user(session: AsyncSession, user_id: str) -> None:
-    """quark.user.deleted: drop what we hold about the person (signals, drafts, their posts' documents)."""
-    from quark_ai.models import UserSuggestion
+PERSONAL_RUNS = ("draft", "assist")  # runs a person asked for: their topic, their text's measures
 
+
+async def forget_user(session: AsyncSession, user_id: str) -> None:
+    """quark.user.deleted: erase what we hold about the person, keep nothing that names them.
+
+    Gone: their reactions, follows, blocks, mutes, suggestions, drafts, their posts' documents, the runs
+    they asked for (drafts, assists, their recommendations). Anonymised: the audit of what the agents
+    did with their content (runs and moderation verdicts keep the outcome and the score, lose the author,
+    the details and the text preview) and the reviews they made as a moderator (lose the reviewer).
+    Only the fact that the account is deleted stays (audience.mark_deleted), so late events are ignored.
+    """
     await session.execute(delete(Reaction).where(Reaction.user_id == user_id))
     await session.execute(delete(Follow).where((Follow.follower_id == user_id) | (Follow.followee_id == user_id)))
     await session.execute(delete(UserSuggestion).where(UserSuggestion.user_id == user_id))
     await session.execute(delete(Draft).where(Draft.user_id == user_id))
     await session.execute(delete(Document).where(Document.author_id == user_id))
+    await session.execute(
+        delete(AgentRun).where(
+            ((AgentRun.user_id == user_id) & AgentRun.agent.in_(PERSONAL_RUNS)) | (AgentRun.input_id == user_id)
+        )
+    )
+    await session.execute(update(AgentRun).where(AgentRun.user_id == user_id).values(user_id=None, detail={}))
+    await session.execute(
+        update(ModerationResult).where(ModerationResult.author_id == user_id).values(author_id=None, preview="")
+    )
+    await session.execute(
+        update(ModerationResult).where(ModerationResult.decided_by == user_id).values(decided_by=None)
+    )
+    await audience.mark_deleted(session, user_id)

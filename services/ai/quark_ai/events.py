@@ -1,9 +1,10 @@
 """What the AI service consumes. It publishes through the outbox (agents.py, service.py).
 
-* ``agents`` — blog content (quark.post.published / updated, quark.comment.created) runs the
+* ``agents`` — blog content (quark.post.published / updated, quark.comment.created / updated) runs the
   moderation, tagging and recommendations agents; the post lifecycle (unpublished, deleted,
   hidden, restored) keeps the recommendation corpus honest.
-* ``signals`` — reactions and follows feed the recommendations; a deleted user is forgotten.
+* ``signals`` — reactions and follows feed the recommendations; blocks, mutes, profile privacy and
+  suspensions keep them within the blog's visibility rules (audience.py); a deleted user is forgotten.
 
 A payload that does not fit is dead-lettered at once (PermanentEventError), never retried.
 """
@@ -15,9 +16,20 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_ai import agents
+from quark_ai import agents, audience
 from quark_ai.runtime import AIRuntime
-from quark_ai.schemas import CommentContent, FollowChanged, PostContent, PostReacted, PostRef, UserDeleted
+from quark_ai.schemas import (
+    BlockChanged,
+    CommentContent,
+    FollowChanged,
+    MuteChanged,
+    PostContent,
+    PostReacted,
+    PostRef,
+    ProfileChanged,
+    SuspensionChanged,
+    UserDeleted,
+)
 from quark_sdk.events import CloudEvent, Consumer, PermanentEventError
 
 M = TypeVar("M", bound=BaseModel)
@@ -49,6 +61,12 @@ async def on_post_updated(rt: AIRuntime, session: AsyncSession, event: CloudEven
 
 @agents_consumer.on("quark.comment.created")
 async def on_comment_created(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await agents.on_comment(rt, session, parse(event, CommentContent), event_id=event.id)
+
+
+@agents_consumer.on("quark.comment.updated")
+async def on_comment_updated(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    """An edit is moderated like a new comment: benign text edited into toxic text is flagged (#16 item 5)."""
     await agents.on_comment(rt, session, parse(event, CommentContent), event_id=event.id)
 
 
@@ -90,6 +108,42 @@ async def on_followed(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -
 async def on_unfollowed(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = parse(event, FollowChanged)
     await agents.follow(session, p.follower_id, p.followee_id, on=False)
+
+
+@signals_consumer.on("quark.user.blocked")
+async def on_blocked(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    p = parse(event, BlockChanged)
+    await audience.block(session, p.blocker_id, p.blocked_id, on=True)
+
+
+@signals_consumer.on("quark.user.unblocked")
+async def on_unblocked(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    p = parse(event, BlockChanged)
+    await audience.block(session, p.blocker_id, p.blocked_id, on=False)
+
+
+@signals_consumer.on("quark.user.muted")
+async def on_muted(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    p = parse(event, MuteChanged)
+    await audience.mute(session, p.muter_id, p.muted_id, on=True)
+
+
+@signals_consumer.on("quark.user.unmuted")
+async def on_unmuted(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    p = parse(event, MuteChanged)
+    await audience.mute(session, p.muter_id, p.muted_id, on=False)
+
+
+@signals_consumer.on("quark.user.profile_updated")
+async def on_profile_updated(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    p = parse(event, ProfileChanged)
+    await audience.set_privacy(session, p.user_id, p.privacy)
+
+
+@signals_consumer.on("quark.user.suspended")
+async def on_suspended(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    p = parse(event, SuspensionChanged)
+    await audience.set_suspended(session, p.user_id, p.suspended)
 
 
 @signals_consumer.on("quark.user.deleted")

@@ -1,7 +1,7 @@
 """Tables of the AI service (its own database; nobody else reads them).
 
-Posts, reactions and follows are a replica kept from events: the AI service never reads the
-blog's or the user service's database.
+Posts, reactions, follows, blocks, mutes and authors' standing are a replica kept from events: the
+AI service never reads the blog's or the user service's database.
 """
 
 from __future__ import annotations
@@ -157,3 +157,39 @@ class Draft(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("ix_drafts_user_created", "user_id", "created_at", "id"),)
+
+
+class Author(Base):
+    """What decides who may see an author's posts, as the blog decides it: profile privacy and standing.
+
+    From quark.user.profile_updated (privacy), quark.user.suspended and quark.user.deleted. An author
+    never heard of is public and in good standing (the blog's default). A deleted author keeps only
+    this row (no name, no text), so a late post event cannot bring their posts back.
+    """
+
+    __tablename__ = "authors"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    privacy: Mapped[str] = mapped_column(String(16), default="public", server_default="public")
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_text("false"))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sql_text("false"))
+
+
+class Block(Base):
+    """`blocker` blocked `blocked` (quark.user.blocked / unblocked): neither sees the other's posts."""
+
+    __tablename__ = "blocks"
+
+    blocker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    blocked_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    __table_args__ = (Index("ix_blocks_blocked", "blocked_id"),)
+
+
+class Mute(Base):
+    """`muter` muted `muted` (quark.user.muted / unmuted): `muted`'s posts are not suggested to `muter`."""
+
+    __tablename__ = "mutes"
+
+    muter_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    muted_id: Mapped[str] = mapped_column(String(64), primary_key=True)

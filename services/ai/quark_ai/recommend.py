@@ -20,6 +20,8 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+from quark_ai.audience import Audience
+
 
 @dataclass(frozen=True)
 class Doc:
@@ -120,15 +122,14 @@ class Recommender:
     def rank(
         fitted: Fitted,
         *,
-        user_id: str,
+        audience: Audience,
         liked: dict[str, float],
-        followees: set[str],
         now: datetime,
         follow_boost: float,
         half_life_days: float,
         limit: int,
     ) -> list[Scored]:
-        """Blocking (CPU): call through asyncio.to_thread."""
+        """Blocking (CPU): call through asyncio.to_thread. Only posts the audience's viewer may see."""
         if fitted.matrix is None or not fitted.docs:
             return []
         rows = [(fitted.index[p], w) for p, w in liked.items() if p in fitted.index]
@@ -142,11 +143,11 @@ class Recommender:
             sims = np.zeros(len(fitted.docs))
         out: list[Scored] = []
         for i, doc in enumerate(fitted.docs):
-            if doc.author_id == user_id or doc.post_id in liked:
+            if doc.author_id == audience.viewer or doc.post_id in liked:
                 continue
-            followed = doc.author_id in followees
-            if doc.visibility == "private" or (doc.visibility == "followers" and not followed):
+            if not audience.can_see(doc.author_id, doc.visibility):
                 continue
+            followed = doc.author_id in audience.followees
             age_days = max(0.0, (now - doc.published_at).total_seconds() / 86400)
             recency = math.pow(0.5, age_days / half_life_days)
             sim = float(sims[i])
@@ -163,8 +164,10 @@ class Recommender:
         return out[:limit]
 
     @staticmethod
-    def related(fitted: Fitted, post_id: str, text: str, *, limit: int) -> list[tuple[str, float]]:
-        """Posts most similar to one post (public ones only); the post need not be in the fitted corpus."""
+    def related(
+        fitted: Fitted, post_id: str, text: str, *, audience: Audience, limit: int
+    ) -> list[tuple[str, float]]:
+        """Posts most similar to one post, that `audience` (anyone) may see; the post need not be in the corpus."""
         if fitted.matrix is None or fitted.vectorizer is None:
             return []
         vec = normalize(fitted.vectorizer.transform([text]))
@@ -173,7 +176,7 @@ class Recommender:
         out = []
         for j in order:
             doc = fitted.docs[int(j)]
-            if doc.post_id == post_id or doc.visibility != "public" or sims[j] <= 0.05:
+            if doc.post_id == post_id or sims[j] <= 0.05 or not audience.can_see(doc.author_id, doc.visibility):
                 continue
             out.append((doc.post_id, round(float(sims[j]), 6)))
             if len(out) >= limit:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from quark_sdk.events import EventPayload, event_type
+from quark_sdk.pagination import Page
 
 Tone = Literal["neutral", "friendly", "formal", "playful", "technical", "persuasive"]
 Length = Literal["short", "medium", "long"]
@@ -60,6 +61,8 @@ class ReviewRequest(_Body):
 
 
 class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     agent: str
     input_type: str
@@ -75,12 +78,13 @@ class RunOut(BaseModel):
     created_at: datetime
 
 
-class RunPage(BaseModel):
-    items: list[RunOut]
-    next_cursor: str | None
+class RunPage(Page[RunOut]):
+    """One page of runs."""
 
 
 class ModerationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     run_id: uuid.UUID
     target_type: str
@@ -101,12 +105,13 @@ class ModerationOut(BaseModel):
     blog_restore: str | None = None  # only in the answer to a review: restored | not needed | failed: …
 
 
-class ModerationPage(BaseModel):
-    items: list[ModerationOut]
-    next_cursor: str | None
+class ModerationPage(Page[ModerationOut]):
+    """One page of moderations."""
 
 
 class DraftOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     status: DraftStatus
     topic: str
@@ -128,9 +133,8 @@ class DraftOut(BaseModel):
     updated_at: datetime
 
 
-class DraftPage(BaseModel):
-    items: list[DraftOut]
-    next_cursor: str | None
+class DraftPage(Page[DraftOut]):
+    """One page of drafts."""
 
 
 class RecommendationOut(BaseModel):
@@ -146,9 +150,7 @@ class RecommendationOut(BaseModel):
     reasons: list[str]
 
 
-class RecommendationPage(BaseModel):
-    items: list[RecommendationOut]
-    next_cursor: str | None
+class RecommendationPage(Page[RecommendationOut]):
     run_id: uuid.UUID
 
 
@@ -271,3 +273,31 @@ class FollowChanged(_Consumed):
 
 class UserDeleted(_Consumed):
     user_id: str = Field(min_length=1, max_length=64)
+
+
+class BlockChanged(_Consumed):
+    """quark.user.blocked / unblocked."""
+
+    blocker_id: str = Field(min_length=1, max_length=64)
+    blocked_id: str = Field(min_length=1, max_length=64)
+
+
+class MuteChanged(_Consumed):
+    """quark.user.muted / unmuted."""
+
+    muter_id: str = Field(min_length=1, max_length=64)
+    muted_id: str = Field(min_length=1, max_length=64)
+
+
+class ProfileChanged(_Consumed):
+    """quark.user.profile_updated: only the privacy matters here (it carries the full public state)."""
+
+    user_id: str = Field(min_length=1, max_length=64)
+    privacy: Literal["public", "followers"]
+
+
+class SuspensionChanged(_Consumed):
+    """quark.user.suspended: `suspended: false` reinstates."""
+
+    user_id: str = Field(min_length=1, max_length=64)
+    suspended: bool

@@ -87,6 +87,36 @@ async def test_toxic_comment_is_flagged(ai: AI) -> None:
     assert [(f["data"]["target_type"], f["data"]["target_id"]) for f in flags] == [("comment", cid)]
 
 
+async def test_a_comment_edited_from_benign_to_toxic_is_flagged_like_a_new_one(ai: AI) -> None:
+    """#16 item 5: quark.comment.updated (the same fields as quark.comment.created) is re-moderated."""
+    cid, post_id = str(uuid.uuid4()), str(uuid.uuid4())
+    comment = {
+        "comment_id": cid,
+        "post_id": post_id,
+        "post_author_id": "p",
+        "author_id": "sly",
+        "author_username": "sly",
+        "parent_id": None,
+        "body_text": BENIGN,
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    await ai.apply("quark.comment.created", comment)
+    assert await ai.outbox("quark.ai.moderation_flagged") == []
+
+    await ai.apply("quark.comment.updated", {**comment, "body_text": TOXIC})
+    flags = await ai.outbox("quark.ai.moderation_flagged")
+    assert [(f["data"]["target_type"], f["data"]["target_id"]) for f in flags] == [("comment", cid)]
+    mod = ai.person("mod", roles=("moderator",))
+    verdicts = (await ai.client.get("/api/v1/ai/moderation", params={"target_id": cid}, headers=mod.headers)).json()
+    # One verdict per version, newest first: the edit flagged, the original passed.
+    assert [v["flagged"] for v in verdicts["items"]] == [True, False]
+    assert verdicts["items"][0]["preview"].startswith("You are a worthless")
+
+    # An edit back to benign text passes (the blog keeps the hidden comment for a moderator to restore).
+    await ai.apply("quark.comment.updated", {**comment, "body_text": BENIGN + " Edited."})
+    assert len(await ai.outbox("quark.ai.moderation_flagged")) == 1
+
+
 async def test_moderator_overrules_and_it_is_recorded(ai: AI) -> None:
     author = ai.person("writer")
     post = await ai.publish_post(author, "Rant", TOXIC)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from quark_ai.drafts import _parse_generated
 from quark_ai.providers import CircuitBreaker, LocalProvider, ProviderUnavailable, Resilient, build_provider
-from quark_ai.service import _parse_generated
 from quark_ai.settings import AISettings
 
 

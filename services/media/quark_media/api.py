@@ -9,14 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from quark_media import service
+from quark_media import ingest, service
 from quark_media.runtime import MediaRuntime
 from quark_media.schemas import MediaOut, MediaPage, Status, UsageOut
-from quark_media.settings import MediaSettings
 from quark_media.upload import MultipartUpload
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, current_user, optional_user
+from quark_sdk.auth import AnyPrincipal, OptionalUser, Principal, UserId, UserPrincipal, WritingUser, writing_user
 from quark_sdk.errors import PermissionDenied
+from quark_sdk.pagination import Cursor, Limit
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"])
 
@@ -25,28 +25,16 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; sandbox"}
 
 
-async def user_principal(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
-    if not principal.is_user:
-        raise PermissionDenied("a user token is required")
-    return principal
+async def attaching(request: Request, principal: AnyPrincipal) -> Principal:
+    """A module's service token, or a user whose account still stands (WritingUser's checks)."""
+    if principal.is_service:
+        return principal
+    return await writing_user(request, principal)
 
 
-User = Annotated[Principal, Depends(user_principal)]
-Caller = Annotated[Principal, Depends(current_user)]
-MaybeUser = Annotated[Principal | None, Depends(optional_user)]
+Attacher = Annotated[Principal, Depends(attaching)]
 MediaId = Annotated[str, Path(min_length=1, max_length=64)]
-Cursor = Annotated[str | None, Query(max_length=200)]
-Limit = Annotated[int | None, Query(ge=1, le=500)]
-
-
 Runtime = Annotated[MediaRuntime, RuntimeDep]
-
-
-def user_id(principal: Principal) -> uuid.UUID:
-    try:
-        return uuid.UUID(principal.subject)
-    except ValueError:
-        raise PermissionDenied("the token's subject is not a user id") from None
 
 
 def viewer_of(principal: Principal | None) -> tuple[uuid.UUID | None, bool]:
@@ -88,12 +76,13 @@ UPLOAD_BODY = {
 async def upload(
     request: Request,
     rt: Runtime,
-    principal: User,
+    _: WritingUser,
+    owner: UserId,
     purpose: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = None,
 ) -> MediaOut:
     """Upload one image as multipart/form-data (`file` part; `purpose` as a field before it or a query
     parameter). Answers 201 with status `uploaded`; variants follow (`quark.media.processed`)."""
-    settings: MediaSettings = rt.settings
+    settings = rt.settings
     length = request.headers.get("content-length")
     declared = int(length) if length and length.isdigit() else None
     body = MultipartUpload(
@@ -101,7 +90,7 @@ async def upload(
         request.stream().__aiter__(),
         max_body=settings.max_upload_bytes + service.MULTIPART_OVERHEAD,
     )
-    media = await service.upload(rt, user_id(principal), body, purpose=purpose, declared_length=declared)
+    media = await ingest.upload(rt, owner, body, purpose=purpose, declared_length=declared)
     return service.to_out(rt, media, private=True)
 
 
@@ -109,14 +98,15 @@ async def upload(
 async def list_mine(
     rt: Runtime,
     session: DbSession,
-    principal: User,
-    limit: Limit = None,
+    principal: UserPrincipal,
+    me: UserId,
+    limit: Limit = 20,
     cursor: Cursor = None,
     status: Status | None = None,
     owner_id: Annotated[uuid.UUID | None, Query(description="admins only")] = None,
 ) -> MediaPage:
     """The caller's media (an admin may pass `owner_id`), newest first."""
-    owner = user_id(principal)
+    owner = me
     if owner_id is not None and owner_id != owner:
         if not principal.has_role("admin"):
             raise PermissionDenied("only admins may list another user's media")
@@ -125,13 +115,13 @@ async def list_mine(
 
 
 @router.get("/usage", response_model=UsageOut)
-async def my_usage(rt: Runtime, session: DbSession, principal: User) -> UsageOut:
+async def my_usage(rt: Runtime, session: DbSession, me: UserId) -> UsageOut:
     """How much of the quota the caller uses."""
-    return await service.usage(rt, session, user_id(principal))
+    return await service.usage(rt, session, me)
 
 
 @router.get("/{media_id}", response_model=MediaOut)
-async def get_media(rt: Runtime, session: DbSession, media_id: MediaId, principal: MaybeUser) -> MediaOut:
+async def get_media(rt: Runtime, session: DbSession, media_id: MediaId, principal: OptionalUser) -> MediaOut:
     """Metadata. Ready media are public; others are visible to their owner and admins only."""
     viewer, admin = viewer_of(principal)
     return await service.get_media(rt, session, media_id, viewer=viewer, admin=admin)
@@ -184,14 +174,16 @@ router.add_api_route(
 
 
 @router.post("/{media_id}/attach", response_model=MediaOut)
-async def attach(rt: Runtime, session: DbSession, media_id: MediaId, principal: Caller) -> MediaOut:
+async def attach(rt: Runtime, session: DbSession, media_id: MediaId, principal: Attacher) -> MediaOut:
     """Mark media as used so the orphan sweep keeps it (owner, admin, or a module's service token)."""
     viewer, admin = viewer_of(principal)
     return await service.attach(rt, session, media_id, actor=viewer, admin=admin, service=principal.is_service)
 
 
 @router.delete("/{media_id}", status_code=204, response_class=Response)
-async def delete(rt: Runtime, session: DbSession, media_id: MediaId, principal: User) -> Response:
+async def delete(
+    rt: Runtime, session: DbSession, media_id: MediaId, principal: WritingUser, me: UserId
+) -> Response:
     """Delete media and its objects (owner or admin)."""
-    await service.delete_media(rt, session, media_id, actor=user_id(principal), admin=principal.has_role("admin"))
+    await service.delete_media(rt, session, media_id, actor=me, admin=principal.has_role("admin"))
     return Response(status_code=204)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from quark_media import service
+from quark_media import ingest, service
 from quark_media.api import router
 from quark_media.events import accounts, usage
 from quark_media.models import Base
@@ -24,12 +24,12 @@ async def storage_ready(ctx: MediaContext) -> None:
 
 
 async def recover_processing(ctx: MediaContext) -> None:
-    """Background job: re-run processing lost to a crash or restart (see service.recover)."""
+    """Background job: re-run processing lost to a crash or restart (see ingest.recover)."""
     rt = ctx.runtime
     settings = rt.settings
     while True:
         await rt.ensure_storage()
-        resumed = await service.recover(rt)
+        resumed = await ingest.recover(rt)
         if resumed:
             log.info("resumed processing of %d media", resumed)
         rt.wake_recovery.clear()

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from quark_sdk.events import EventPayload, event_type
+from quark_sdk.pagination import Page
 
 Status = Literal["uploaded", "processing", "ready", "failed"]
 
@@ -45,9 +46,8 @@ class MediaOut(BaseModel):
     error: str | None = None
 
 
-class MediaPage(BaseModel):
-    items: list[MediaOut]
-    next_cursor: str | None
+class MediaPage(Page[MediaOut]):
+    """One page of the owner's media, newest first."""
 
 
 class UsageOut(BaseModel):

@@ -57,6 +57,3 @@ class MediaSettings(ServiceSettings):
     orphan_ttl: int = Field(default=86_400, ge=0, le=365 * 86_400)
     orphan_sweep_interval: float = Field(default=600.0, gt=0, le=86_400)
 
-    # Lists (keyset pagination): default and largest page.
-    page_size_default: int = Field(default=20, ge=1, le=500)
-    page_size_max: int = Field(default=100, ge=1, le=500)

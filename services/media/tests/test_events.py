@@ -6,7 +6,7 @@ from pathlib import Path
 
 from media_testkit import API, assert_problem, jpeg, png, start
 
-from quark_media import service
+from quark_media import ingest
 from quark_sdk.testing import QuarkTestEnv, eventually
 
 
@@ -135,7 +135,7 @@ async def test_lost_processing_is_recovered(quark: QuarkTestEnv, tmp_path: Path)
         key=f"{alice.id}/{stuck}/source",
     )  # its source is gone
 
-    await service.recover(rt, settle=timedelta(0))  # the startup pass of the job may have taken some already
+    await ingest.recover(rt, settle=timedelta(0))  # the startup pass of the job may have taken some already
     ready = await h.settled(str(media_id), alice)
     assert ready["status"] == "ready" and ready["width"] == 640
     failed = await h.settled(str(stuck), alice)

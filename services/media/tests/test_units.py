@@ -7,7 +7,7 @@ import pytest
 from media_testkit import gif, jpeg, png, webp
 from PIL import Image
 
-from quark_media import imaging, service
+from quark_media import imaging, ingest, service
 from quark_media.runtime import storage_for
 from quark_media.settings import MediaSettings
 from quark_sdk.config import ConfigError
@@ -32,7 +32,7 @@ async def test_markup_is_found_across_chunk_boundaries(tmp_path: Path) -> None:
         yield b"IPT>"
 
     with (tmp_path / "t").open("wb") as fh:
-        gate = service._Gate(chunks(), fh)
+        gate = ingest._Gate(chunks(), fh)
         await gate.prime()
         with pytest.raises(Exception, match="script"):
             async for _ in gate.stream():

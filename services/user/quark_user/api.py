@@ -4,16 +4,16 @@ Fixed paths (`/me…`, `/search`, `/admin/…`) are declared before `/{username}
 can never be looked up as usernames.
 """
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, current_user, optional_user, require_role
-from quark_sdk.errors import PermissionDenied, Unauthenticated
+from quark_sdk.auth import OptionalUser, Principal, UserId, WritingUser, require_role
+from quark_sdk.errors import Unauthenticated
+from quark_sdk.pagination import Cursor, Limit
 from quark_sdk.routing import GuardedRoute
-from quark_user import service
+from quark_user import accounts, activity, blocks, common, directory, follows, lists, profiles, validation
 from quark_user.models import Profile
 from quark_user.runtime import UserRuntime
 from quark_user.schemas import (
@@ -38,40 +38,22 @@ from quark_user.schemas import (
 router = APIRouter(prefix="/api/v1/users", tags=["users"], route_class=GuardedRoute)
 
 
-async def user_principal(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
-    if not principal.is_user:
-        raise PermissionDenied("a user token is required")
-    return principal
-
-
-User = Annotated[Principal, Depends(user_principal)]
-MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 Runtime = Annotated[UserRuntime, RuntimeDep]
 Username = Annotated[str, Path(min_length=1, max_length=64)]
-Cursor = Annotated[str | None, Query(max_length=200)]
-Limit = Annotated[int | None, Query(ge=1, le=500)]
 
 
-def page_size(rt: UserRuntime, limit: int | None) -> int:
+def limits(rt: UserRuntime) -> validation.Limits:
     s = rt.settings
-    return min(limit or s.page_size_default, s.page_size_max)
-
-
-def limits(rt: UserRuntime) -> service.Limits:
-    s = rt.settings
-    return service.Limits(display_name_max_length=s.display_name_max_length, bio_max_length=s.bio_max_length,
+    return validation.Limits(display_name_max_length=s.display_name_max_length, bio_max_length=s.bio_max_length,
                           links_max_count=s.links_max_count, link_max_length=s.link_max_length)
 
 
-def viewer(principal: Principal | None) -> service.Viewer:
+def viewer(principal: Principal | None) -> common.Viewer:
+    """Who is asking, for the privacy rules (anonymous, a service token or a user; admins see everything)."""
     if principal is None or not principal.is_user:
-        return service.Viewer(None)
-    return service.Viewer(service.parse_user_id(principal.subject), is_admin=principal.has_role("admin"))
-
-
-def uid(principal: Principal) -> uuid.UUID | None:
-    return service.parse_user_id(principal.subject)
+        return common.Viewer(None)
+    return common.Viewer(common.parse_user_id(principal.subject), is_admin=principal.has_role("admin"))
 
 
 # --------------------------------------------------------------------------- shaping
@@ -113,7 +95,7 @@ def admin_out(p: Profile) -> AdminUserOut:
                         suspended_at=p.suspended_at, suspended_by=p.suspended_by)
 
 
-def edge_page(items: list[service.Edge], next_cursor: str | None) -> EdgePage:
+def edge_page(items: list[common.Edge], next_cursor: str | None) -> EdgePage:
     return EdgePage(items=[EdgeOut(user=summary(e.profile), since=e.since) for e in items], next_cursor=next_cursor)
 
 
@@ -121,21 +103,21 @@ def edge_page(items: list[service.Edge], next_cursor: str | None) -> EdgePage:
 
 
 @router.get("/me", response_model=MeOut)
-async def get_me(user: User, session: DbSession) -> MeOut:
-    return me_out(await service.get_me(session, uid(user)))
+async def get_me(me: UserId, session: DbSession) -> MeOut:
+    return me_out(await profiles.get_me(session, me))
 
 
 @router.patch("/me", response_model=MeOut)
-async def update_me(body: ProfileUpdate, user: User, session: DbSession, rt: Runtime) -> MeOut:
-    profile = await service.update_profile(session, actor=viewer(user), changes=body.model_dump(exclude_unset=True),
+async def update_me(body: ProfileUpdate, writer: WritingUser, session: DbSession, rt: Runtime) -> MeOut:
+    profile = await profiles.update_profile(session, actor=viewer(writer), changes=body.model_dump(exclude_unset=True),
                                            limits=limits(rt))
     return me_out(profile)
 
 
 @router.get("/me/activity", response_model=ActivityPage)
-async def my_activity(user: User, session: DbSession, rt: Runtime, limit: Limit = None, cursor: Cursor = None,
+async def my_activity(me: UserId, session: DbSession, rt: Runtime, limit: Limit = 20, cursor: Cursor = None,
                       kind: Annotated[str | None, Query(max_length=32)] = None) -> ActivityPage:
-    items, next_cursor = await service.list_activity(session, uid(user), limit=page_size(rt, limit), cursor=cursor,
+    items, next_cursor = await activity.list_activity(session, me, limit=limit, cursor=cursor,
                                                      kind=kind)
     return ActivityPage(items=[
         ActivityOut(id=i.entry.seq, kind=i.entry.kind, at=i.entry.created_at, data=dict(i.entry.data),
@@ -146,41 +128,41 @@ async def my_activity(user: User, session: DbSession, rt: Runtime, limit: Limit 
 
 
 @router.get("/me/follow-requests", response_model=EdgePage)
-async def my_follow_requests(user: User, session: DbSession, rt: Runtime, limit: Limit = None,
+async def my_follow_requests(me: UserId, session: DbSession, rt: Runtime, limit: Limit = 20,
                              cursor: Cursor = None) -> EdgePage:
-    return edge_page(*await service.list_own(session, uid(user), "requests", limit=page_size(rt, limit),
+    return edge_page(*await lists.list_own(session, me, "requests", limit=limit,
                                              cursor=cursor))
 
 
 @router.post("/me/follow-requests/{username}/approve", status_code=204)
-async def approve_request(username: Username, user: User, session: DbSession) -> Response:
-    await service.approve_request(session, uid(user), username)
+async def approve_request(username: Username, _: WritingUser, me: UserId, session: DbSession) -> Response:
+    await follows.approve_request(session, me, username)
     return Response(status_code=204)
 
 
 @router.post("/me/follow-requests/{username}/reject", status_code=204)
-async def reject_request(username: Username, user: User, session: DbSession) -> Response:
-    await service.reject_request(session, uid(user), username)
+async def reject_request(username: Username, _: WritingUser, me: UserId, session: DbSession) -> Response:
+    await follows.reject_request(session, me, username)
     return Response(status_code=204)
 
 
 @router.delete("/me/followers/{username}", status_code=204)
-async def remove_follower(username: Username, user: User, session: DbSession) -> Response:
-    await service.remove_follower(session, uid(user), username)
+async def remove_follower(username: Username, _: WritingUser, me: UserId, session: DbSession) -> Response:
+    await follows.remove_follower(session, me, username)
     return Response(status_code=204)
 
 
 @router.get("/me/blocks", response_model=EdgePage)
-async def my_blocks(user: User, session: DbSession, rt: Runtime, limit: Limit = None,
+async def my_blocks(me: UserId, session: DbSession, rt: Runtime, limit: Limit = 20,
                     cursor: Cursor = None) -> EdgePage:
-    return edge_page(*await service.list_own(session, uid(user), "blocks", limit=page_size(rt, limit),
+    return edge_page(*await lists.list_own(session, me, "blocks", limit=limit,
                                              cursor=cursor))
 
 
 @router.get("/me/mutes", response_model=EdgePage)
-async def my_mutes(user: User, session: DbSession, rt: Runtime, limit: Limit = None,
+async def my_mutes(me: UserId, session: DbSession, rt: Runtime, limit: Limit = 20,
                    cursor: Cursor = None) -> EdgePage:
-    return edge_page(*await service.list_own(session, uid(user), "mutes", limit=page_size(rt, limit),
+    return edge_page(*await lists.list_own(session, me, "mutes", limit=limit,
                                              cursor=cursor))
 
 
@@ -188,10 +170,10 @@ async def my_mutes(user: User, session: DbSession, rt: Runtime, limit: Limit = N
 
 
 @router.get("/search", response_model=SummaryPage)
-async def search(session: DbSession, rt: Runtime, caller: MaybeUser,
-                 q: Annotated[str, Query(min_length=1, max_length=64)], limit: Limit = None,
+async def search(session: DbSession, rt: Runtime, caller: OptionalUser,
+                 q: Annotated[str, Query(min_length=1, max_length=64)], limit: Limit = 20,
                  cursor: Cursor = None) -> SummaryPage:
-    items, next_cursor = await service.search(session, viewer(caller), q, limit=page_size(rt, limit),
+    items, next_cursor = await directory.search(session, viewer(caller), q, limit=limit,
                                               cursor=cursor)
     return SummaryPage(items=[summary(p) for p in items], next_cursor=next_cursor)
 
@@ -203,23 +185,23 @@ async def search(session: DbSession, rt: Runtime, caller: MaybeUser,
 async def admin_users(admin: Admin, session: DbSession, rt: Runtime,
                       q: Annotated[str | None, Query(max_length=64)] = None, suspended: bool | None = None,
                       role: Annotated[str | None, Query(max_length=32)] = None, verified: bool | None = None,
-                      limit: Limit = None, cursor: Cursor = None) -> AdminUserPage:
-    items, next_cursor = await service.admin_list(session, q=q, suspended=suspended, role=role, verified=verified,
-                                                  limit=page_size(rt, limit), cursor=cursor)
+                      limit: Limit = 20, cursor: Cursor = None) -> AdminUserPage:
+    items, next_cursor = await accounts.admin_list(session, q=q, suspended=suspended, role=role, verified=verified,
+                                                  limit=limit, cursor=cursor)
     return AdminUserPage(items=[admin_out(p) for p in items], next_cursor=next_cursor)
 
 
 @router.post("/admin/users/{username}/suspend", response_model=AdminUserOut)
-async def suspend(username: Username, admin: Admin, session: DbSession,
+async def suspend(username: Username, admin: Admin, _: WritingUser, session: DbSession,
                   body: SuspendRequest | None = None) -> AdminUserOut:
-    profile = await service.set_suspended(session, actor_id=admin.subject, username=username, suspended=True,
+    profile = await accounts.set_suspended(session, actor_id=admin.subject, username=username, suspended=True,
                                           reason=body.reason if body else None)
     return admin_out(profile)
 
 
 @router.post("/admin/users/{username}/unsuspend", response_model=AdminUserOut)
-async def unsuspend(username: Username, admin: Admin, session: DbSession) -> AdminUserOut:
-    profile = await service.set_suspended(session, actor_id=admin.subject, username=username, suspended=False,
+async def unsuspend(username: Username, admin: Admin, _: WritingUser, session: DbSession) -> AdminUserOut:
+    profile = await accounts.set_suspended(session, actor_id=admin.subject, username=username, suspended=False,
                                           reason=None)
     return admin_out(profile)
 
@@ -228,78 +210,78 @@ async def unsuspend(username: Username, admin: Admin, session: DbSession) -> Adm
 
 
 @router.get("/{username}", response_model=ProfileOut)
-async def get_profile(username: Username, session: DbSession, caller: MaybeUser) -> ProfileOut:
-    view = await service.get_profile(session, viewer(caller), username)
+async def get_profile(username: Username, session: DbSession, caller: OptionalUser) -> ProfileOut:
+    view = await profiles.get_profile(session, viewer(caller), username)
     rel = Relationship(**view.relationship) if view.relationship is not None else None
     return ProfileOut(**_base(view.profile, full=view.full), relationship=rel)
 
 
 @router.patch("/{username}", response_model=AdminUserOut)
-async def admin_update(username: Username, body: ProfileUpdate, admin: Admin, session: DbSession,
+async def admin_update(username: Username, body: ProfileUpdate, admin: Admin, _: WritingUser, session: DbSession,
                        rt: Runtime) -> AdminUserOut:
-    profile = await service.update_profile(session, actor=viewer(admin), changes=body.model_dump(exclude_unset=True),
+    profile = await profiles.update_profile(session, actor=viewer(admin), changes=body.model_dump(exclude_unset=True),
                                            limits=limits(rt), username=username)
     return admin_out(profile)
 
 
 @router.get("/{username}/followers", response_model=EdgePage)
-async def followers(username: Username, session: DbSession, rt: Runtime, caller: MaybeUser,
-                    limit: Limit = None, cursor: Cursor = None) -> EdgePage:
+async def followers(username: Username, session: DbSession, rt: Runtime, caller: OptionalUser,
+                    limit: Limit = 20, cursor: Cursor = None) -> EdgePage:
     """Followers, newest first; `me` names the caller."""
     if username == "me" and caller is None:
         raise Unauthenticated("bearer token required")
-    return edge_page(*await service.list_follows(session, viewer(caller), username, direction="followers",
-                                                 limit=page_size(rt, limit), cursor=cursor))
+    return edge_page(*await lists.list_follows(session, viewer(caller), username, direction="followers",
+                                                 limit=limit, cursor=cursor))
 
 
 @router.get("/{username}/following", response_model=EdgePage)
-async def following(username: Username, session: DbSession, rt: Runtime, caller: MaybeUser,
-                    limit: Limit = None, cursor: Cursor = None) -> EdgePage:
+async def following(username: Username, session: DbSession, rt: Runtime, caller: OptionalUser,
+                    limit: Limit = 20, cursor: Cursor = None) -> EdgePage:
     """Accounts followed, newest first; `me` names the caller."""
     if username == "me" and caller is None:
         raise Unauthenticated("bearer token required")
-    return edge_page(*await service.list_follows(session, viewer(caller), username, direction="following",
-                                                 limit=page_size(rt, limit), cursor=cursor))
+    return edge_page(*await lists.list_follows(session, viewer(caller), username, direction="following",
+                                                 limit=limit, cursor=cursor))
 
 
 @router.post("/{username}/follow", response_model=FollowResult, status_code=201,
              responses={202: {"model": FollowResult, "description": "a follow request was sent"}})
-async def follow(username: Username, user: User, session: DbSession, rt: Runtime,
+async def follow(username: Username, _: WritingUser, me: UserId, session: DbSession, rt: Runtime,
                  response: Response) -> FollowResult:
     s = rt.settings
     if s.follow_rate_limit:
-        await rt.limiter.check(f"follow:{user.subject}", limit=s.follow_rate_limit, window=s.follow_rate_window,
+        await rt.limiter.check(f"follow:{me}", limit=s.follow_rate_limit, window=s.follow_rate_window,
                             detail="too many follow attempts; try again later")
-    status = await service.follow(session, uid(user), username)
+    status = await follows.follow(session, me, username)
     response.status_code = 201 if status == "following" else 202
     return FollowResult(status=status)
 
 
 @router.delete("/{username}/follow", status_code=204)
-async def unfollow(username: Username, user: User, session: DbSession) -> Response:
-    await service.unfollow(session, uid(user), username)
+async def unfollow(username: Username, _: WritingUser, me: UserId, session: DbSession) -> Response:
+    await follows.unfollow(session, me, username)
     return Response(status_code=204)
 
 
 @router.post("/{username}/block", status_code=204)
-async def block(username: Username, user: User, session: DbSession) -> Response:
-    await service.block(session, uid(user), username)
+async def block(username: Username, _: WritingUser, me: UserId, session: DbSession) -> Response:
+    await blocks.block(session, me, username)
     return Response(status_code=204)
 
 
 @router.delete("/{username}/block", status_code=204)
-async def unblock(username: Username, user: User, session: DbSession) -> Response:
-    await service.unblock(session, uid(user), username)
+async def unblock(username: Username, _: WritingUser, me: UserId, session: DbSession) -> Response:
+    await blocks.unblock(session, me, username)
     return Response(status_code=204)
 
 
 @router.post("/{username}/mute", status_code=204)
-async def mute(username: Username, user: User, session: DbSession) -> Response:
-    await service.mute(session, uid(user), username)
+async def mute(username: Username, _: WritingUser, me: UserId, session: DbSession) -> Response:
+    await blocks.mute(session, me, username)
     return Response(status_code=204)
 
 
 @router.delete("/{username}/mute", status_code=204)
-async def unmute(username: Username, user: User, session: DbSession) -> Response:
-    await service.unmute(session, uid(user), username)
+async def unmute(username: Username, _: WritingUser, me: UserId, session: DbSession) -> Response:
+    await blocks.unmute(session, me, username)
     return Response(status_code=204)

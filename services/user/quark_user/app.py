@@ -6,7 +6,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
-from quark_user import service
+from quark_user import activity
 from quark_user.api import router
 from quark_user.events import accounts, avatars
 from quark_user.models import Base
@@ -23,7 +23,7 @@ async def purge_old_activity(ctx: ServiceContext[UserSettings, UserRuntime]) -> 
         return
     while True:
         async with ctx.database().session() as session:
-            purged = await service.purge_activity(session, older_than=timedelta(days=settings.activity_retention_days))
+            purged = await activity.purge_activity(session, older_than=timedelta(days=settings.activity_retention_days))
         if purged:
             log.info("purged %d activity entries older than %d days", purged, settings.activity_retention_days)
         await asyncio.sleep(settings.activity_purge_interval)

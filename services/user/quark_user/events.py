@@ -1,4 +1,4 @@
-"""What the user service consumes; it publishes through the outbox in service.py.
+"""What the user service consumes; it publishes through the outbox (the domain modules).
 
 Consumed payloads are parsed with this service's own (unregistered) models; a payload that
 does not fit them can never succeed, so it is dead-lettered at once instead of retried.
@@ -7,7 +7,7 @@ does not fit them can never succeed, so it is dead-lettered at once instead of r
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_sdk.events import CloudEvent, Consumer
-from quark_user import service
+from quark_user import consumed
 from quark_user.runtime import UserRuntime
 from quark_user.schemas import (
     AuthPasswordChanged,
@@ -26,39 +26,39 @@ avatars = Consumer[UserRuntime]("avatars")  # quark.media.* → avatar variants
 
 @accounts.on("quark.auth.user_registered")
 async def on_user_registered(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_user_registered(session, event.payload(AuthUserRegistered))
+    await consumed.apply_user_registered(session, event.payload(AuthUserRegistered))
 
 
 @accounts.on("quark.auth.user_verified")
 async def on_user_verified(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_user_verified(session, event.payload(AuthUserVerified))
+    await consumed.apply_user_verified(session, event.payload(AuthUserVerified))
 
 
 @accounts.on("quark.auth.user_logged_in")
 async def on_user_logged_in(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_user_logged_in(session, event.payload(AuthUserLoggedIn))
+    await consumed.apply_user_logged_in(session, event.payload(AuthUserLoggedIn))
 
 
 @accounts.on("quark.auth.password_changed")
 async def on_password_changed(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_password_changed(session, event.payload(AuthPasswordChanged))
+    await consumed.apply_password_changed(session, event.payload(AuthPasswordChanged))
 
 
 @accounts.on("quark.auth.role_changed")
 async def on_role_changed(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_role_changed(session, event.payload(AuthRoleChanged))
+    await consumed.apply_role_changed(session, event.payload(AuthRoleChanged))
 
 
 @accounts.on("quark.auth.user_deleted")
 async def on_user_deleted(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_user_deleted(session, event.payload(AuthUserDeleted))
+    await consumed.apply_user_deleted(session, event.payload(AuthUserDeleted))
 
 
 @avatars.on("quark.media.processed")
 async def on_media_processed(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_media_processed(session, event.payload(MediaProcessed))
+    await consumed.apply_media_processed(session, event.payload(MediaProcessed))
 
 
 @avatars.on("quark.media.deleted")
 async def on_media_deleted(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
-    await service.apply_media_deleted(session, event.payload(MediaDeleted))
+    await consumed.apply_media_deleted(session, event.payload(MediaDeleted))

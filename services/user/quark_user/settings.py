@@ -17,10 +17,6 @@ class UserSettings(ServiceSettings):
     links_max_count: int = Field(default=5, ge=0, le=20)
     link_max_length: int = Field(default=300, ge=12, le=2000)
 
-    # Lists (keyset pagination): default and largest page.
-    page_size_default: int = Field(default=20, ge=1, le=500)
-    page_size_max: int = Field(default=100, ge=1, le=500)
-
     # Follow attempts (follows and follow requests) per user per window, in Redis; 0 disables.
     follow_rate_limit: int = Field(default=300, ge=0, le=100_000)
     follow_rate_window: float = Field(default=3600.0, gt=0, le=86_400)

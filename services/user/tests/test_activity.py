@@ -8,7 +8,7 @@ from user_testkit import assert_problem, start
 
 from quark_sdk.events import dead_letter_stream
 from quark_sdk.testing import QuarkTestEnv
-from quark_user import service
+from quark_user import activity
 
 
 async def test_activity_log_collects_logins_password_changes_follows_and_edits(quark: QuarkTestEnv) -> None:
@@ -73,7 +73,7 @@ async def test_old_activity_is_purged(quark: QuarkTestEnv) -> None:
         await session.execute(text("UPDATE activity SET created_at = now() - interval '400 days' "
                                    "WHERE kind = 'registered'"))
     async with db.session() as session:
-        assert await service.purge_activity(session, older_than=timedelta(days=365)) == 1
+        assert await activity.purge_activity(session, older_than=timedelta(days=365)) == 1
     assert [i["kind"] for i in (await h.get("/me/activity", alice)).json()["items"]] == ["profile_updated"]
 
 

@@ -4,8 +4,8 @@ from typing import Any
 
 from user_testkit import UserHarness, start
 
+from quark_sdk.pagination import encode_cursor
 from quark_sdk.testing import QuarkTestEnv
-from quark_user.service import encode_cursor
 
 
 async def world(quark: QuarkTestEnv) -> tuple[UserHarness, dict[str, Any]]:

@@ -71,7 +71,8 @@ async def test_me_needs_a_user_token_and_a_profile(quark: QuarkTestEnv) -> None:
     body = assert_problem(await h.client.get("/api/v1/users/me", headers=stranger), 404)
     assert "profile" in body["detail"]
     not_a_uuid = quark.bearer(quark.user_token("user-1", username="odd"))
-    assert_problem(await h.client.get("/api/v1/users/me", headers=not_a_uuid), 404)
+    # The SDK's UserId: a subject that is not a user id is an invalid token (as in every module).
+    assert_problem(await h.client.get("/api/v1/users/me", headers=not_a_uuid), 401)
     assert_problem(await h.client.get("/api/v1/users/nobody"), 404)
 
 

@@ -5,7 +5,7 @@ from sqlalchemy.dialects import postgresql
 from user_testkit import Account, UserHarness, assert_problem, start
 
 from quark_sdk.testing import QuarkTestEnv
-from quark_user import service
+from quark_user import directory
 
 
 async def names(h: UserHarness, q: str, who: Account | None = None, **params: object) -> list[str]:
@@ -64,7 +64,7 @@ async def test_search_hides_suspended_accounts_and_those_blocking_the_caller(qua
 async def test_search_uses_the_prefix_indexes(quark: QuarkTestEnv) -> None:
     h = await start(quark)
     await h.register("alice")
-    stmt = service.search_statement("al", viewer_id=None, after=None, limit=20)
+    stmt = directory.search_statement("al", viewer_id=None, after=None, limit=20)
     sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     async with h.svc.ctx.database().transaction() as session:
         await session.execute(text("SET LOCAL enable_seqscan = off"))

@@ -4,8 +4,8 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from quark_sdk.errors import InvalidInput
-from quark_user import service
-from quark_user.service import Limits, normalize_locale, validate_link, validate_update
+from quark_user import common
+from quark_user.validation import Limits, normalize_locale, validate_link, validate_update
 
 
 @pytest.mark.parametrize(("given", "expected"), [
@@ -48,11 +48,11 @@ def test_update_validation_names_the_field() -> None:
 
 
 def test_cursors_round_trip_and_are_kind_checked() -> None:
-    cursor = service.encode_cursor("followers", 42)
-    assert service.decode_seq_cursor("followers", cursor) == 42
-    for bad in ("", "!!!", service.encode_cursor("following", 42), service.encode_cursor("followers", "-1")):
+    cursor = common.cursor_for("followers", 42)
+    assert common.seq_after("followers", cursor) == 42
+    for bad in ("", "!!!", common.cursor_for("following", 42), common.cursor_for("followers", "-1")):
         with pytest.raises(InvalidInput):
-            service.decode_seq_cursor("followers", bad)
+            common.seq_after("followers", bad)
 
 
 class _PgError(Exception):
@@ -64,7 +64,7 @@ class _PgError(Exception):
 async def test_deadlock_victims_are_retried() -> None:
     calls: list[int] = []
 
-    @service.retry_transaction
+    @common.retry_transaction
     async def flaky(fail_times: int, sqlstate: str = "40P01") -> str:
         calls.append(1)
         if len(calls) <= fail_times:

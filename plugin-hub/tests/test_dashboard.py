@@ -66,7 +66,7 @@ async def test_snapshot_shows_the_fleet_supervisor_while_it_runs(quark: QuarkTes
     from quark_hub.dashboard import snapshot
 
     svc = await start_hub(quark, tmp_path)
-    rt: HubRuntime = svc.ctx.extras["hub"]
+    rt: HubRuntime = svc.ctx.runtime
     assert (await snapshot(rt))["supervisor"] is None
     children = {"blog": {"state": "backoff", "pid": None, "restarts": 2, "last_exit": -9},
                 "traefik": {"state": "running", "pid": 4242, "restarts": 0, "last_exit": None}}

@@ -180,8 +180,8 @@ def with_credentials(url: str, user: str, password: str) -> str:
     out = []
     for part in url.split(","):
         p = urlsplit(part.strip())
-        host = p.hostname or "127.0.0.1"
-        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}" + (f":{p.port}" if p.port else "")
+        hostport = p.netloc.rpartition("@")[2] or "127.0.0.1"  # keeps IPv6 brackets and the port as written
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{hostport}"
         out.append(urlunsplit((p.scheme, netloc, p.path, p.query, p.fragment)))
     return ",".join(out)
 
@@ -194,7 +194,7 @@ def redact(url: str) -> str:
         if p.password is None:
             out.append(part.strip())
             continue
-        netloc = f"{p.username}:***@{p.hostname}" + (f":{p.port}" if p.port else "")
+        netloc = f"{p.username}:***@{p.netloc.rpartition('@')[2]}"
         out.append(urlunsplit((p.scheme, netloc, p.path, p.query, p.fragment)))
     return ",".join(out)
 

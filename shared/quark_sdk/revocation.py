@@ -24,6 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from quark_sdk.errors import ServiceUnavailable
 from quark_sdk.tasks import cancel_and_wait
 
 log = logging.getLogger("quark.revocation")
@@ -86,12 +87,13 @@ class RevokedSubjects:
         return _revoked(self._revoked.get(subject), issued_at)
 
     async def is_revoked_now(self, subject: str, issued_at: Any) -> bool:
-        """From Valkey: for writes, exact the moment the auth module has answered."""
+        """From Valkey: for writes, exact the moment the auth module has answered. When Valkey cannot answer,
+        the write is refused (503, retry later) rather than judged by a list that may have missed a change."""
         try:
             score = await self.redis.zscore(self.key, subject)
-        except RedisError:
-            # Valkey down: the in-memory list still stands; writes need their database anyway.
-            return self.is_revoked(subject, issued_at)
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable("cannot check the account's standing right now; try again shortly",
+                                     retry_after=1) from exc
         if score is None:
             self._revoked.pop(subject, None)
             return False
@@ -143,9 +145,10 @@ class RevokedSubjects:
                             next_reload = time.monotonic() + self.refresh_interval
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # never leave the list unfollowed: a dead task would accept revoked tokens
                 if not warned:
-                    log.warning("revocation list: Valkey unavailable (%s); keeping the last list and retrying", exc)
+                    log.warning("revocation list: cannot follow it (%s: %s); keeping the last list and retrying",
+                                type(exc).__name__, exc)
                     warned = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -178,9 +178,12 @@ class Supervisor:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Readers (quark-manager.sh) never see a half-written file."""
+    """Readers (quark-manager.sh) never see a half-written file; only the owner reads it (the station's state
+    carries each module's NATS URL, credentials included)."""
     import json
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(data, indent=2))
     os.replace(tmp, path)

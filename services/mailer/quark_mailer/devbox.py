@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
@@ -16,14 +16,15 @@ from markupsafe import Markup
 
 from quark_mailer.pages import page
 from quark_mailer.settings import MailerSettings
-from quark_sdk.app import Context
+from quark_sdk.app import SettingsDep
 from quark_sdk.devmail import Mailbox
 from quark_sdk.errors import NotFound
 
+Settings = Annotated[MailerSettings, SettingsDep]
 
-def dev_only(ctx: Context) -> None:
+
+async def dev_only(settings: Settings) -> None:
     """Production has no dev mailbox: every path under /dev/mail is a 404 there."""
-    settings = cast(MailerSettings, ctx.settings)
     if settings.env == "prod" or not settings.dev_mailbox:
         raise NotFound("no dev mailbox in production")
 
@@ -37,8 +38,8 @@ HTML_PART_CSP = "sandbox allow-popups allow-popups-to-escape-sandbox allow-top-n
                 "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
-def mailbox(ctx: Context) -> Mailbox:
-    return Mailbox(cast(MailerSettings, ctx.settings).data_dir / "mail")
+def mailbox(settings: MailerSettings) -> Mailbox:
+    return Mailbox(settings.data_dir / "mail")
 
 
 def linkify(text: str) -> Markup:
@@ -54,22 +55,22 @@ def linkify(text: str) -> Markup:
 
 
 @router.get("", response_class=HTMLResponse)
-async def list_mail(ctx: Context) -> Response:
-    box = mailbox(ctx)
+async def list_mail(settings: Settings) -> Response:
+    box = mailbox(settings)
     return page("mailbox.html", mails=box.list(), directory=str(box.directory))
 
 
 @router.get("/{mail_id}", response_class=HTMLResponse)
-async def show_mail(mail_id: str, ctx: Context) -> Response:
-    mail = mailbox(ctx).get(mail_id)
+async def show_mail(mail_id: str, settings: Settings) -> Response:
+    mail = mailbox(settings).get(mail_id)
     if mail is None:
         raise NotFound(f"no mail {mail_id} in the dev mailbox")
     return page("mail.html", mail=mail, text=linkify(mail.text))
 
 
 @router.get("/{mail_id}/html", response_class=HTMLResponse)
-async def show_mail_html(mail_id: str, ctx: Context) -> Response:
-    mail = mailbox(ctx).get(mail_id)
+async def show_mail_html(mail_id: str, settings: Settings) -> Response:
+    mail = mailbox(settings).get(mail_id)
     if mail is None or mail.html is None:
         raise NotFound(f"no HTML part of mail {mail_id} in the dev mailbox")
     return HTMLResponse(mail.html, headers={"Content-Security-Policy": HTML_PART_CSP, "Cache-Control": "no-store"})

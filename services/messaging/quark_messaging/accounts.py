@@ -64,6 +64,7 @@ async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     owned = list(
         await session.scalars(select(Member.conversation_id).where(Member.user_id == user_id, Member.role == "owner"))
     )
+    joined = list(await session.scalars(select(Member.conversation_id).where(Member.user_id == user_id)))
     await session.execute(
         text(
             "UPDATE conversations c SET member_count = member_count - 1 FROM members m "
@@ -76,7 +77,7 @@ async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
         heir = await session.scalar(
             select(Member)
             .where(Member.conversation_id == cid, Member.role != "subscriber")
-            .order_by((Member.role == "admin").desc(), Member.joined_at)
+            .order_by((Member.role == "admin").desc(), Member.joined_at, Member.user_id)
             .limit(1)
         )
         if heir is not None:
@@ -84,7 +85,9 @@ async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
         await session.execute(
             update(Conversation).where(Conversation.id == cid).values(owner_id=heir.user_id if heir else None)
         )
-    await session.execute(delete(Conversation).where(Conversation.member_count <= 0))
+    # Only the conversations this account was in: a drifted count elsewhere must never cost others their chats.
+    if joined:
+        await session.execute(delete(Conversation).where(Conversation.id.in_(joined), Conversation.member_count <= 0))
     await session.execute(delete(Notification).where(Notification.user_id == user_id))
     await session.execute(
         update(Notification)

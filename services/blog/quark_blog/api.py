@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from quark_blog import comments, feeds, moderation, service
-from quark_blog.common import require_user
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
     CategoryCreate,
@@ -42,16 +41,24 @@ from quark_blog.schemas import (
     TagPage,
 )
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, WritingUser, current_user, optional_user, require_role
-from quark_sdk.errors import InvalidInput
+from quark_sdk.auth import (
+    USER_TOKEN_REQUIRED,
+    OptionalUser,
+    Principal,
+    UserId,
+    UserPrincipal,
+    WritingUser,
+    current_user,
+    require_role,
+)
+from quark_sdk.errors import InvalidInput, PermissionDenied
+from quark_sdk.pagination import Cursor, Limit
 from quark_sdk.routing import GuardedRoute
 
 log = logging.getLogger("quark.blog")
 
 
 Runtime = Annotated[BlogRuntime, RuntimeDep]
-User = Annotated[Principal, Depends(current_user)]
-MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 Moderator = Annotated[Principal, Depends(require_role("moderator"))]
 
 
@@ -72,9 +79,6 @@ Writer = Annotated[Principal, Depends(writer)]
 ModeratorWriter = Annotated[Principal, Depends(moderating)]
 
 
-Reader = Annotated[Principal, Depends(current_user)]  # verified tokens are cached by the SDK verifier
-Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=4000)]
 PostId = Annotated[uuid.UUID, Path()]
 CommentId = Annotated[uuid.UUID, Path()]
 Username = Annotated[str, Path(min_length=1, max_length=64)]
@@ -83,6 +87,11 @@ posts = APIRouter(prefix="/api/v1/posts", tags=["posts"], route_class=GuardedRou
 feed = APIRouter(prefix="/api/v1/feed", tags=["feed"], route_class=GuardedRoute)
 comment_routes = APIRouter(prefix="/api/v1/comments", tags=["comments"], route_class=GuardedRoute)
 search = APIRouter(prefix="/api/v1/search", tags=["search"], route_class=GuardedRoute)
+
+
+def _viewer(user: Principal | None) -> str | None:
+    """The caller as a viewer id for reads: a user's id, or None (anonymous, or a module's token)."""
+    return user.subject if user is not None and user.is_user else None
 
 
 def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
@@ -101,7 +110,7 @@ async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSe
 @posts.get("", response_model=PostPage)
 async def list_posts(
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
     tag: Annotated[str | None, Query(max_length=60)] = None,
@@ -112,25 +121,25 @@ async def list_posts(
     if sum(x is not None for x in (tag, category, author)) > 1:
         raise InvalidInput("filter by one of tag, category, author")
     if tag is not None:
-        return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+        return _page(*await feeds.tag_timeline(session, _viewer(user), tag, limit, cursor))
     if category is not None:
-        return _page(*await feeds.category_timeline(session, user, category, limit, cursor))
+        return _page(*await feeds.category_timeline(session, _viewer(user), category, limit, cursor))
     if author is not None:
-        return _page(*await feeds.author_timeline(session, user, author, limit, cursor))
-    return _page(*await feeds.public_timeline(session, user, limit, cursor))
+        return _page(*await feeds.author_timeline(session, _viewer(user), author, limit, cursor))
+    return _page(*await feeds.public_timeline(session, _viewer(user), limit, cursor))
 
 
 @posts.get("/mine", response_model=MyPostPage)
 async def my_posts(
-    user: User,
+    user: UserPrincipal,
+    uid: UserId,
     session: DbSession,
     limit: Limit = 20,
     cursor: Cursor = None,
     status: Literal["draft", "scheduled", "published"] | None = None,
 ) -> dict[str, Any]:
     """The caller's own posts in every state (drafts, scheduled, published, hidden), newest first."""
-    uid = require_user(user)
-    rows, nxt = await feeds.my_posts(session, uid, status, limit, cursor)
+    rows, nxt = await feeds.my_posts(session, str(uid), status, limit, cursor)
     return _page([await service.post_out(session, user, p) for p in rows], nxt)
 
 
@@ -149,11 +158,11 @@ async def list_tags(
 async def posts_by_tag(
     tag: Annotated[str, Path(max_length=60)],
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+    return _page(*await feeds.tag_timeline(session, _viewer(user), tag, limit, cursor))
 
 
 @posts.get("/categories", response_model=CategoryPage)
@@ -171,24 +180,24 @@ async def create_category(body: CategoryCreate, user: ModeratorWriter, session: 
 async def posts_by_category(
     slug: Annotated[str, Path(max_length=64)],
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    return _page(*await feeds.category_timeline(session, user, slug, limit, cursor))
+    return _page(*await feeds.category_timeline(session, _viewer(user), slug, limit, cursor))
 
 
 @posts.get("/by/{username}", response_model=PostPage)
 async def blog_of(
-    username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None
+    username: Username, session: DbSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None
 ) -> dict[str, Any]:
     """A personal blog: the author's published posts the caller may see, newest first."""
-    return _page(*await feeds.author_timeline(session, user, username, limit, cursor))
+    return _page(*await feeds.author_timeline(session, _viewer(user), username, limit, cursor))
 
 
 @posts.get("/by/{username}/{slug}", response_model=PostOut)
 async def blog_post(
-    username: Username, slug: Annotated[str, Path(max_length=100)], session: DbSession, user: MaybeUser
+    username: Username, slug: Annotated[str, Path(max_length=100)], session: DbSession, user: OptionalUser
 ) -> dict[str, Any]:
     post = await service.get_post_by_slug(session, user, username, slug)
     return await service.post_out(session, user, post)
@@ -221,7 +230,7 @@ async def resolve_report(
 
 
 @posts.get("/{post_id}", response_model=PostOut)
-async def get_post(post_id: PostId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
+async def get_post(post_id: PostId, session: DbSession, user: OptionalUser) -> dict[str, Any]:
     post = await service.get_post(session, user, post_id)
     return await service.post_out(session, user, post)
 
@@ -284,7 +293,7 @@ async def report_post(
 
 
 @posts.get("/{post_id}/reactions", response_model=ReactionsOut)
-async def get_reactions(post_id: PostId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
+async def get_reactions(post_id: PostId, session: DbSession, user: OptionalUser) -> dict[str, Any]:
     return await service.reactions_of(session, user, post_id)
 
 
@@ -320,7 +329,7 @@ async def create_comment(
 
 @posts.get("/{post_id}/comments", response_model=CommentPage)
 async def list_comments(
-    post_id: PostId, session: DbSession, user: MaybeUser, limit: Limit = 50, cursor: Cursor = None
+    post_id: PostId, session: DbSession, user: OptionalUser, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
     """Comments in thread order (depth-first: each reply follows its parent), with `depth` and `parent_id`."""
     return _page(*await comments.list_comments(session, user, post_id, limit, cursor))
@@ -330,13 +339,15 @@ async def list_comments(
 
 
 @comment_routes.get("/mine", response_model=CommentPage)
-async def my_comments(user: User, session: DbSession, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+async def my_comments(
+    user: UserPrincipal, uid: UserId, session: DbSession, limit: Limit = 20, cursor: Cursor = None
+) -> dict[str, Any]:
     """The caller's own comments, newest first — including those orphaned on a deleted post."""
-    return _page(*await comments.my_comments(session, user, require_user(user), limit, cursor))
+    return _page(*await comments.my_comments(session, user, str(uid), limit, cursor))
 
 
 @comment_routes.get("/{comment_id}", response_model=CommentOut)
-async def get_comment(comment_id: CommentId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
+async def get_comment(comment_id: CommentId, session: DbSession, user: OptionalUser) -> dict[str, Any]:
     return await comments.get_comment(session, user, comment_id)
 
 
@@ -418,31 +429,33 @@ async def home(request: Request) -> Response:
     rt: BlogRuntime = request.app.state.quark.runtime
     user = await current_user(request)
     limit, cursor = _home_params(request)
-    items, nxt = await feeds.home_timeline(rt, require_user(user), limit, cursor)
+    if not user.is_user:
+        raise PermissionDenied(USER_TOKEN_REQUIRED)
+    items, nxt = await feeds.home_timeline(rt, user.subject, limit, cursor)
     return Response(content=feeds.page_json(items, nxt), media_type="application/json")
 
 
 @feed.get("/public", response_model=PostPage)
-async def public(session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
-    return _page(*await feeds.public_timeline(session, user, limit, cursor))
+async def public(session: DbSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+    return _page(*await feeds.public_timeline(session, _viewer(user), limit, cursor))
 
 
 @feed.get("/user/{username}", response_model=PostPage)
 async def user_feed(
-    username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None
+    username: Username, session: DbSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None
 ) -> dict[str, Any]:
-    return _page(*await feeds.author_timeline(session, user, username, limit, cursor))
+    return _page(*await feeds.author_timeline(session, _viewer(user), username, limit, cursor))
 
 
 @feed.get("/tag/{tag}", response_model=PostPage)
 async def tag_feed(
     tag: Annotated[str, Path(max_length=60)],
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+    return _page(*await feeds.tag_timeline(session, _viewer(user), tag, limit, cursor))
 
 
 # --------------------------------------------------------------------------- search
@@ -451,7 +464,7 @@ async def tag_feed(
 @search.get("", response_model=SearchPage)
 async def search_posts(
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     q: Annotated[str, Query(min_length=1, max_length=200)],
     tag: Annotated[str | None, Query(max_length=60)] = None,
     author: Annotated[str | None, Query(max_length=64)] = None,
@@ -467,7 +480,7 @@ async def search_posts(
     return _page(
         *await feeds.search_posts(
             session,
-            user,
+            _viewer(user),
             q=q,
             tag=tag,
             author=author,

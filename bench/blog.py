@@ -490,6 +490,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     "iat": now,
                     "exp": now + 7200,
                     "jti": uuid.uuid4().hex,
+                    "email_verified": True,  # verified accounts: writes need one (WritingUser's policy)
                 }
             )
             for i, u in enumerate(data["user_ids"])

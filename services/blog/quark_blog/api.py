@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from quark_blog import comments, feeds, moderation, service
-from quark_blog.common import require_user
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
     CategoryCreate,
@@ -44,16 +43,24 @@ from quark_blog.schemas import (
     TagPage,
 )
 from quark_sdk.app import DbSession, RuntimeDep
-from quark_sdk.auth import Principal, WritingUser, current_user, optional_user, require_role
-from quark_sdk.errors import InvalidInput
+from quark_sdk.auth import (
+    USER_TOKEN_REQUIRED,
+    OptionalUser,
+    Principal,
+    UserId,
+    UserPrincipal,
+    WritingUser,
+    current_user,
+    require_role,
+)
+from quark_sdk.errors import InvalidInput, PermissionDenied
+from quark_sdk.pagination import Cursor, Limit
 from quark_sdk.routing import GuardedRoute
 
 log = logging.getLogger("quark.blog")
 
 
 Runtime = Annotated[BlogRuntime, RuntimeDep]
-User = Annotated[Principal, Depends(current_user)]
-MaybeUser = Annotated[Principal | None, Depends(optional_user)]
 Moderator = Annotated[Principal, Depends(require_role("moderator"))]
 
 
@@ -74,9 +81,6 @@ Writer = Annotated[Principal, Depends(writer)]
 ModeratorWriter = Annotated[Principal, Depends(moderating)]
 
 
-Reader = Annotated[Principal, Depends(current_user)]  # verified tokens are cached by the SDK verifier
-Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=4000)]
 PostId = Annotated[uuid.UUID, Path()]
 CommentId = Annotated[uuid.UUID, Path()]
 Username = Annotated[str, Path(min_length=1, max_length=64)]
@@ -87,6 +91,11 @@ comment_routes = APIRouter(prefix="/api/v1/comments", tags=["comments"], route_c
 search = APIRouter(prefix="/api/v1/search", tags=["search"], route_class=GuardedRoute)
 
 
+def _viewer(user: Principal | None) -> str | None:
+    """The caller as a viewer id for reads: a user's id, or None (anonymous, or a module's token)."""
+    return user.subject if user is not None and user.is_user else None
+
+
 def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
     return {"items": items, "next_cursor": next_cursor}
 
@@ -95,9 +104,9 @@ def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
 
 
 @posts.post("", status_code=201, response_model=PostOut)
-async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSession) -> dict[str, Any]:
+async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.create_post(rt, session, user, body)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 @posts.post("/preview", response_model=PreviewOut)
@@ -110,37 +119,41 @@ async def preview(body: PreviewRequest, user: User, rt: Runtime) -> dict[str, An
 @posts.get("", response_model=PostPage)
 async def list_posts(
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
     tag: Annotated[str | None, Query(max_length=60)] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     author: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:
+) -> PostPage:
     """Public posts, newest first; or those of one tag, category or author."""
     if sum(x is not None for x in (tag, category, author)) > 1:
         raise InvalidInput("filter by one of tag, category, author")
     if tag is not None:
-        return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+        return PostPage.model_validate(_page(*await feeds.tag_timeline(session, _viewer(user), tag, limit, cursor)))
     if category is not None:
-        return _page(*await feeds.category_timeline(session, user, category, limit, cursor))
+        return PostPage.model_validate(
+            _page(*await feeds.category_timeline(session, _viewer(user), category, limit, cursor))
+        )
     if author is not None:
-        return _page(*await feeds.author_timeline(session, user, author, limit, cursor))
-    return _page(*await feeds.public_timeline(session, user, limit, cursor))
+        return PostPage.model_validate(
+            _page(*await feeds.author_timeline(session, _viewer(user), author, limit, cursor))
+        )
+    return PostPage.model_validate(_page(*await feeds.public_timeline(session, _viewer(user), limit, cursor)))
 
 
 @posts.get("/mine", response_model=MyPostPage)
 async def my_posts(
-    user: User,
+    user: UserPrincipal,
+    uid: UserId,
     session: DbSession,
     limit: Limit = 20,
     cursor: Cursor = None,
     status: Literal["draft", "scheduled", "published"] | None = None,
-) -> dict[str, Any]:
+) -> MyPostPage:
     """The caller's own posts in every state (drafts, scheduled, published, hidden), newest first."""
-    uid = require_user(user)
-    rows, nxt = await feeds.my_posts(session, uid, status, limit, cursor)
-    return _page([await service.post_out(session, user, p) for p in rows], nxt)
+    rows, nxt = await feeds.my_posts(session, str(uid), status, limit, cursor)
+    return MyPostPage.model_validate(_page([await service.post_out(session, user, p) for p in rows], nxt))
 
 
 @posts.get("/tags", response_model=TagPage)
@@ -149,58 +162,60 @@ async def list_tags(
     limit: Limit = 50,
     cursor: Cursor = None,
     prefix: Annotated[str | None, Query(max_length=40)] = None,
-) -> dict[str, Any]:
+) -> TagPage:
     """Tags with their number of listed public posts, most used first."""
-    return _page(*await feeds.list_tags(session, limit, cursor, prefix))
+    return TagPage.model_validate(_page(*await feeds.list_tags(session, limit, cursor, prefix)))
 
 
 @posts.get("/tags/{tag}", response_model=PostPage)
 async def posts_by_tag(
     tag: Annotated[str, Path(max_length=60)],
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> dict[str, Any]:
-    return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+) -> PostPage:
+    return PostPage.model_validate(_page(*await feeds.tag_timeline(session, _viewer(user), tag, limit, cursor)))
 
 
 @posts.get("/categories", response_model=CategoryPage)
-async def list_categories(session: DbSession, limit: Limit = 50, cursor: Cursor = None) -> dict[str, Any]:
-    return _page(*await feeds.list_categories(session, limit, cursor))
+async def list_categories(session: DbSession, limit: Limit = 50, cursor: Cursor = None) -> CategoryPage:
+    return CategoryPage.model_validate(_page(*await feeds.list_categories(session, limit, cursor)))
 
 
 @posts.post("/categories", status_code=201, response_model=CategoryOut)
-async def create_category(body: CategoryCreate, user: ModeratorWriter, session: DbSession) -> dict[str, Any]:
+async def create_category(body: CategoryCreate, user: ModeratorWriter, session: DbSession) -> CategoryOut:
     c = await service.create_category(session, body)
-    return {"slug": c.slug, "name": c.name, "description": c.description, "post_count": c.post_count}
+    return CategoryOut.model_validate(
+        {"slug": c.slug, "name": c.name, "description": c.description, "post_count": c.post_count}
+    )
 
 
 @posts.get("/categories/{slug}", response_model=PostPage)
 async def posts_by_category(
     slug: Annotated[str, Path(max_length=64)],
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> dict[str, Any]:
-    return _page(*await feeds.category_timeline(session, user, slug, limit, cursor))
+) -> PostPage:
+    return PostPage.model_validate(_page(*await feeds.category_timeline(session, _viewer(user), slug, limit, cursor)))
 
 
 @posts.get("/by/{username}", response_model=PostPage)
 async def blog_of(
-    username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None
-) -> dict[str, Any]:
+    username: Username, session: DbSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None
+) -> PostPage:
     """A personal blog: the author's published posts the caller may see, newest first."""
-    return _page(*await feeds.author_timeline(session, user, username, limit, cursor))
+    return PostPage.model_validate(_page(*await feeds.author_timeline(session, _viewer(user), username, limit, cursor)))
 
 
 @posts.get("/by/{username}/{slug}", response_model=PostOut)
 async def blog_post(
-    username: Username, slug: Annotated[str, Path(max_length=100)], session: DbSession, user: MaybeUser
-) -> dict[str, Any]:
+    username: Username, slug: Annotated[str, Path(max_length=100)], session: DbSession, user: OptionalUser
+) -> PostOut:
     post = await service.get_post_by_slug(session, user, username, slug)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 # --------------------------------------------------------------------------- moderation queue
@@ -213,34 +228,32 @@ async def moderation_queue(
     limit: Limit = 50,
     cursor: Cursor = None,
     status: Literal["open", "resolved"] = "open",
-) -> dict[str, Any]:
+) -> ReportPage:
     """Reports and automatic flags, oldest first, with the target's state and a preview."""
-    return _page(*await moderation.queue(session, limit, cursor, status))
+    return ReportPage.model_validate(_page(*await moderation.queue(session, limit, cursor, status)))
 
 
 @posts.post("/moderation/reports/{report_id}/resolve", response_model=ReportOut)
 async def resolve_report(
     report_id: uuid.UUID, body: ResolveRequest, user: ModeratorWriter, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
+) -> ReportOut:
     row = await moderation.resolve(rt, session, user, report_id, body.action, body.reason)
-    return moderation.report_out(row)
+    return ReportOut.model_validate(moderation.report_out(row))
 
 
 # --------------------------------------------------------------------------- posts: one
 
 
 @posts.get("/{post_id}", response_model=PostOut)
-async def get_post(post_id: PostId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
+async def get_post(post_id: PostId, session: DbSession, user: OptionalUser) -> PostOut:
     post = await service.get_post(session, user, post_id)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 @posts.patch("/{post_id}", response_model=PostOut)
-async def update_post(
-    post_id: PostId, body: PostUpdate, user: Writer, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
+async def update_post(post_id: PostId, body: PostUpdate, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.update_post(rt, session, user, post_id, body)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 @posts.delete("/{post_id}", status_code=204)
@@ -250,68 +263,72 @@ async def delete_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSes
 
 
 @posts.post("/{post_id}/publish", response_model=PostOut)
-async def publish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> dict[str, Any]:
+async def publish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.publish_post(rt, session, user, post_id)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/schedule", response_model=PostOut)
 async def schedule_post(
     post_id: PostId, body: ScheduleRequest, user: Writer, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
+) -> PostOut:
     post = await service.schedule_post(rt, session, user, post_id, body.at)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/unpublish", response_model=PostOut)
-async def unpublish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> dict[str, Any]:
+async def unpublish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.unpublish_post(rt, session, user, post_id)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/hide", response_model=PostOut)
 async def hide_post(
     post_id: PostId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
-) -> dict[str, Any]:
+) -> PostOut:
     post = await service.moderate_post(rt, session, user, post_id, hidden=True, reason=body.reason if body else None)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/restore", response_model=PostOut)
 async def restore_post(
     post_id: PostId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
-) -> dict[str, Any]:
+) -> PostOut:
     post = await service.moderate_post(rt, session, user, post_id, hidden=False, reason=body.reason if body else None)
-    return await service.post_out(session, user, post)
+    return PostOut.model_validate(await service.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/report", status_code=201, response_model=ReportOut)
-async def report_post(
-    post_id: PostId, body: ReportCreate, user: Writer, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
-    return moderation.report_out(await moderation.report(rt, session, user, "post", post_id, body.reason))
+async def report_post(post_id: PostId, body: ReportCreate, user: Writer, rt: Runtime, session: DbSession) -> ReportOut:
+    return ReportOut.model_validate(
+        moderation.report_out(await moderation.report(rt, session, user, "post", post_id, body.reason))
+    )
 
 
 @posts.get("/{post_id}/reactions", response_model=ReactionsOut)
-async def get_reactions(post_id: PostId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
-    return await service.reactions_of(session, user, post_id)
+async def get_reactions(post_id: PostId, session: DbSession, user: OptionalUser) -> ReactionsOut:
+    return ReactionsOut.model_validate(await service.reactions_of(session, user, post_id))
 
 
 @posts.post("/{post_id}/reactions", status_code=201, response_model=ReactionsOut)
 async def add_reaction(
     post_id: PostId, body: ReactionRequest, user: Writer, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
+) -> ReactionsOut:
     """One reaction of each kind per user; reacting twice with the same kind is a 409."""
     counts = await service.add_reaction(rt, session, user, post_id, body.kind)
-    return {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
+    return ReactionsOut.model_validate(
+        {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
+    )
 
 
 @posts.delete("/{post_id}/reactions/{kind}", response_model=ReactionsOut)
 async def remove_reaction(
     post_id: PostId, kind: Annotated[str, Path(max_length=20)], user: Writer, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
+) -> ReactionsOut:
     counts = await service.remove_reaction(rt, session, user, post_id, kind)
-    return {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
+    return ReactionsOut.model_validate(
+        {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
+    )
 
 
 async def _mine(session: DbSession, post_id: uuid.UUID, user: Principal) -> list[str]:
@@ -322,39 +339,41 @@ async def _mine(session: DbSession, post_id: uuid.UUID, user: Principal) -> list
 @posts.post("/{post_id}/comments", status_code=201, response_model=CommentOut)
 async def create_comment(
     post_id: PostId, body: CommentCreate, user: Writer, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
+) -> CommentOut:
     c = await comments.create_comment(rt, session, user, post_id, body)
-    return await comments.get_comment(session, user, c.id)
+    return CommentOut.model_validate(await comments.get_comment(session, user, c.id))
 
 
 @posts.get("/{post_id}/comments", response_model=CommentPage)
 async def list_comments(
-    post_id: PostId, session: DbSession, user: MaybeUser, limit: Limit = 50, cursor: Cursor = None
-) -> dict[str, Any]:
+    post_id: PostId, session: DbSession, user: OptionalUser, limit: Limit = 50, cursor: Cursor = None
+) -> CommentPage:
     """Comments in thread order (depth-first: each reply follows its parent), with `depth` and `parent_id`."""
-    return _page(*await comments.list_comments(session, user, post_id, limit, cursor))
+    return CommentPage.model_validate(_page(*await comments.list_comments(session, user, post_id, limit, cursor)))
 
 
 # --------------------------------------------------------------------------- comments
 
 
 @comment_routes.get("/mine", response_model=CommentPage)
-async def my_comments(user: User, session: DbSession, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
+async def my_comments(
+    user: UserPrincipal, uid: UserId, session: DbSession, limit: Limit = 20, cursor: Cursor = None
+) -> CommentPage:
     """The caller's own comments, newest first — including those orphaned on a deleted post."""
-    return _page(*await comments.my_comments(session, user, require_user(user), limit, cursor))
+    return CommentPage.model_validate(_page(*await comments.my_comments(session, user, str(uid), limit, cursor)))
 
 
 @comment_routes.get("/{comment_id}", response_model=CommentOut)
-async def get_comment(comment_id: CommentId, session: DbSession, user: MaybeUser) -> dict[str, Any]:
-    return await comments.get_comment(session, user, comment_id)
+async def get_comment(comment_id: CommentId, session: DbSession, user: OptionalUser) -> CommentOut:
+    return CommentOut.model_validate(await comments.get_comment(session, user, comment_id))
 
 
 @comment_routes.patch("/{comment_id}", response_model=CommentOut)
 async def update_comment(
     comment_id: CommentId, body: CommentUpdate, user: Writer, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
+) -> CommentOut:
     await comments.update_comment(rt, session, user, comment_id, body)
-    return await comments.get_comment(session, user, comment_id)
+    return CommentOut.model_validate(await comments.get_comment(session, user, comment_id))
 
 
 @comment_routes.delete("/{comment_id}", status_code=204)
@@ -366,24 +385,26 @@ async def delete_comment(comment_id: CommentId, user: Writer, rt: Runtime, sessi
 @comment_routes.post("/{comment_id}/hide", response_model=CommentOut)
 async def hide_comment(
     comment_id: CommentId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
-) -> dict[str, Any]:
+) -> CommentOut:
     await comments.moderate_comment(rt, session, user, comment_id, hidden=True, reason=body.reason if body else None)
-    return await comments.get_comment(session, user, comment_id)
+    return CommentOut.model_validate(await comments.get_comment(session, user, comment_id))
 
 
 @comment_routes.post("/{comment_id}/restore", response_model=CommentOut)
 async def restore_comment(
     comment_id: CommentId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
-) -> dict[str, Any]:
+) -> CommentOut:
     await comments.moderate_comment(rt, session, user, comment_id, hidden=False, reason=body.reason if body else None)
-    return await comments.get_comment(session, user, comment_id)
+    return CommentOut.model_validate(await comments.get_comment(session, user, comment_id))
 
 
 @comment_routes.post("/{comment_id}/report", status_code=201, response_model=ReportOut)
 async def report_comment(
     comment_id: CommentId, body: ReportCreate, user: Writer, rt: Runtime, session: DbSession
-) -> dict[str, Any]:
-    return moderation.report_out(await moderation.report(rt, session, user, "comment", comment_id, body.reason))
+) -> ReportOut:
+    return ReportOut.model_validate(
+        moderation.report_out(await moderation.report(rt, session, user, "comment", comment_id, body.reason))
+    )
 
 
 # --------------------------------------------------------------------------- feeds
@@ -427,31 +448,33 @@ async def home(request: Request) -> Response:
     rt: BlogRuntime = request.app.state.quark.runtime
     user = await current_user(request)
     limit, cursor = _home_params(request)
-    items, nxt = await feeds.home_timeline(rt, require_user(user), limit, cursor)
+    if not user.is_user:
+        raise PermissionDenied(USER_TOKEN_REQUIRED)
+    items, nxt = await feeds.home_timeline(rt, user.subject, limit, cursor)
     return Response(content=feeds.page_json(items, nxt), media_type="application/json")
 
 
 @feed.get("/public", response_model=PostPage)
-async def public(session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None) -> dict[str, Any]:
-    return _page(*await feeds.public_timeline(session, user, limit, cursor))
+async def public(session: DbSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None) -> PostPage:
+    return PostPage.model_validate(_page(*await feeds.public_timeline(session, _viewer(user), limit, cursor)))
 
 
 @feed.get("/user/{username}", response_model=PostPage)
 async def user_feed(
-    username: Username, session: DbSession, user: MaybeUser, limit: Limit = 20, cursor: Cursor = None
-) -> dict[str, Any]:
-    return _page(*await feeds.author_timeline(session, user, username, limit, cursor))
+    username: Username, session: DbSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None
+) -> PostPage:
+    return PostPage.model_validate(_page(*await feeds.author_timeline(session, _viewer(user), username, limit, cursor)))
 
 
 @feed.get("/tag/{tag}", response_model=PostPage)
 async def tag_feed(
     tag: Annotated[str, Path(max_length=60)],
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> dict[str, Any]:
-    return _page(*await feeds.tag_timeline(session, user, tag, limit, cursor))
+) -> PostPage:
+    return PostPage.model_validate(_page(*await feeds.tag_timeline(session, _viewer(user), tag, limit, cursor)))
 
 
 # --------------------------------------------------------------------------- search
@@ -460,7 +483,7 @@ async def tag_feed(
 @search.get("", response_model=SearchPage)
 async def search_posts(
     session: DbSession,
-    user: MaybeUser,
+    user: OptionalUser,
     q: Annotated[str, Query(min_length=1, max_length=200)],
     tag: Annotated[str | None, Query(max_length=60)] = None,
     author: Annotated[str | None, Query(max_length=64)] = None,
@@ -469,22 +492,24 @@ async def search_posts(
     until: datetime | None = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> dict[str, Any]:
+) -> SearchPage:
     """Full-text search over title (weight A), tags (B) and body (C); ranked, with highlighted snippets.
 
     Filters: `tag`, `category`, `author` (username), `since`/`until` (published time)."""
-    return _page(
-        *await feeds.search_posts(
-            session,
-            user,
-            q=q,
-            tag=tag,
-            author=author,
-            since=since,
-            until=until,
-            limit=limit,
-            cursor=cursor,
-            category=category,
+    return SearchPage.model_validate(
+        _page(
+            *await feeds.search_posts(
+                session,
+                _viewer(user),
+                q=q,
+                tag=tag,
+                author=author,
+                since=since,
+                until=until,
+                limit=limit,
+                cursor=cursor,
+                category=category,
+            )
         )
     )
 

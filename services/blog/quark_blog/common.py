@@ -1,13 +1,8 @@
-"""Small pieces shared by the service modules: cursors, tag rules, SQL fragments, row mapping."""
+"""Small pieces shared by the service modules: tag rules, SQL fragments, row mapping (cursors: quark_sdk.pagination)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
 import re
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,13 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_blog.models import Post
 from quark_blog.visibility import counted_publicly
 from quark_sdk.auth import Principal
-from quark_sdk.errors import InvalidInput, PermissionDenied
+from quark_sdk.errors import InvalidInput
 
 TAG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
 MEDIA_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 CATEGORY_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MODERATOR = "moderator"
-MAX_CURSOR_INT = 2**53  # exact in a double; as µs since the epoch: years 1685 to 2255
 
 # -- SQL fragments over `posts p JOIN authors a` ------------------------------------------------
 
@@ -52,12 +46,6 @@ def is_moderator(principal: Principal | None) -> bool:
     return principal is not None and principal.kind == "user" and principal.has_role(MODERATOR)
 
 
-def require_user(principal: Principal) -> str:
-    if principal.kind != "user":
-        raise PermissionDenied("a user token is required")
-    return principal.subject
-
-
 # -- text PostgreSQL can store -----------------------------------------------------------------------
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -76,45 +64,6 @@ def all_storable(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return all(all_storable(v) for v in value)
     return True
-
-
-# -- cursors -------------------------------------------------------------------------------------
-
-
-def encode_cursor(*parts: Any) -> str:
-    raw = orjson.dumps([p if not isinstance(p, uuid.UUID) else str(p) for p in parts])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
-    """Parse a cursor made by `encode_cursor` whose parts have the given types; 422 otherwise."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        parts = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-        if not isinstance(parts, list) or len(parts) != len(shape):
-            raise ValueError("shape")
-        out: list[Any] = []
-        for value, kind in zip(parts, shape, strict=True):
-            if kind is uuid.UUID:
-                out.append(uuid.UUID(value))
-            elif kind is int:
-                # Bounded so that every use (a bigint, a time in µs, a Redis score) stays exact and in range.
-                if not isinstance(value, int) or isinstance(value, bool) or abs(value) > MAX_CURSOR_INT:
-                    raise ValueError("int")
-                out.append(value)
-            elif kind is float:
-                if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                    raise ValueError("float")
-                out.append(float(value))
-            elif kind is str:
-                if not isinstance(value, str) or len(value) > 4000 or not storable(value):
-                    raise ValueError("str")
-                out.append(value)
-            else:
-                raise ValueError("kind")
-        return out
-    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error, json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidInput("cursor is not valid", field="cursor") from exc
 
 
 # -- input rules -----------------------------------------------------------------------------------
@@ -225,11 +174,3 @@ def summary_from_values(values: Sequence[Any]) -> dict[str, Any]:
         "comment_count": comment_count,
         "reactions": {k: v for k, v in reactions.items() if v},
     }
-
-
-def page_of(items: list[Any], limit: int, cursor_of: Any) -> tuple[list[Any], str | None]:
-    """Given up to limit+1 items, the page and the cursor of its last item when more follow."""
-    if len(items) > limit:
-        page = items[:limit]
-        return page, cursor_of(page[-1])
-    return items, None

@@ -16,13 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_blog.common import (
     SUMMARY_COLUMNS,
     SUMMARY_FROM,
-    decode_cursor,
-    encode_cursor,
     normalize_tag_param,
-    page_of,
     summary_from_row,
     summary_from_values,
-    viewer_id,
 )
 from quark_blog.models import SEARCH_CONFIG, Category, Post, Tag
 from quark_blog.runtime import BlogRuntime
@@ -36,8 +32,8 @@ from quark_blog.visibility import (
     post_listed_sql,
     reaches_followers_sql,
 )
-from quark_sdk.auth import Principal
 from quark_sdk.errors import InvalidInput, NotFound
+from quark_sdk.pagination import decode_cursor, encode_cursor, page_of
 
 Page = tuple[list[dict[str, Any]], str | None]
 
@@ -68,38 +64,34 @@ def _visible(viewer: str | None) -> str:
     return f"{listed_sql()} AND {can_see_sql(':viewer' if viewer else None)}"
 
 
-async def public_timeline(session: AsyncSession, principal: Principal | None, limit: int, cursor: str | None) -> Page:
-    viewer = viewer_id(principal)
+async def public_timeline(session: AsyncSession, viewer: str | None, limit: int, cursor: str | None) -> Page:
     where = in_public_timeline_sql(":viewer" if viewer else None)
     return await _listing(session, where, {"viewer": viewer or ""}, limit, cursor)
 
 
 async def author_timeline(
-    session: AsyncSession, principal: Principal | None, username: str, limit: int, cursor: str | None
+    session: AsyncSession, viewer: str | None, username: str, limit: int, cursor: str | None
 ) -> Page:
     author = await find_author(session, username)
-    viewer = viewer_id(principal)
     where = f"p.author_id = :author AND {_visible(viewer)}"
     return await _listing(session, where, {"author": author.user_id, "viewer": viewer or ""}, limit, cursor)
 
 
 async def tag_timeline(
-    session: AsyncSession, principal: Principal | None, tag: str, limit: int, cursor: str | None
+    session: AsyncSession, viewer: str | None, tag: str, limit: int, cursor: str | None
 ) -> Page:
     name = normalize_tag_param(tag)
     if await session.get(Tag, name) is None:
         raise NotFound(f"unknown tag {name!r}")
-    viewer = viewer_id(principal)
     where = f"p.tags @> ARRAY[CAST(:tag AS varchar)] AND {_visible(viewer)}"
     return await _listing(session, where, {"tag": name, "viewer": viewer or ""}, limit, cursor)
 
 
 async def category_timeline(
-    session: AsyncSession, principal: Principal | None, slug: str, limit: int, cursor: str | None
+    session: AsyncSession, viewer: str | None, slug: str, limit: int, cursor: str | None
 ) -> Page:
     if await session.get(Category, slug) is None:
         raise NotFound(f"unknown category {slug[:64]!r}")
-    viewer = viewer_id(principal)
     where = f"p.category = :cat AND {_visible(viewer)}"
     return await _listing(session, where, {"cat": slug, "viewer": viewer or ""}, limit, cursor)
 
@@ -314,7 +306,7 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
 
 async def search_posts(
     session: AsyncSession,
-    principal: Principal | None,
+    viewer: str | None,
     *,
     q: str,
     tag: str | None,
@@ -328,7 +320,6 @@ async def search_posts(
     query = " ".join(q.split())
     if not query:
         raise InvalidInput("q is empty", field="q")
-    viewer = viewer_id(principal)
     params: dict[str, Any] = {"q": query, "viewer": viewer or "", "lim": limit + 1, "opts": _SNIPPET_OPTS}
     where = [listed_sql(), can_see_sql(":viewer" if viewer else None), "p.search @@ query"]
     if tag:

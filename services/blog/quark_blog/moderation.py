@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog import render
 from quark_blog.comments import set_comment_hidden
-from quark_blog.common import decode_cursor, encode_cursor, page_of
 from quark_blog.models import Comment, Post, Report
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import ModerationFlagged, PostReported
@@ -20,6 +19,7 @@ from quark_blog.timeline import from_score, score_of
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, NotFound
 from quark_sdk.outbox import add_event
+from quark_sdk.pagination import decode_cursor, encode_cursor, page_of
 
 Target = Literal["post", "comment"]
 

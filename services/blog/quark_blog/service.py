@@ -24,7 +24,6 @@ from quark_blog.common import (
     ensure_tags,
     is_moderator,
     normalize_tags,
-    require_user,
     viewer_id,
 )
 from quark_blog.models import Author, Category, Post, PostStats, Reaction
@@ -52,7 +51,7 @@ from quark_sdk.outbox import add_event
 
 async def ensure_author(session: AsyncSession, principal: Principal) -> Author:
     """The caller's author row (created from the token if no event has seeded it yet); 403 when suspended."""
-    uid = require_user(principal)
+    uid = principal.subject  # a user: the route took WritingUser
     author = await session.get(Author, uid)
     if author is None:
         username = (principal.username or uid)[:64]
@@ -243,7 +242,7 @@ async def create_post(rt: BlogRuntime, session: AsyncSession, principal: Princip
 
 async def _lock_own_post(session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> Post:
     """The caller's post, row-locked; 404 when it does not exist (or is not visible), 403 when not theirs."""
-    uid = require_user(principal)
+    uid = principal.subject  # a user: the route took WritingUser
     post = await session.scalar(select(Post).where(Post.id == post_id, Post.deleted_at.is_(None)).with_for_update())
     if post is None:
         raise NotFound("post not found")
@@ -620,7 +619,7 @@ async def remove_reaction(
 ) -> dict[str, int]:
     if kind not in REACTION_KINDS:
         raise InvalidInput(f"unknown reaction {kind[:20]!r}", field="kind")
-    uid = require_user(principal)
+    uid = principal.subject  # a user: the route took WritingUser
     async with session.begin():
         post = await session.get(Post, post_id)
         if post is None or post.deleted_at is not None:

@@ -19,9 +19,6 @@ class BlogSettings(ServiceSettings):
     max_comment_chars: int = Field(default=10_000, ge=10, le=1_000_000)  # a comment body (source): 413
     event_body_text_max: int = Field(default=20_000, ge=100, le=1_000_000)  # body_text carried by events
 
-    # -- listings
-    max_page_size: int = Field(default=100, ge=1, le=1000)
-
     # -- home timelines (Redis sorted sets, fan-out on write)
     timeline_cap: int = Field(default=800, ge=10, le=100_000)  # entries kept per user
     timeline_ttl: int = Field(default=7 * 86400, ge=60)  # an unread timeline expires (cold -> database)

@@ -199,3 +199,30 @@ async def test_stale_entries_inside_a_page_are_skipped_without_gaps(blog: Blog) 
     visible = [p for p in newest_first if p not in stale]
     for limit in (1, 2, 3, 4, 20):
         assert await _all_pages(blog, bob, limit) == visible, limit
+
+
+async def test_home_bytes_validate_against_the_declared_response_model(blog: Blog) -> None:
+    """The home route writes its JSON by hand; the bytes must be exactly what its declared response_model
+    (PostPage) describes: valid in strict mode, with no key the model does not name, cursor included."""
+    from quark_blog.api import feed
+    from quark_blog.schemas import PostPage
+
+    (route,) = [r for r in feed.routes if getattr(r, "path", None) == "/api/v1/feed/home"]
+    assert getattr(route, "response_model", None) is PostPage
+    alice, bob = blog.person("alice"), blog.person("bob")
+    await blog.register(alice)
+    await blog.register(bob)
+    await blog.follow(bob, alice)
+    posts = [await blog.post(alice, f"Post {i}", tags=["t"], media_ids=["m1"]) for i in range(3)]
+    await blog.fanned_out(posts[-1]["id"])
+    resp = await blog.client.get("/api/v1/feed/home", params={"limit": 2}, headers=bob.headers)
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
+    page = PostPage.model_validate_json(resp.content, strict=True)
+    assert len(page.items) == 2 and page.next_cursor
+    raw = resp.json()
+    assert set(raw) == set(PostPage.model_fields)
+    item_fields = set(PostPage.model_fields["items"].annotation.__args__[0].model_fields)  # type: ignore[union-attr]
+    assert all(set(item) == item_fields for item in raw["items"])
+    nxt = await blog.client.get("/api/v1/feed/home", params={"cursor": page.next_cursor}, headers=bob.headers)
+    last = PostPage.model_validate_json(nxt.content, strict=True)
+    assert [str(i.id) for i in [*page.items, *last.items]] == [p["id"] for p in reversed(posts)]

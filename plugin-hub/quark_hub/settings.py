@@ -70,9 +70,11 @@ class HubSettings(ServiceSettings):
     # Crash -> no 502 storm (docs/fault-tolerance.md): Traefik probes each server every second, takes one out
     # after `traefik_passive_failures` failed requests within the window, retries idempotent requests.
     traefik_health_interval: str = Field(default="1s", pattern=r"^\d+(ms|s|m)$")
-    traefik_health_timeout: str = Field(default="800ms", pattern=r"^\d+(ms|s|m)$")
+    # A crashed process refuses connections at once, so a long timeout costs nothing there; a short one took
+    # the only instance of a module out whenever a loaded machine answered /health late ("no available server").
+    traefik_health_timeout: str = Field(default="3s", pattern=r"^\d+(ms|s|m)$")
     traefik_passive_window: str = Field(default="5s", pattern=r"^\d+(ms|s|m)$")
-    traefik_passive_failures: int = Field(default=1, ge=1, le=100)
+    traefik_passive_failures: int = Field(default=2, ge=1, le=100)
     traefik_retry_attempts: int = Field(default=3, ge=1, le=10)
     # The paths of the hub's own public router (see PUBLIC_PATHS); everything else stays internal.
     traefik_public_paths: list[str] = Field(default_factory=lambda: list(PUBLIC_PATHS), max_length=64)

@@ -64,17 +64,18 @@ class Api:
 
     async def request(self, method: str, path: str, *, token: str | None = None, json: Any = None,
                       params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-                      files: Any = None, data: Any = None) -> Any:
+                      files: Any = None, data: Any = None, timeout: float | None = None) -> Any:
         hdrs = dict(headers or {})
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
         module = module_of(path)
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
+            extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
             resp = await self.client.request(method, path, json=json, params=clean, headers=hdrs, files=files,
-                                             data=data)
+                                             data=data, **extra)
         except httpx.HTTPError as exc:
-            log.warning("%s %s: %s is unreachable: %s", method, path, module, exc)
+            log.warning("%s %s: %s is unreachable: %r", method, path, module, exc)
             raise ModuleDown(503, {"title": "Service unavailable", "detail": str(exc)}, module) from None
         if resp.status_code >= 400:
             try:

@@ -103,7 +103,7 @@ class Page:
     _new_nonce: bool = False
 
     @classmethod
-    async def open(cls, rt: WebRuntime, request: Request) -> Page:
+    async def open(cls, rt: WebRuntime, request: Request, *, with_session: bool = True) -> Page:
         cookies = request.cookies
         nonce = cookies.get(CSRF_COOKIE) or ""
         new_nonce = len(nonce) < 20 or len(nonce) > 100
@@ -113,11 +113,11 @@ class Page:
         page = cls(rt=rt, request=request, lang=negotiate(cookies.get(LANG_COOKIE),
                                                            request.headers.get("accept-language")),
                    theme=theme if theme in THEMES else "", csrf_nonce=nonce, _new_nonce=new_nonce)
-        flash = cookies.get(FLASH_COOKIE)
+        flash = cookies.get(FLASH_COOKIE) if with_session else None
         if flash:
             page.flash = flash if flash in errors.FLASHES else None
             page.set_cookie(FLASH_COOKIE, None)
-        sid = cookies.get(rt.settings.cookie_name)
+        sid = cookies.get(rt.settings.cookie_name) if with_session else None
         if sid and 20 <= len(sid) <= 100:
             sess = await rt.sessions.load(sid)
             if sess is not None:
@@ -267,7 +267,8 @@ class WebRoute(APIRoute):
 
         async def wrapped(request: Request) -> Response:
             rt = runtime(request)
-            page = await Page.open(rt, request)
+            # Static files need no session (and must not each trigger a token refresh).
+            page = await Page.open(rt, request, with_session=not request.url.path.startswith("/static/"))
             request.state.page = page
             if request.method not in SAFE_METHODS and not await page.csrf_ok():
                 return page.finish(page.error_page(403, errors.CSRF_FAILED))

@@ -14,6 +14,7 @@ class WebSettings(ServiceSettings):
     # Where the pages call the other modules (their public APIs). Defaults to gateway_url.
     api_url: str | None = None
     api_timeout: float = Field(default=10.0, gt=0, le=120)
+    upload_timeout: float = Field(default=120.0, gt=0, le=600)  # forwarding an image to media
 
     # The session cookie: an opaque random id; the tokens stay in Valkey. `Secure` unless set off (plain
     # http in development): by default on in prod, off in dev and test.

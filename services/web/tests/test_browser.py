@@ -224,8 +224,7 @@ def _write_with_image(p: Pages, image: Path) -> None:
     p.fill("#f-body", "A *cold* and **clear** evening.\n")
     p.wait_until(lambda: "<strong>clear</strong>" in p.css("#preview").get_attribute("innerHTML"),
                  "the live preview (rendered by the blog)")
-    p.css("#f-image").send_keys(str(image))
-    p.wait("#thumbs img", timeout=60)
+    _upload(p, image)
     assert p.css("#upload-progress").get_attribute("value") == "100"
     assert "/variants/medium" in p.css("#f-body").get_attribute("value")
     assert p.css("input[name=media_ids]").get_attribute("value")
@@ -241,8 +240,7 @@ def _write_with_image(p: Pages, image: Path) -> None:
     p.wait("#f-body")
     p.fill("#f-title", "Northern light")
     p.fill("#f-body", "A *cold* and **clear** evening.\n")
-    p.css("#f-image").send_keys(str(image))
-    p.wait("#thumbs img", timeout=60)
+    _upload(p, image)
     p.fill("#f-tags", "sky, evening")
     p.css("button[value=publish]").click()
     p.wait("article.post")
@@ -253,6 +251,16 @@ def _write_with_image(p: Pages, image: Path) -> None:
                  "the image loaded in the post")
     og = p.css("meta[property='og:image']").get_attribute("content")
     assert og.startswith(p.base + "/api/v1/media/") and og.endswith("/variants/medium")
+
+
+def _upload(p: Pages, image: Path) -> None:
+    from selenium.common.exceptions import TimeoutException
+
+    p.css("#f-image").send_keys(str(image))
+    try:
+        p.wait("#thumbs img", timeout=60)
+    except TimeoutException:
+        raise AssertionError(f"no thumbnail; the editor says: {p.css('#upload-status').text!r}") from None
 
 
 def _comment_and_react(p: Pages) -> None:

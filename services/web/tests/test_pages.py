@@ -297,3 +297,18 @@ async def test_a_module_that_is_down_shows_a_degraded_section(station: Station) 
     assert post.status_code == 503 and "not available right now" in post.text
     ru = await b.get("/drafts", headers={"Accept-Language": "ru"})
     assert ru.status_code == 503 and "Эта часть станции сейчас недоступна" in ru.text
+
+
+async def test_schedule_a_post_from_the_editor(station: Station) -> None:
+    """The editor's local date-time plus the browser's UTC offset (getTimezoneOffset) becomes a UTC schedule."""
+    b = station.browser()
+    await sign_up(station, b, "fay", verify=False)
+    await b.get("/write")
+    missing = await b.post("/write", {"title": "Later", "body": "Soon.", "action": "schedule", "scheduled_at": ""})
+    assert missing.status_code == 422 and 'aria-invalid="true"' in missing.text
+    saved = await b.post("/write", {"title": "Later", "body": "Soon.", "visibility": "followers",
+                                    "scheduled_at": "2099-01-02T03:04", "tz_offset": "-180", "action": "schedule"})
+    assert saved.status_code == 303 and saved.headers["location"] == "/drafts"
+    listing = await b.get("/drafts?status=scheduled")
+    assert "Later" in listing.text and "2099-01-02 00:04" in listing.text  # 03:04 at UTC+3
+    assert "Later" not in (await b.get("/explore")).text

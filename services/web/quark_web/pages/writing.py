@@ -74,7 +74,7 @@ async def upload(request: Request, file: UploadFile) -> Response:
     if len(data) > page.rt.settings.max_upload_bytes:
         return JSONResponse({"message": _(errors.BY_STATUS[413])}, status_code=413)
     try:
-        media = await page.call("POST", MEDIA, params={"purpose": "post"},
+        media = await page.call("POST", MEDIA, params={"purpose": "post"}, timeout=page.rt.settings.upload_timeout,
                                 files={"file": (file.filename or "image", data,
                                                 file.content_type or "application/octet-stream")})
     except ApiError as exc:

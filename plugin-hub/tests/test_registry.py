@@ -205,18 +205,16 @@ async def test_route_prefix_owned_by_another_module_is_a_conflict(quark: QuarkTe
     await register(svc, manifest("feeds", api=["/api/v1/postsfeed"]), "http://127.0.5.2:80")
 
 
-async def test_only_one_module_may_be_the_fallback(quark: QuarkTestEnv, tmp_path: Path) -> None:
-    """`exposes.fallback` (every unclaimed path, the web client) belongs to one module, like a prefix."""
+async def test_only_one_module_may_be_the_catch_all(quark: QuarkTestEnv, tmp_path: Path) -> None:
+    """`/` in `exposes.api` (every unclaimed path, the web client) belongs to one module, like a prefix."""
     svc = await start_hub(quark, tmp_path)
-    web = manifest("web", api=["/api/v1/web"], port=3008)
-    web["exposes"]["fallback"] = True
+    web = manifest("web", api=["/api/v1/web", "/"], port=3008)
     await register(svc, web, "http://127.0.5.8:3008")
     before = await registry_state(svc.client)
-    other = manifest("site", api=["/api/v1/site"])
-    other["exposes"]["fallback"] = True
+    other = manifest("site", api=["/api/v1/site", "/"])
     resp = await svc.client.post(REGISTER, json=registration(other, "http://127.6.6.6:80"))
     assert resp.status_code == 409, resp.text
-    assert resp.json()["errors"][0]["field"] == "manifest.exposes.fallback"
+    assert resp.json()["errors"][0]["field"] == "manifest.exposes.api"
     assert await registry_state(svc.client) == before
     # A second instance of the same module is not a conflict.
     await register(svc, web, "http://127.0.5.9:3008")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from blog_testkit import Blog, assert_problem
@@ -196,7 +197,7 @@ async def test_write_rate_limit(quark: Any) -> None:
     from quark_blog.app import module
 
     svc = await quark.start(module, write_rate_limit=3)
-    headers = quark.bearer(quark.user_token("u1", username="u1"))
+    headers = quark.bearer(quark.user_token(str(uuid.uuid4()), username="u1"))  # subjects are uuids (UserId)
     codes = [
         (await svc.client.post("/api/v1/posts", json={"title": "t", "body": "b"}, headers=headers)).status_code
         for _ in range(4)

@@ -179,15 +179,16 @@ async def test_the_proxy_relays_messages_live_between_two_people(live: Live) -> 
     message_id = int(sent.headers["X-Message-Id"])
     got = await b.wait_for("message", lambda f: f["message"]["id"] == message_id)
     assert got["message"]["body"] == "Hello <Bob>" and got["message"]["conversation_id"] == chat_id
-    # Bob answers through the socket (the proxy forwards his frames), types, and reads.
+    # Bob reads it, types and answers through the socket (the proxy forwards his frames).
+    await b.send({"type": "read", "conversation_id": chat_id, "seq": got["message"]["seq"]})
+    receipt = await a.wait_for("read")
+    assert receipt["seq"] == got["message"]["seq"] and receipt["conversation_id"] == chat_id
     await b.send({"type": "typing", "conversation_id": chat_id})
     assert (await a.wait_for("typing"))["conversation_id"] == chat_id
     await b.send({"type": "send", "conversation_id": chat_id, "body": "Hi Alice", "ref": "r1"})
     ack = await b.wait_for("ack", lambda f: f.get("ref") == "r1")
     reply = await a.wait_for("message", lambda f: f["message"]["body"] == "Hi Alice")
     assert reply["message"]["id"] == ack["message_id"]
-    await b.send({"type": "read", "conversation_id": chat_id, "seq": reply["message"]["seq"]})
-    assert (await a.wait_for("read"))["seq"] == reply["message"]["seq"]
     # Alice edits and deletes her message with the page's forms; Bob sees both live.
     edited = await alice.htmx(f"/messages/{chat_id}/m/{message_id}/edit", {"body": "Hello, Bob"})
     assert edited.status_code == 200 and "Hello, Bob" in edited.text and "edited" in edited.text

@@ -21,8 +21,8 @@ from webkit import Browser, Station, sign_up, start_station, wait_profile
 
 from quark_sdk.embedded import free_port
 from quark_sdk.testing import QuarkTestEnv, eventually
-from quark_web.socket import Tickets
 from quark_web.sessions import digest
+from quark_web.socket import Tickets
 
 
 @dataclass

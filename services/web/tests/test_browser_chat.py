@@ -102,6 +102,13 @@ def _ben_follows_and_ada_sees_the_badge(a: Any, b: Any, ada: Person, ben: Person
     a.go("/settings/profile")
     a.wait("#f-display_name")
     a.check("settings")
+    a.go(f"/people/{ada.username}/followers")
+    a.wait("#people")
+    assert f"@{ben.username}" in a.css("#people").text
+    a.check("followers")
+    a.go("/settings/requests")
+    a.wait("main h1")
+    a.check("requests")
 
 
 def _chat(a: Any, b: Any, ben: Person) -> None:

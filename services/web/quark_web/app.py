@@ -16,13 +16,14 @@ from quark_web.bff import router as bff_router
 from quark_web.pages import routers as page_routers
 from quark_web.runtime import build_runtime
 from quark_web.settings import WebSettings
+from quark_web.socket import router as socket_router
 
 module = QuarkModule(
     name="web",
     settings_cls=WebSettings,
     root=Path(__file__).resolve().parent.parent,
     runtime=build_runtime,
-    routers=[bff_router, *page_routers],
+    routers=[bff_router, socket_router, *page_routers],
     title="Quark web client",
 )
 

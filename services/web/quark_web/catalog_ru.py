@@ -1,6 +1,8 @@
 """Russian catalogue of the pages (English text -> Russian). tests/test_i18n.py checks that every
 string the templates and the error messages use is here."""
 
+from quark_web.catalog_ru_social import RU_SOCIAL
+
 RU: dict[str, str] = {
     # layout, navigation
     "Quark: blogs and conversations.": "Quark: блоги и общение.",
@@ -237,3 +239,4 @@ RU: dict[str, str] = {
     "medium": "средний",
     "long": "длинный",
 }
+RU.update(RU_SOCIAL)  # the social, messenger and PWA pages

@@ -66,6 +66,13 @@ FLASHES: dict[str, str] = {
     "draft-rejected": "The draft is rejected.",
     "draft-approved": "The draft is now a post draft in your blog. Review it and publish when ready.",
     "verify-sent": "We sent you a new confirmation link.",
+    # social and messenger
+    "profile-saved": "Your profile is saved.",
+    "avatar-pending": "The image is uploaded; your new avatar shows as soon as it is processed.",
+    "avatar-removed": "The avatar is removed.",
+    "request-accepted": "The follow request is accepted.",
+    "request-declined": "The follow request is declined.",
+    "notifications-read": "All notifications are marked as read.",
 }
 
 

@@ -38,8 +38,19 @@ class WebSettings(ServiceSettings):
     page_size: int = Field(default=10, ge=1, le=50)
     max_upload_bytes: int = Field(default=10 * 1_048_576, ge=1024, le=200 * 1_048_576)
 
+    # The messaging module's WebSocket the web module proxies (the browser never holds the token);
+    # unset: API_URL with ws:// or wss:// and /api/v1/messages/ws.
+    messaging_ws_url: str | None = Field(default=None, pattern=r"^wss?://[^\s]+$")
+
     def secure_cookies(self) -> bool:
         return self.env == "prod" if self.cookie_secure is None else self.cookie_secure
 
     def api_base(self) -> str:
         return (self.api_url or self.gateway_url).rstrip("/")
+
+    def messaging_ws(self) -> str:
+        if self.messaging_ws_url:
+            return self.messaging_ws_url
+        base = self.api_base()
+        return ("wss://" + base[len("https://"):] if base.startswith("https://")
+                else "ws://" + base.removeprefix("http://")) + "/api/v1/messages/ws"

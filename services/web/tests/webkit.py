@@ -109,7 +109,7 @@ class Station:
 
 
 async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool = True, with_ai: bool = False,
-                        web_settings: dict[str, Any] | None = None) -> Station:
+                        with_messaging: bool = False, web_settings: dict[str, Any] | None = None) -> Station:
     modules: dict[str, RunningModule] = {}
     modules["auth"] = await quark.start(auth_module, data_dir=tmp_path / "auth", **AUTH_FAST)
     modules["user"] = await quark.start(user_module)
@@ -121,11 +121,15 @@ async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool
         from quark_ai.app import module as ai_module
 
         modules["ai"] = await quark.start(ai_module, provider="local", corpus_refresh=0.0)
+    if with_messaging:
+        from quark_messaging.app import module as messaging_module
+
+        modules["messaging"] = await quark.start(messaging_module, ws_heartbeat_interval=5.0)
     modules["web"] = await quark.start(web_module, **(web_settings or {}))
     mounted = []
     for name, m in modules.items():
         exposes = m.ctx.manifest.exposes
-        mounted.append(MountedModule(name, m.app, tuple(exposes.api), fallback=exposes.fallback))
+        mounted.append(MountedModule(name, m.app, tuple(exposes.api)))
     gateway = EmbeddedGateway(mounted)
     station = Station(quark, modules, gateway)
     # Every module trusts what auth signs (its JWKS through the gateway), as in a real station.
@@ -143,7 +147,7 @@ async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool
     web.api.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url=BASE, timeout=30)
     if with_ai:
         modules["ai"].ctx.runtime.blog_http = station.api()  # the AI module reaches the blog via the gateway
-    for name in ("user", "blog"):
+    for name in ("user", "blog", *(["messaging"] if with_messaging else [])):
         for runner in modules[name].ctx.consumers:
             await eventually(lambda r=runner: r.ready.is_set(), what=f"{name} consumer subscribed")
     return station

@@ -5,6 +5,7 @@ Order matters only for the last one: `site.fallback` answers every path nobody e
 
 from fastapi import APIRouter
 
-from quark_web.pages import auth, reading, site, writing
+from quark_web.pages import auth, messenger, pwa, reading, site, social, writing
 
-routers: list[APIRouter] = [site.router, auth.router, writing.router, reading.router, site.fallback]
+routers: list[APIRouter] = [site.router, auth.router, writing.router, reading.router, social.router,
+                             messenger.router, pwa.router, site.fallback]

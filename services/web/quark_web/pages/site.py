@@ -47,11 +47,8 @@ async def switch_theme(request: Request, to: Annotated[str, Query(max_length=8)]
     raise Redirect(safe_next(next))
 
 
-# Areas built on this skeleton next (messenger, notifications, profile and settings, console).
+# Areas built on this skeleton next (the moderation / admin console).
 PLACEHOLDERS = {
-    "/messages": "Messages",
-    "/notifications": "Notifications",
-    "/settings/profile": "Profile settings",
     "/console": "Console",
 }
 

@@ -109,11 +109,11 @@ async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSe
     return PostOut.model_validate(await service.post_out(session, user, post))
 
 
-@posts.post("/preview", response_model=PreviewOut)
-async def preview(body: PreviewRequest, user: User, rt: Runtime) -> dict[str, Any]:
+@posts.post("/preview")
+async def preview(body: PreviewRequest, user: UserPrincipal, rt: Runtime) -> PreviewOut:
     """The body rendered by the same Markdown + sanitiser as a saved post (for editors' live preview);
     nothing is stored. 413 past `max_body_chars`."""
-    return {"body_html": service.render_preview(body.body, body.format, rt.settings.max_body_chars)}
+    return PreviewOut(body_html=service.render_preview(body.body, body.format, rt.settings.max_body_chars))
 
 
 @posts.get("", response_model=PostPage)

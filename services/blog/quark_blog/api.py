@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from quark_blog import comments, feeds, moderation, service
+from quark_blog import categories, comments, feeds, moderation, reactions, service
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
     CategoryCreate,
@@ -185,7 +185,7 @@ async def list_categories(session: DbSession, limit: Limit = 50, cursor: Cursor 
 
 @posts.post("/categories", status_code=201, response_model=CategoryOut)
 async def create_category(body: CategoryCreate, user: ModeratorWriter, session: DbSession) -> CategoryOut:
-    c = await service.create_category(session, body)
+    c = await categories.create_category(session, body)
     return CategoryOut.model_validate(
         {"slug": c.slug, "name": c.name, "description": c.description, "post_count": c.post_count}
     )
@@ -307,7 +307,7 @@ async def report_post(post_id: PostId, body: ReportCreate, user: Writer, rt: Run
 
 @posts.get("/{post_id}/reactions", response_model=ReactionsOut)
 async def get_reactions(post_id: PostId, session: DbSession, user: OptionalUser) -> ReactionsOut:
-    return ReactionsOut.model_validate(await service.reactions_of(session, user, post_id))
+    return ReactionsOut.model_validate(await reactions.reactions_of(session, user, post_id))
 
 
 @posts.post("/{post_id}/reactions", status_code=201, response_model=ReactionsOut)
@@ -315,7 +315,7 @@ async def add_reaction(
     post_id: PostId, body: ReactionRequest, user: Writer, rt: Runtime, session: DbSession
 ) -> ReactionsOut:
     """One reaction of each kind per user; reacting twice with the same kind is a 409."""
-    counts = await service.add_reaction(rt, session, user, post_id, body.kind)
+    counts = await reactions.add_reaction(rt, session, user, post_id, body.kind)
     return ReactionsOut.model_validate(
         {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
     )
@@ -325,14 +325,14 @@ async def add_reaction(
 async def remove_reaction(
     post_id: PostId, kind: Annotated[str, Path(max_length=20)], user: Writer, rt: Runtime, session: DbSession
 ) -> ReactionsOut:
-    counts = await service.remove_reaction(rt, session, user, post_id, kind)
+    counts = await reactions.remove_reaction(rt, session, user, post_id, kind)
     return ReactionsOut.model_validate(
         {"post_id": post_id, "counts": counts, "mine": await _mine(session, post_id, user)}
     )
 
 
 async def _mine(session: DbSession, post_id: uuid.UUID, user: Principal) -> list[str]:
-    mine: list[str] = (await service.reactions_of(session, user, post_id))["mine"]
+    mine: list[str] = (await reactions.reactions_of(session, user, post_id))["mine"]
     return mine
 
 

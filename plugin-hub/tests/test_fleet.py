@@ -70,7 +70,12 @@ async def test_sigkilled_module_goes_unhealthy_leaves_routing_and_redocks(quark:
         await eventually(redocked, timeout=30, what="restarted module re-docked")
         sample_docks = [e for e in await tap.events(".docked") if e.data["module"] == "sample"]
         assert len(sample_docks) == 2 and sample_docks[1].data["instance_id"] != sample_id
-        gone = [e for e in await tap.events(".undocked") if e.data["instance_id"] == sample_id]
+        async def old_instance_gone() -> list[Any] | None:
+            got = [e for e in await tap.events(".undocked") if e.data["instance_id"] == sample_id]
+            return got or None
+
+        # The event leaves through the hub's outbox: it may arrive just after the new instance shows.
+        gone = await eventually(old_instance_gone, timeout=15, what="the killed instance's undocked event")
         # Exactly once: replaced by the new process at its address, or swept if its lease ran out first.
         assert len(gone) == 1 and gone[0].data["reason"] in ("replaced", "lease_expired")
         assert await routed() == {"hub": [hub.url], "sample": [sample.url], "echo": [echo.url]}

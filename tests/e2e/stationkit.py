@@ -143,14 +143,14 @@ class Station:
 
     def url(self, path: str) -> str:
         """Every request goes through the station's one port (Traefik in fleet mode)."""
-        if not any(path == p or path.startswith((p + "/", p + "?")) for p, _ in self.prefixes):
+        if not any(p == "/" or path == p or path.startswith((p + "/", p + "?")) for p, _ in self.prefixes):
             raise KeyError(f"no module serves {path}")
         return self.base + path
 
     def module_url(self, path: str) -> str:
         """The URL of the module that serves `path`, bypassing any gateway."""
         for prefix, name in self.prefixes:
-            if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "?"):
+            if prefix == "/" or path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "?"):
                 return self.modules[name] + path
         raise KeyError(f"no module serves {path}")
 

@@ -171,6 +171,11 @@ class Stack:
         fleet_state = json.loads(state.read_text())
         self.modules, self.pids = fleet_state["modules"], fleet_state["pids"]
         self.nats_url = fleet_state["infra"]["QUARK_NATS_URL"]
+        users = data / "secrets" / "nats" / "users.json"
+        if users.exists():  # quark dev gives every module its own NATS user: this test acts as the operator
+            from quark_sdk.natsauth import OPERATOR_USER, with_credentials
+
+            self.nats_url = with_credentials(self.nats_url, OPERATOR_USER, json.loads(users.read_text())[OPERATOR_USER])
         for url in self.modules.values():
             wait_until(lambda u=url: _get_ok(u + "/health/ready"), timeout=120, what=f"{url} ready")
 

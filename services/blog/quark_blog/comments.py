@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_blog import render
 from quark_blog.common import is_moderator, viewer_id
 from quark_blog.models import Author, Comment, Post
+from quark_blog.reactions import _post_for_interaction
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
     CommentCreate,
@@ -25,7 +26,7 @@ from quark_blog.schemas import (
     CommentUpdate,
     CommentUpdated,
 )
-from quark_blog.service import _post_for_interaction, ensure_author, get_post, render_checked, under_moderation
+from quark_blog.service import ensure_author, get_post, render_checked, under_moderation
 from quark_blog.timeline import from_score, score_of
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, InvalidInput, NotFound, PermissionDenied

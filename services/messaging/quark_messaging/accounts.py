@@ -77,7 +77,7 @@ async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
         heir = await session.scalar(
             select(Member)
             .where(Member.conversation_id == cid, Member.role != "subscriber")
-            .order_by((Member.role == "admin").desc(), Member.joined_at, Member.user_id)
+            .order_by((Member.role == "admin").desc(), Member.joined_at)
             .limit(1)
         )
         if heir is not None:

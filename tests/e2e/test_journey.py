@@ -174,6 +174,8 @@ async def test_register_verify_2fa_profile_follow_publish_timeline_interact_dele
             comment = (await c.post(f"/api/v1/posts/{post['id']}/comments", bob,
                                     json={"body": "Curiouser and curiouser!"}, expect=201)).json()
             note = (await alice_live.next("notification"))["notification"]
+            while note["kind"] != "comment":  # the earlier follow's notification may still be on its way
+                note = (await alice_live.next("notification"))["notification"]
             assert note["kind"] == "comment" and note["actor_id"] == bob.id
             await c.post(f"/api/v1/posts/{post['id']}/reactions", bob, json={"kind": "like"}, expect=201)
             await c.post(f"/api/v1/posts/{post['id']}/reactions", bob, json={"kind": "like"}, expect=409)

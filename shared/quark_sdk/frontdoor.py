@@ -175,6 +175,8 @@ class Gateway:
         import httpx
 
         resp = httpx.get(self.admin_url + "/api/http/services", timeout=2)
+        if resp.status_code == 404:  # Traefik answers before its API router is loaded: nothing routed yet
+            return {}
         resp.raise_for_status()
         out: dict[str, list[str]] = {}
         for svc in resp.json():

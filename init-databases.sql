@@ -136,3 +136,17 @@ CREATE ROLE quark_mailer WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERI
 CREATE DATABASE "mailer" WITH OWNER quark_mailer ENCODING 'UTF8' TEMPLATE template0;
 REVOKE ALL ON DATABASE "mailer" FROM PUBLIC;
 GRANT CONNECT, TEMPORARY ON DATABASE "mailer" TO quark_mailer;
+
+-- ------------------------------------------------------------------ moderation
+\getenv quark_password QUARK_MODERATION_DB_PASSWORD
+\if :{?quark_password}
+\else
+  \warn 'init-databases.sql: QUARK_MODERATION_DB_PASSWORD is not set'
+  DO $$ BEGIN RAISE EXCEPTION 'environment variable QUARK_MODERATION_DB_PASSWORD is not set'; END $$;
+\endif
+CREATE ROLE quark_moderation WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS
+    CONNECTION LIMIT 100 PASSWORD :'quark_password';
+\unset quark_password
+CREATE DATABASE "moderation" WITH OWNER quark_moderation ENCODING 'UTF8' TEMPLATE template0;
+REVOKE ALL ON DATABASE "moderation" FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE "moderation" TO quark_moderation;

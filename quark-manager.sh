@@ -14,11 +14,48 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PROG="quark-manager.sh"
 
-# Docking order of the modules (quark_sdk.cli.START_ORDER), and the infrastructure they stand on.
-MODULES=(hub auth user media blog messaging ai mailer web)
+# The modules are the manifests of the tree (plugin-hub/ and services/*/module-manifest.yaml), in docking order
+# (quark_sdk.cli.START_ORDER first, then the others by name): a module made by `quark create` is known at once.
+# Each module with a database has a one-shot `<module>-migrate` job.
+START_ORDER=(hub auth user media blog messaging ai mailer moderation web)
+# Pure bash (no sed/grep: the script must run, and explain itself, on a bare PATH).
+manifest_name() {
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [[ "$line" =~ ^name:[[:space:]]*([a-z0-9-]+) ]]; then
+      printf '%s\n' "${BASH_REMATCH[1]}"
+      return 0
+    fi
+  done <"$1"
+}
+manifest_has_database() {
+  local line
+  while IFS= read -r line || [ -n "$line" ]; do
+    [[ "$line" =~ ^(requires:.*|[[:space:]]+)database:[[:space:]]*true ]] && return 0
+  done <"$1"
+  return 1
+}
+MODULES=()
+DB_MODULES=()
+discover_modules() {
+  local found=() f name
+  for f in "$ROOT/plugin-hub/module-manifest.yaml" "$ROOT"/services/*/module-manifest.yaml; do
+    [ -f "$f" ] || continue
+    name="$(manifest_name "$f")"
+    [ -n "$name" ] || continue
+    found+=("$name")
+    if manifest_has_database "$f"; then DB_MODULES+=("$name"); fi
+  done
+  for name in "${START_ORDER[@]}"; do
+    contains "$name" "${found[@]+"${found[@]}"}" && MODULES+=("$name")
+  done
+  for name in "${found[@]+"${found[@]}"}"; do # services/* globs in name order
+    contains "$name" "${START_ORDER[@]}" || MODULES+=("$name")
+  done
+  return 0
+}
 INFRA=(postgres redis nats minio vault otel-collector tempo loki prometheus grafana traefik mailpit)
-JOBS=(minio-init vault-init hub-migrate auth-migrate user-migrate media-migrate blog-migrate messaging-migrate
-  ai-migrate mailer-migrate ollama-pull)
+JOBS=(minio-init vault-init)
 OPTIONAL=(ollama)
 
 LOG_FILE="${QUARK_MANAGER_LOG:-$ROOT/logs/quark-manager.log}"
@@ -614,6 +651,12 @@ confirm() {
 main() {
   parse_args "$@"
   setup_colors
+  discover_modules
+  local m
+  for m in "${MODULES[@]+"${MODULES[@]}"}"; do
+    if contains "$m" "${DB_MODULES[@]+"${DB_MODULES[@]}"}"; then JOBS+=("$m-migrate"); fi
+  done
+  JOBS+=(ollama-pull)
   [ -n "$COMMAND" ] || COMMAND="help"
   case "$COMMAND" in
     help)

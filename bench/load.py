@@ -13,6 +13,12 @@ data directory, seeded through the public API (register, log in, follow, publish
     .venv/bin/python bench/load.py                  # both modes, steps of 6 s
     .venv/bin/python bench/load.py --quick          # embedded only, smaller seed, short steps
     .venv/bin/python bench/load.py --mode fleet
+    .venv/bin/python bench/load.py --mode embedded --profile 100   # one 20 s step at 100/s under py-spy
+
+`--profile RATE` skips the sweep: after seeding, one step runs at RATE while `py-spy record` samples every
+station process (`pip install py-spy`; written to --profile-dir as collapsed stacks) and PostgreSQL counts
+statements (pg_stat_statements, loaded into the embedded server for that run); the report prints where
+the CPU went per process and the statements by total time.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ STATION_ENV = {
     "QUARK_AUTH_REGISTER_IP_LIMIT": "100000", "QUARK_AUTH_LOGIN_IP_LIMIT": "100000",
     # Rate limits are per user and tested elsewhere; the load test measures throughput, not the limiter.
     "QUARK_BLOG_WRITE_RATE_LIMIT": "1000000", "QUARK_MESSAGING_MESSAGE_RATE_LIMIT": "1000000",
+    # Seeded accounts have no mailbox to verify; the policy check (one claim lookup) still runs on every write.
+    "QUARK_REQUIRE_VERIFIED_TO_WRITE": "false",
 }
 
 
@@ -73,7 +81,7 @@ class Station:
         self.bases: dict[str, str] = {}
         self.prefixes: list[tuple[str, str]] = []
 
-    def start(self) -> None:
+    def start(self, extra_env: dict[str, str] | None = None) -> None:
         from quark_sdk.cli import installed_modules
         from quark_sdk.embedded import parent_death_signal
 
@@ -81,7 +89,7 @@ class Station:
         cmd = [str(VENV_BIN / "quark"), "dev", "--port", str(self.port), "--data-dir", str(self.root)]
         if self.mode == "fleet":
             cmd += ["--fleet", "--free-ports"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("QUARK_")} | STATION_ENV
+        env = {k: v for k, v in os.environ.items() if not k.startswith("QUARK_")} | STATION_ENV | (extra_env or {})
         log = self.root / "station.log"
         # SIGINT (a clean stop) if this benchmark dies: a killed run must not leave a station behind.
         self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
@@ -370,6 +378,106 @@ def start_hello(root: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("hello world baseline did not start")
 
 
+
+# ----------------------------------------------------------------------------- profiling
+
+
+PROFILE_PG_ARGS = "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+
+
+async def pg_stats(station: Station, reset: bool) -> list[dict[str, Any]]:
+    import asyncpg
+
+    infra = json.loads(next(station.root.rglob("infra.json")).read_text())
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{infra['ports']['postgres']}/postgres")
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if reset:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return []
+        rows = await conn.fetch(
+            "SELECT d.datname, s.calls, s.total_exec_time, s.mean_exec_time, s.rows, s.query "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "ORDER BY s.total_exec_time DESC LIMIT 25")
+        return [dict(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+async def pg_sessions(station: Station) -> dict[str, int]:
+    """Connections opened so far per database (`pg_stat_database.sessions`): pool churn shows here."""
+    import asyncpg
+
+    infra = json.loads(next(station.root.rglob("infra.json")).read_text())
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{infra['ports']['postgres']}/postgres")
+    try:
+        rows = await conn.fetch("SELECT datname, sessions FROM pg_stat_database WHERE datname IS NOT NULL")
+        return {r["datname"]: int(r["sessions"]) for r in rows}
+    finally:
+        await conn.close()
+
+
+def summarize_profile(path: Path, top: int = 25) -> None:
+    """Collapsed py-spy stacks → samples per process, and the hottest frames (self and inclusive)."""
+    per_proc: dict[str, int] = {}
+    self_time: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not count_s.isdigit():
+            continue
+        count = int(count_s)
+        frames = stack.split(";")
+        proc = frames[0] if frames and frames[0].startswith("process ") else "process ?"
+        proc = " ".join(proc.split()[:3])[:90]
+        per_proc[proc] = per_proc.get(proc, 0) + count
+        total += count
+        self_time[frames[-1]] = self_time.get(frames[-1], 0) + count
+        for frame in set(frames[1:]):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    print(f"\nprofile: {total} samples (100/s per busy thread) in {path}")
+    for name, n in sorted(per_proc.items(), key=lambda x: -x[1]):
+        print(f"  {n:>7} {100 * n / max(total, 1):5.1f}%  {name}")
+    print("hottest frames, self:")
+    for name, n in sorted(self_time.items(), key=lambda x: -x[1])[:top]:
+        print(f"  {n:>7} {100 * n / max(total, 1):5.1f}%  {name[:150]}")
+    print("hottest frames, inclusive:")
+    for name, n in sorted(inclusive.items(), key=lambda x: -x[1])[:top * 2]:
+        print(f"  {n:>7} {100 * n / max(total, 1):5.1f}%  {name[:150]}")
+
+
+def profile_step(station: Station, ops: list[Op], rate: float, seconds: float, connections: int,
+                 out_dir: Path) -> dict[str, Any]:
+    """One step at `rate` with py-spy on the station (its children included) and statement statistics."""
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stacks = out_dir / f"{station.mode}-{int(rate)}.txt"
+    asyncio.run(pg_stats(station, reset=True))
+    sessions_before = asyncio.run(pg_sessions(station))
+    spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    assert station.proc is not None
+    recorder = subprocess.Popen([spy, "record", "--pid", str(station.proc.pid), "--subprocesses", "--nonblocking",
+                                 "--rate", "100", "--format", "raw", "--output", str(stacks),
+                                 "--duration", str(int(seconds))], stdout=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches to every process first
+    result = run_step(ops, rate, connections)
+    recorder.wait()
+    statements = asyncio.run(pg_stats(station, reset=False))
+    sessions_after = asyncio.run(pg_sessions(station))
+    summarize_profile(stacks)
+    opened = {db: n - sessions_before.get(db, 0) for db, n in sessions_after.items()
+              if n - sessions_before.get(db, 0) > 0 and db != "postgres"}
+    print("\nPostgreSQL connections opened during the step (pg_stat_database.sessions): "
+          + (", ".join(f"{db} {n}" for db, n in sorted(opened.items())) or "none"))
+    print("\nPostgreSQL statements by total time (pg_stat_statements, this step):")
+    for r in statements:
+        query = " ".join(r["query"].split())[:110]
+        print(f"  {r['total_exec_time']:>9.1f} ms {r['calls']:>7} calls {r['mean_exec_time']:>7.3f} ms/call "
+              f"{r['datname']:<10} {query}")
+    return result
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -416,16 +524,21 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--profile", type=float, metavar="RATE", help="one profiled step at RATE req/s (no sweep)")
+    parser.add_argument("--profile-seconds", type=float, default=20.0)
+    parser.add_argument("--profile-dir", type=Path, default=Path("bench-profiles"))
     args = parser.parse_args()
     modes = ["embedded"] if args.quick and args.mode == "both" else (["embedded", "fleet"] if args.mode == "both"
                                                                       else [args.mode])
     users, follows, posts = (30, 10, 100) if args.quick else (200, 20, 1000)
     seconds = 3.0 if args.quick else args.seconds
-    rates = [25, 50, 100, 200, 300, 400, 600, 800, 1200, 1600]
+    rates: list[float] = [25, 50, 100, 200, 300, 400, 600, 800, 1200, 1600]
     print(f"load test: {users} users x {follows} follows, {posts} seed posts; steps of {seconds:.0f} s; "
           f"{os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory(prefix="quark-load-") as tmp:
         root = Path(tmp)
+        if args.profile:
+            return profile_main(args, modes, root, users, follows, posts)
         hello, hello_port = start_hello(root)
         try:
             hello_url = f"http://127.0.0.1:{hello_port}/"
@@ -453,6 +566,34 @@ def main() -> int:
                 report(mode, rows, base_rows)
             finally:
                 station.stop()
+    return 0
+
+
+def mix_urls(station: Station, seeded: Seeded) -> dict[str, str]:
+    urls = {"home": station.url("/api/v1/feed/home?limit=20"),
+            "user": station.url("/api/v1/feed/user/") + "{username}?limit=20",
+            "compose": station.url("/api/v1/posts")}
+    if seeded.has_messaging:
+        urls["message"] = station.url("/api/v1/chats/") + "{chat}/messages"
+    return urls
+
+
+def profile_main(args: argparse.Namespace, modes: list[str], root: Path, users: int, follows: int,
+                 posts: int) -> int:
+    for mode in modes:
+        station = Station(mode, root)
+        station.start({"QUARK_EMBEDDED_POSTGRES_ARGS": PROFILE_PG_ARGS})
+        try:
+            seeded = asyncio.run(seed(station, users, follows, posts))
+            ops = plan(seeded, mix_urls(station, seeded), int(args.profile * args.profile_seconds), random.Random(11))
+            result = profile_step(station, ops, args.profile, args.profile_seconds, args.connections, args.profile_dir)
+            print(f"\n{mode} at {args.profile:.0f}/s: achieved {result['achieved']:.1f}/s p50 {result['p50']:.1f} "
+                  f"p99 {result['p99']:.1f} ms errors {result['errors']}")
+            for k, v in result["ops"].items():
+                print(f"  {k:<8} n={v['n']} p50={v['p50']:.1f} p95={v['p95']:.1f} p99={v['p99']:.1f} "
+                      f"err={v['errors']}")
+        finally:
+            station.stop()
     return 0
 
 

@@ -3,7 +3,7 @@
 Run by the `vault-init` service of docker-compose.yml (in the hub image, which has the SDK and hvac) with the
 root token of the dev server; idempotent, so running it again changes nothing that exists.
 
-For every module M (hub, auth, user, media, blog, messaging, ai, mailer):
+For every module M (hub, auth, user, media, blog, messaging, ai, mailer, moderation):
 
 * policy ``quark-M``: read/write ``secret/data/quark/M/*`` and nothing else — a module cannot read
   another module's secrets;
@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-MODULES = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "mailer")
+MODULES = ("hub", "auth", "user", "media", "blog", "messaging", "ai", "mailer", "moderation")
 TOKEN_TTL = "1h"  # noqa: S105 - a duration, not a secret
 TOKEN_MAX_TTL = "24h"  # noqa: S105
 

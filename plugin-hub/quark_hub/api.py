@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote_plus
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from quark_hub import identity, service, traefik
+from quark_hub import identity, lifecycle, service, traefik
 from quark_hub.ratelimit import FixedWindow, client_address
 from quark_hub.runtime import HubRuntime
 from quark_hub.schemas import (
@@ -199,7 +199,10 @@ async def discovery(hub: Hub, name: NameQ = None, capability: CapabilityQ = [], 
 async def traefik_config(hub: Hub) -> JSONResponse:
     """Dynamic configuration for Traefik's HTTP provider (`providers.http.endpoint`)."""
     snap = await hub.store.snapshot()
-    return JSONResponse(traefik.build_config(snap.modules, hub.settings), headers={"Cache-Control": "no-store"})
+    states = await lifecycle.load_all(hub)  # disabled modules and retired versions get no routes
+    pools = {m.name: lifecycle.pools(m, states.get(m.name)) for m in snap.modules}
+    return JSONResponse(traefik.build_config(lifecycle.routed_modules(snap, states), hub.settings, pools),
+                        headers={"Cache-Control": "no-store"})
 
 
 # -- identity -----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from quark_hub import api, dashboard, identity, service
+from quark_hub import api, contracts_api, dashboard, identity, lifecycle_api, operator, service
 from quark_hub.models import Base
 from quark_hub.monitor import run_monitor
 from quark_hub.registry_store import RegistryStore
@@ -46,7 +46,7 @@ async def keep_self_docked(ctx: HubContext) -> None:
     rt = ctx.runtime
     if not rt.settings.self_dock:
         return
-    request = RegisterRequest(manifest=ctx.manifest, instance_url=rt.settings.public_instance_url(),
+    request = RegisterRequest(manifest=ctx.manifest.with_contracts(), instance_url=rt.settings.public_instance_url(),
                               health_url=ctx.health_url)
     while True:
         stop_if_cancelled()
@@ -80,7 +80,8 @@ module = QuarkModule(
     settings_cls=HubSettings,
     root=Path(__file__).resolve().parent.parent,
     runtime=build_runtime,
-    routers=[api.router, api.discovery_router, dashboard.router],
+    routers=[api.router, lifecycle_api.router, api.discovery_router, contracts_api.router, dashboard.router,
+             operator.router],
     metadata=Base.metadata,
     on_startup=[start_hub],
     on_shutdown=[stop_hub],

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quark_hub.lifecycle_schemas import lifecycle_summary
 from quark_hub.runtime import HubRuntime
 from quark_hub.schemas import ModuleDocked, ModuleHealthChanged, ModuleUndocked
 from quark_sdk.events import CloudEvent, EventPayload
@@ -30,6 +31,9 @@ async def stage(session: AsyncSession, payload: HubPayload) -> CloudEvent:
 def summary(payload: EventPayload | dict[str, Any], type_name: str) -> str:
     """One line a person reads on the dashboard."""
     data = payload if isinstance(payload, dict) else payload.model_dump()
+    line = lifecycle_summary(data, type_name)
+    if line is not None:
+        return line
     who = f"{data.get('module')} · {str(data.get('instance_id', ''))[:8]}"
     if type_name.endswith(".docked"):
         return f"{who} docked at {data.get('instance_url')} (v{data.get('version')})"

@@ -91,6 +91,9 @@ class HeartbeatResponse(BaseModel):
     instance_id: str
     lease_ttl: float
     health: Health
+    action: Literal["serve", "drain"] = Field(
+        default="serve", description="drain: the module was disabled or this version retired; stop consuming, "
+                                     "deregister and register again later (docs/hub.md, Module lifecycle)")
 
 
 class InstanceView(BaseModel):

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from quark_hub import events
+from quark_hub import contracts, events, lifecycle
 from quark_hub.registry_store import InstanceRecord, ModuleRecord, Snapshot
 from quark_hub.runtime import HubRuntime
 from quark_hub.schemas import (
@@ -82,9 +82,11 @@ async def register(rt: HubRuntime, req: RegisterRequest, *, remote_addr: str = "
     if identity.startswith("client:") and identity != client_identity(manifest.name):
         raise PermissionDenied(f"a service token of {identity.removeprefix('client:')} cannot dock module "
                                f"{manifest.name}", code="module-identity-mismatch")
+    await lifecycle.check_admission(rt, manifest)  # disabled, removed or retired: 423, nothing docks
     snapshot = await rt.store.snapshot()
     await _check_identity(rt, snapshot, manifest.name, identity)
     _check_prefixes(snapshot, manifest)
+    contracts.check_docking(rt, snapshot, manifest)
     now, ttl = time.time(), rt.settings.lease_ttl
     existing = await rt.store.get_instance(manifest.name, req.instance_id) if req.instance_id else None
     payloads: list[ModuleDocked | ModuleUndocked] = []
@@ -176,7 +178,8 @@ async def heartbeat(rt: HubRuntime, name: str, instance_id: str) -> HeartbeatRes
     record = await rt.store.renew(name, instance_id, now=time.time(), lease_ttl=ttl)
     if record is None:
         raise _unknown_instance(name, instance_id)
-    return HeartbeatResponse(instance_id=instance_id, lease_ttl=ttl, health=record.health)
+    return HeartbeatResponse(instance_id=instance_id, lease_ttl=ttl, health=record.health,
+                             action=await lifecycle.action_for(rt, record))
 
 
 async def deregister(rt: HubRuntime, name: str, instance_id: str) -> None:

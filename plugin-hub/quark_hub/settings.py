@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -43,6 +45,9 @@ class HubSettings(ServiceSettings):
     allow_foreign_health_urls: bool = False
     # Peers whose X-Forwarded-For is believed when finding a client's address for rate limits (IPs or CIDRs).
     trusted_proxies: list[str] = Field(default_factory=list)
+    # Event contracts at docking (quark_hub.contracts): enforce = refuse a module that would break a docked
+    # consumer/publisher pair (409 contract-incompatible), warn = dock it and log, off = no check.
+    contract_check: Literal["enforce", "warn", "off"] = "enforce"
 
     # -- health monitor
     monitor_interval: float = Field(default=5.0, gt=0, le=300)

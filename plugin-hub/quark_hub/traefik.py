@@ -15,7 +15,7 @@ when their method is idempotent (docs/fault-tolerance.md has the measured window
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,7 +108,18 @@ def middlewares(settings: HubSettings) -> dict[str, Any]:
     }
 
 
-def build_config(modules: Sequence[ModuleRecord], settings: HubSettings) -> dict[str, Any]:
+Pool = tuple[str, int, list[str]]  # (version, weight, server URLs); version "*" = every instance equally
+
+
+def version_service(module: str, version: str) -> str:
+    return f"{module}-v{version.replace('.', '-').replace('+', '-')}"
+
+
+def build_config(modules: Sequence[ModuleRecord], settings: HubSettings,
+                 pools: Mapping[str, Sequence[Pool]] | None = None) -> dict[str, Any]:
+    """`modules` as the gateways may route them (quark_hub.lifecycle.routed_modules); `pools`, when a module
+    has a weighted split between versions (an upgrade in progress), one load balancer per version and a
+    Traefik `weighted` service over them."""
     routers: dict[str, Any] = {}
     services: dict[str, Any] = {}
 
@@ -130,15 +141,26 @@ def build_config(modules: Sequence[ModuleRecord], settings: HubSettings) -> dict
         if catch_all:  # its own router, so the module's other prefixes keep their rank
             routers[f"{module.name}-catch-all"] = router(f"PathPrefix(`{CATCH_ALL}`)", module.name,
                                                         CATCH_ALL_PRIORITY)
-        services[module.name] = {"loadBalancer": {
-            "servers": [{"url": url} for url in servers],
-            "passHostHeader": True,
-            # Active: Traefik probes every server itself, so a crash costs at most one interval even between
-            # two of the hub's probes. Passive: failed requests take a server out at once, before any probe.
-            "healthCheck": {"path": _health_path(module), "interval": settings.traefik_health_interval,
-                            "unhealthyInterval": settings.traefik_health_interval,
-                            "timeout": settings.traefik_health_timeout},
-            "passiveHealthCheck": {"failureWindow": settings.traefik_passive_window,
-                                   "maxFailedAttempts": settings.traefik_passive_failures},
-        }}
+        split = [p for p in (pools or {}).get(module.name, ()) if p[0] != "*"]
+        if split:
+            services[module.name] = {"weighted": {"services": [
+                {"name": version_service(module.name, v), "weight": w} for v, w, _ in split]}}
+            for v, _, urls in split:
+                services[version_service(module.name, v)] = _load_balancer(module, urls, settings)
+        else:
+            services[module.name] = _load_balancer(module, servers, settings)
     return {"http": {"routers": routers, "services": services, "middlewares": middlewares(settings)}}
+
+
+def _load_balancer(module: ModuleRecord, servers: Sequence[str], settings: HubSettings) -> dict[str, Any]:
+    return {"loadBalancer": {
+        "servers": [{"url": url} for url in servers],
+        "passHostHeader": True,
+        # Active: Traefik probes every server itself, so a crash costs at most one interval even between
+        # two of the hub's probes. Passive: failed requests take a server out at once, before any probe.
+        "healthCheck": {"path": _health_path(module), "interval": settings.traefik_health_interval,
+                        "unhealthyInterval": settings.traefik_health_interval,
+                        "timeout": settings.traefik_health_timeout},
+        "passiveHealthCheck": {"failureWindow": settings.traefik_passive_window,
+                               "maxFailedAttempts": settings.traefik_passive_failures},
+    }}

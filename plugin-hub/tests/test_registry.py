@@ -50,7 +50,8 @@ async def test_register_heartbeat_deregister_round_trip(quark: QuarkTestEnv, tmp
     assert blog["last_heartbeat"] == i["last_heartbeat"]
 
     renewed = await svc.client.put(hb("blog", iid))
-    assert renewed.status_code == 200 and renewed.json() == {"instance_id": iid, "lease_ttl": 9, "health": "healthy"}
+    assert renewed.status_code == 200 and renewed.json() == {"instance_id": iid, "lease_ttl": 9, "health": "healthy",
+                                                          "action": "serve"}
     again = await register(svc, mf, "http://127.0.0.1:3004", instance_id=iid)
     assert again["instance_id"] == iid and again["docked"] is False
     assert len(await instances(svc.client, "blog")) == 1
@@ -129,7 +130,7 @@ def _mutations() -> list[tuple[str, Any, str]]:
         ("missing name", mf(name=_DELETE), "manifest.name"),
         ("bad name", mf(name="Blog Service"), "manifest.name"),
         ("bad version", mf(version="one"), "manifest.version"),
-        ("missing port", mf(port=_DELETE), "manifest.port"),
+        ("newer manifest_version", mf(manifest_version=99), "manifest.manifest_version"),
         ("port out of range", mf(port=70000), "manifest.port"),
         ("unknown type", mf(type="daemon"), "manifest.type"),
         ("unknown field", mf(colour="blue"), "manifest.colour"),

@@ -36,11 +36,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from quark_sdk import telemetry
 from quark_sdk.auth import JWKSCache, TokenVerifier, install_token_verifier
 from quark_sdk.config import ServiceSettings
-from quark_sdk.db import Database, upgrade_database_async
+from quark_sdk.db import Database, ensure_database_async, upgrade_database_async
 from quark_sdk.errors import install_error_handlers, is_unavailable_error, problem_response
 from quark_sdk.events import Consumer, ConsumerRunner, EventBus
+from quark_sdk.operator import operator_router
 from quark_sdk.outbox import OutboxRelay
 from quark_sdk.registry import Manifest, RegistryClient
+from quark_sdk.replay import parse_replay
 from quark_sdk.revocation import RevokedSubjects
 from quark_sdk.tasks import cancel_and_wait
 
@@ -251,9 +253,11 @@ async def start_context(ctx: ServiceContext[Any, Any], *, migrate: bool = False,
     s, module, manifest = ctx.settings, ctx.module, ctx.manifest
     if module.metadata is not None or manifest.requires.database:
         url = s.service_database_url(module.database_name)
+        if s.env != "prod" and s.database_url is None:
+            await _ensure_database(url)  # a module docking for the first time: its database, not a traceback
         if migrate and module.migrations_dir.exists():
             await upgrade_database_async(module.migrations_dir, url)
-        ctx.db = Database(url, service=module.name, pool_size=s.db_pool_size)
+        ctx.db = Database(url, service=module.name, pool_size=s.db_pool_size, max_overflow=s.db_max_overflow)
     if manifest.requires.cache:
         ctx.redis = aioredis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=2,
                                       health_check_interval=15)
@@ -272,24 +276,49 @@ async def start_context(ctx: ServiceContext[Any, Any], *, migrate: bool = False,
     ctx._runtime = await module.runtime(ctx) if module.runtime is not None else None
     for hook in module.on_startup:
         await hook(ctx)
-    if ctx.bus is not None and ctx.db is not None and workers:
-        for consumer in module.consumers:
-            runner = ConsumerRunner(consumer, bus=ctx.bus, db=ctx.db, service=module.name,
-                                    max_deliver=s.consumer_max_deliver, runtime=ctx._runtime)
-            await runner.start()
-            ctx.consumers.append(runner)
+    if workers:
+        await start_consumers(ctx)
     if not workers:
         return
     for job in module.background:
         ctx._tasks.append(asyncio.create_task(_supervised(job, ctx), name=f"{module.name}-{job.__name__}"))
     if register and s.hub_url and s.register_with_hub:
         ctx.registry = RegistryClient(
-            s.hub_url, manifest, instance_url=s.public_instance_url(),
+            s.hub_url, manifest.with_contracts(), instance_url=s.public_instance_url(),
             health_url=ctx.health_url or s.public_instance_url() + manifest.health_check,
             heartbeat_interval=s.heartbeat_interval,
             token=s.hub_registration_token.get_secret_value() if s.hub_registration_token else None,
+            on_drain=lambda: stop_consumers(ctx), on_resume=lambda: start_consumers(ctx),
         )
         await ctx.registry.start()
+
+
+async def _ensure_database(url: str) -> None:
+    try:
+        await ensure_database_async(url)
+    except Exception as exc:  # no CREATEDB, server down: the engine's own error follows, said plainly
+        log.warning("could not check or create the database (%r)", exc)
+
+
+async def start_consumers(ctx: ServiceContext[Any, Any]) -> None:
+    """Run the module's consumers (at start, and again when the hub enables a drained module)."""
+    if ctx.bus is None or ctx.db is None or ctx.consumers:
+        return
+    s = ctx.settings
+    replay = parse_replay(ctx.manifest.replay)
+    for consumer in ctx.module.consumers:
+        runner = ConsumerRunner(consumer, bus=ctx.bus, db=ctx.db, service=ctx.module.name,
+                                max_deliver=s.consumer_max_deliver, runtime=ctx._runtime, replay=replay)
+        await runner.start()
+        ctx.consumers.append(runner)
+
+
+async def stop_consumers(ctx: ServiceContext[Any, Any]) -> None:
+    """Stop pulling (a drain: the hub disabled the module or retired this version); unacked messages stay in
+    JetStream for whoever consumes next, and the inbox keeps every event applied once."""
+    runners, ctx.consumers = list(ctx.consumers), []
+    for runner in runners:
+        await runner.stop()
 
 
 async def stop_context(ctx: ServiceContext[Any, Any]) -> None:
@@ -379,6 +408,7 @@ def create_service_app(module: QuarkModule[Any, Any], settings: ServiceSettings 
     install_token_verifier(app, build_verifier(settings))
     ctx.verifier = app.state.token_verifier
     app.include_router(health_router(), include_in_schema=False)
+    app.include_router(operator_router(), include_in_schema=False)
     for router in module.routers:
         app.include_router(router)
     telemetry.instrument_app(app, module.name)

@@ -58,7 +58,10 @@ class ServiceSettings(BaseSettings):
     # Server-level PostgreSQL URL; the service uses its own database on it unless database_url is set.
     postgres_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     database_url: str | None = None
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Connections kept per process (opened on demand), and extra ones opened in a burst and closed after;
+    # 9 modules x 20 stay within the station's PostgreSQL budget (docs/operations.md, "Connection budget").
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
     redis_url: str = "redis://127.0.0.1:6379/0"
     nats_url: str = "nats://127.0.0.1:4222"
     hub_url: str | None = None

@@ -43,13 +43,24 @@ class QuarkBase(DeclarativeBase):
 class Database:
     """The engine and session factory of one service's database."""
 
-    def __init__(self, url: str, *, service: str, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, service: str, pool_size: int = 20, max_overflow: int = 0,
+                 echo: bool = False) -> None:
+        """`pool_size` connections are opened on demand and kept; `max_overflow` more are opened in a burst
+        beyond them and closed again when returned.
+
+        Overflow is off by default: each new connection costs PostgreSQL a backend start, asyncpg a type
+        introspection query per custom type and a cold prepared-statement cache, and SQLAlchemy closes an
+        overflow connection as soon as the pool is full again, so bursts paid that over and over (81
+        introspections in 20 s in the blog database under bench/load.py). The default keeps the old cap of
+        20 connections per module (docs/operations.md has the station's connection budget); a request
+        beyond it waits for a connection (`pool_timeout`) instead of opening one.
+        """
         self.url = url
         self.service = service
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=max_overflow,
             pool_pre_ping=False,  # a disconnect invalidates the whole pool instead: no extra round trip per checkout
             pool_timeout=10,
             echo=echo,
@@ -186,3 +197,57 @@ def run_migrations_env(target_metadata: MetaData | list[MetaData]) -> None:
             await engine.dispose()
 
     asyncio.run(run_async())
+
+
+# --------------------------------------------------------------------------- provisioning
+
+
+def _server_and_name(database_url: str) -> tuple[str, str]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(database_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    name = parts.path.lstrip("/")
+    if not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"not a database name Quark creates: {name!r}")
+    return urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, parts.fragment)), name
+
+
+async def ensure_database_async(database_url: str) -> bool:
+    """Create the database of `database_url` if it does not exist (a module's first start); True if created.
+
+    Needs CREATEDB on the server (the embedded station has it); elsewhere the operator provisions databases
+    (init-databases.sql) and this finds them there."""
+    import asyncpg
+
+    server, name = _server_and_name(database_url)
+    conn = await asyncpg.connect(server, timeout=10)
+    try:
+        if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            return False
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:  # another instance created it meanwhile
+            return False
+        log.warning("created database %s (first start of its module)", name)
+        return True
+    finally:
+        await conn.close()
+
+
+def ensure_database(database_url: str) -> bool:
+    return asyncio.run(ensure_database_async(database_url))
+
+
+def drop_database(database_url: str) -> None:
+    """`quark remove --purge-data`: the module's database goes, connections included."""
+    import asyncpg
+
+    async def run() -> None:
+        server, name = _server_and_name(database_url)
+        conn = await asyncpg.connect(server, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -196,6 +197,8 @@ class EmbeddedPostgres:
             # Crash recovery first syncs the data directory: one syncfs() instead of an fsync per file, which
             # took >10 s on a loaded machine and is most of a restart after a crash.
             args += ["-c", "recovery_init_sync_method=syncfs"]
+        # Extra server settings, e.g. bench/load.py --profile loads pg_stat_statements through this.
+        args += shlex.split(os.environ.get("QUARK_EMBEDDED_POSTGRES_ARGS", ""))
         if run_as:
             logfile.touch()
             os.chown(logfile, run_as["user"], run_as["group"])

@@ -38,6 +38,8 @@ from quark_sdk.events import dead_letter_subject, domain_of, stream_for, subject
 # Event type -> the modules (besides its producer) that may read it.
 PRIVATE_EVENTS: dict[str, frozenset[str]] = {
     "quark.auth.email_requested": frozenset({"mailer"}),  # live reset / verification tokens
+    "quark.auth.sms_requested": frozenset({"mailer"}),  # live SMS codes (sign-in, phone verification)
+    "quark.message.reported": frozenset({"moderation"}),  # words of a private chat, for its moderators only
 }
 PRIVATE_DOMAINS = frozenset(domain_of(t) for t in PRIVATE_EVENTS)
 OPERATOR_USER = "quark"
@@ -127,7 +129,22 @@ def permissions(mod: BusModule, namespace: str = "") -> dict[str, dict[str, list
                         f"$JS.API.CONSUMER.CREATE.{adv}.{name}", f"$JS.API.CONSUMER.INFO.{adv}.{name}",
                         f"$JS.API.CONSUMER.MSG.NEXT.{adv}.{name}", f"$JS.ACK.{adv}.{name}.>",
                         f"$JS.ACK.*.*.{adv}.{name}.>"]
+    if mod.name == FLEET_OPERATOR:
+        pub += operator_permissions(ns)
     return {"publish": {"allow": list(dict.fromkeys(pub))}, "subscribe": {"allow": list(dict.fromkeys(sub))}}
+
+
+# The module serving the console's operator API (plugin-hub/quark_hub/operator.py): it reads every stream's and
+# consumer's state, reads and deletes dead letters, and replays one to its original subject — which means it may
+# publish any event, a power the hub already holds as the station's identity provider.
+FLEET_OPERATOR = "hub"
+
+
+def operator_permissions(namespace: str = "") -> list[str]:
+    dlq = stream_for("dlq", namespace)
+    return ["$JS.API.INFO", "$JS.API.STREAM.LIST", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.INFO.*",
+            "$JS.API.CONSUMER.LIST.*", "$JS.API.STREAM.MSG.GET.*", f"$JS.API.STREAM.MSG.DELETE.{dlq}",
+            subject_for("quark.>", namespace)]
 
 
 def _q(value: str) -> str:

@@ -233,6 +233,9 @@ def setup_logging(service: str, *, level: str = "INFO", json_logs: bool = True) 
     handler.setFormatter(JsonFormatter(service) if json_logs else TextFormatter(service))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    from quark_sdk import operator  # the recent-records ring the operator's console reads
+
+    operator.install(service)
     # uvicorn installs its own plain-text handlers; route its records through ours instead.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)

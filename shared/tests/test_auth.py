@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
@@ -317,13 +318,42 @@ def _bad_tokens(iss: Issuers) -> dict[str, tuple[str, str]]:
             iss.hub.sign(base),  # signed by the hub's key but claims iss=quark-auth
             "unknown signing key",
         ),
+        # The verifier checks claims itself (not through jwt.decode): pin the edges PyJWT covered.
+        "critical header extension": (
+            _resigned(active, {"alg": "EdDSA", "typ": "JWT", "kid": active.kid, "crit": ["exp"]}, base),
+            "token malformed",
+        ),
+        "issued in the future": (iss.user_token(iat=now + 600), "token not yet valid"),
+        "iat not a number": (iss.user_token(iat="yesterday"), "token issued-at invalid"),
+        "exp not a number": (iss.user_token(exp="later"), "token malformed"),
+        "nbf not a number": (iss.user_token(nbf=True), "token malformed"),
+        "audience list of non-strings": (iss.user_token(aud=[1, "quark"]), "token audience invalid"),
+        "audience list without ours": (iss.user_token(aud=["billing", "mail"]), "token audience invalid"),
+        "jti not a string": (iss.user_token(jti=7), "token invalid"),
+        "padded segments": (iss.user_token() + "==", "token malformed"),
+        "claims not an object": (_resigned(active, {"alg": "EdDSA", "typ": "JWT", "kid": active.kid}, [base]),
+                                 "token malformed"),
     }
+
+
+def _resigned(key: SigningKey, header: dict[str, Any], payload: Any) -> str:
+    """A correctly signed token with any header and payload (jwt.encode would refuse some of them)."""
+    def seg(data: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    signing_input = f"{seg(header)}.{seg(payload)}"
+    assert isinstance(key.private_key, Ed25519PrivateKey)
+    signature = base64.urlsafe_b64encode(key.private_key.sign(signing_input.encode())).rstrip(b"=").decode()
+    return f"{signing_input}.{signature}"
 
 
 BAD_CASES = [
     "bad signature", "wrong audience", "no audience", "expired", "not yet valid", "unknown kid", "alg none",
     "alg HS256 with the public key as secret", "alg mismatch with key", "no kid", "garbage", "garbage segments",
     "unknown issuer", "no exp", "refresh token", "permissions not a list", "hub key for auth issuer",
+    "critical header extension", "issued in the future", "iat not a number", "exp not a number", "nbf not a number",
+    "audience list of non-strings", "audience list without ours", "jti not a string", "padded segments",
+    "claims not an object",
 ]
 
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import nats
+import nats.js.errors
 from nats.js import api
 
 from quark_sdk.cli import installed_modules
@@ -209,8 +210,13 @@ class Station:
             js = nc.jetstream()
 
             async def find() -> str | None:
-                sub = await js.subscribe("quark.auth.email_requested", ordered_consumer=True,
-                                         config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL))
+                try:
+                    sub = await js.subscribe("quark.auth.email_requested", ordered_consumer=True,
+                                             config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL))
+                except nats.js.errors.NotFoundError:
+                    # Auth creates its stream with its first published event (the outbox relays the
+                    # registration a moment later): no stream yet is "no mail yet", not an error.
+                    return None
                 token = None
                 try:
                     while True:

@@ -5,7 +5,7 @@ the last allowed delivery, but a delivery that kills the process (OOM kill, nati
 mid-batch) never reaches that code: after `max_deliver` such deliveries JetStream stops delivering
 and the event is neither applied nor dead-lettered — it is silently lost. JetStream announces it on
 `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`: the SDK now keeps those advisories in a
-stream per consumer and the restarted consumer dead-letters the messages they name (events.py,
+stream per consumer and the restarted consumer dead-letters the messages they name (quark_sdk/events/consumer.py,
 `ConsumerRunner._subscribe_advisories`); a redelivered batch is applied one by one so the messages fetched
 with the crashing one are not dragged down with it (when max_deliver leaves room for another delivery).
 """

@@ -277,6 +277,19 @@ def test_postgres_runs_init_databases_sql(services: dict[str, dict[str, Any]]) -
         assert env.get(var), f"postgres container lacks {var}, which init-databases.sql reads"
 
 
+def test_postgres_admits_every_module_pool_at_its_largest(services: dict[str, dict[str, Any]]) -> None:
+    """The connection budget (docs/operations.md): each module's pool full, blog's read pool, and room to spare."""
+    from quark_blog.settings import BlogSettings
+    from quark_sdk.config import ServiceSettings
+
+    cmd = services["postgres"]["command"]
+    max_connections = int(next(a for a in cmd if a.startswith("max_connections=")).split("=", 1)[1])
+    fields = ServiceSettings.model_fields
+    per_module = (fields["db_pool_size"].default or 0) + (fields["db_max_overflow"].default or 0)
+    budget = len(DB_MODULES) * per_module + BlogSettings.model_fields["read_pool_size"].default
+    assert budget + 10 + 3 <= max_connections, (budget, max_connections)  # migrations/admin, superuser reserve
+
+
 def test_dev_defaults_are_documented_in_env_example() -> None:
     defaults = compose_defaults()
     required = compose_required()

@@ -5,9 +5,10 @@ environment), with the host name `postgres` mapped to the local server and passw
 wrong database URL, role, password or command in the compose file fails here, not at the first
 `docker compose up`.
 
-Not covered here (yet): the long-running module services with their health checks (they need a Vault with
-AppRole for the hub and auth, which pip cannot bring) and the Vault/MinIO init scripts (their servers'
-binaries are not on this machine).
+The rest of the compose file's wiring is executed elsewhere: test_compose_services.py runs these jobs again
+as part of the whole station (with the Vault init job against a Vault HTTP test double), then every
+long-running module service with its health check and docking; test_init_scripts.py runs the Vault and MinIO
+init jobs against the real servers where their binaries are installed.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from fleetkit import REPO, STATELESS, environment, is_job, load_compose
+from fleetkit import STATELESS, compose_postgres, environment, is_job, load_compose
 
 from quark_sdk.embedded import EmbeddedPostgres
 
 pytestmark = [pytest.mark.fleet]
 
 QUARK = Path(sys.executable).with_name("quark")
-SQL = REPO / "init-databases.sql"
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +42,8 @@ def services() -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory,
              services: dict[str, dict[str, Any]]) -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL like the compose `postgres` service: init-databases.sql run with that service's environment,
-    and password (SCRAM) authentication for every role but the superuser."""
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("compose-pg") / "data").start()
-    try:
-        hba = pg.data_dir / "pg_hba.conf"
-        hba.write_text("local all postgres trust\nhost all postgres 127.0.0.1/32 trust\n"
-                       "host all all 127.0.0.1/32 scram-sha-256\n")
-        pg.psql("SELECT pg_reload_conf()")
-        env = {**os.environ, **environment(services["postgres"])}
-        done = subprocess.run([str(EmbeddedPostgres.bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                               "-d", pg.url, "-f", str(SQL)], capture_output=True, text=True, env=env, timeout=120)
-        assert done.returncode == 0, done.stderr
+    with compose_postgres(services, tmp_path_factory.mktemp("compose-pg") / "data") as pg:
         yield pg
-    finally:
-        pg.stop()
 
 
 def local(value: str, pg: EmbeddedPostgres) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fleetkit import DEPLOY, DESIGN, ROUTES, load_compose, module_dirs, yaml_documents
+from fleetkit import BEYOND_DESIGN, DEPLOY, DESIGN, ROUTES, load_compose, module_dirs, yaml_documents
 
 TRAEFIK = DEPLOY / "traefik" / "traefik.yml"
 
@@ -41,8 +41,12 @@ def test_design_routes_copy_is_current() -> None:
         pytest.skip(f"{DESIGN} is not beside the repository")
     design = design_routes(DESIGN.read_text())
     # A module of the design that this repository does not have yet (built in parallel) is not checked here.
-    assert set(ROUTES) <= set(design), f"modules missing from DESIGN §3: {set(ROUTES) - set(design)}"
+    ours = set(ROUTES) - BEYOND_DESIGN
+    assert ours <= set(design), f"modules missing from DESIGN §3: {ours - set(design)}"
+    assert not BEYOND_DESIGN & set(design), "a module of BEYOND_DESIGN is in the design now: drop it from the set"
     for name, (port, prefixes) in ROUTES.items():
+        if name in BEYOND_DESIGN:
+            continue
         assert design[name][0] == port, name
         if name == "mailer":
             # DESIGN: no public API. Its pages are the dev mailbox (404 in prod) and the interim confirmation
@@ -187,8 +191,9 @@ def test_kubernetes_ingress_keeps_hub_writes_internal() -> None:
     ingress = next(d for d in yaml_documents(DEPLOY / "k8s" / "ingress.yaml") if d["kind"] == "Ingress")
     for path in HUB_PUBLIC:
         assert _ingress_routes(path, ingress) == "hub", f"the Ingress does not route {path} to the hub"
+    # Only the web client's catch-all "/" may match an internal path: it answers 404, the hub is never reached.
     for path in HUB_INTERNAL:
-        assert _ingress_routes(path, ingress) is None, f"the Ingress exposes {path}"
+        assert _ingress_routes(path, ingress) in (None, "web"), f"the Ingress exposes {path}"  # web: the catch-all
     try:
         from quark_hub.settings import PUBLIC_PATHS
     except ImportError:

@@ -13,10 +13,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-from fleetkit import ALL_MODULES, REPO
+from fleetkit import ALL_MODULES, EXTRA_DB_MODULES, REPO
 
 SQL = REPO / "init-databases.sql"
-DATABASES = {name.replace("-", "_") for name in ALL_MODULES}  # quark_sdk.app.QuarkModule.database_name
+# quark_sdk.app.QuarkModule.database_name
+DATABASES = {name.replace("-", "_") for name in (*ALL_MODULES, *EXTRA_DB_MODULES)}
 ROLES = {f"quark_{db}" for db in DATABASES}
 PASSWORDS = {f"QUARK_{db.upper()}_DB_PASSWORD": f"test-{db}-pw-{os.getpid()}" for db in DATABASES}
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fleetkit import ALL_MODULES, DEPLOY, ROUTES, yaml_documents
+from fleetkit import ALL_MODULES, DEPLOY, EXTRA_MODULES, ROUTES, STATION_MODULES, yaml_documents
 
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.31.0"
@@ -46,7 +46,7 @@ def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
     listed = {(K8S / r).resolve() for r in kust["resources"]}
     expected = {p.resolve() for p in FILES if p.name != "secrets.example.yaml"}
     assert listed == expected
-    assert {i["name"] for i in kust["images"]} == {f"quark/{m}" for m in ALL_MODULES}
+    assert {i["name"] for i in kust["images"]} == {f"quark/{m}" for m in (*STATION_MODULES, *EXTRA_MODULES)}
 
 
 @pytest.mark.parametrize("module", ALL_MODULES)
@@ -84,7 +84,8 @@ def test_secret_references_are_all_in_the_example() -> None:
     for path, doc in all_docs():
         if doc["kind"] != "Deployment":
             continue
-        for c in doc["spec"]["template"]["spec"]["containers"] + doc["spec"]["template"]["spec"]["initContainers"]:
+        pod = doc["spec"]["template"]["spec"]
+        for c in pod["containers"] + pod.get("initContainers", []):  # web has no migrate init container
             for e in c["env"]:
                 ref = e.get("valueFrom", {})
                 if "secretKeyRef" in ref:
@@ -123,3 +124,35 @@ def test_hub_and_auth_take_client_addresses_from_the_gateway() -> None:
     auth = next(d for d in yaml_documents(K8S / "modules" / "auth.yaml") if d["kind"] == "Deployment")
     (container,) = auth["spec"]["template"]["spec"]["containers"]
     assert {e["name"]: e.get("value") for e in container["env"]}["QUARK_AUTH_TRUST_PROXY_HEADERS"] == "true"
+
+
+@pytest.mark.parametrize("module", (*ALL_MODULES, *EXTRA_MODULES))
+def test_every_module_connects_to_nats_as_its_own_user(module: str) -> None:
+    """As deploy/nats/nats.conf does for compose: QUARK_<MODULE>_NATS_URL from the module's own Secret, whose
+    example URL carries the module's user name (no module shares the operator's or another module's user)."""
+    dep = next(d for d in yaml_documents(K8S / "modules" / f"{module}.yaml") if d["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    var = f"QUARK_{module.upper().replace('-', '_')}_NATS_URL"
+    example = {d["metadata"]["name"]: d for d in yaml_documents(K8S / "secrets.example.yaml")}
+    for container in pod["containers"] + pod["initContainers"]:
+        env = {e["name"]: e for e in container["env"]}
+        assert "QUARK_NATS_URL" not in env, f"{module}/{container['name']}: the shared NATS URL"
+        ref = env[var]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"quark-{module}-nats", "key": "url"}, f"{module}/{container['name']}"
+    assert example[f"quark-{module}-nats"]["stringData"]["url"].startswith(f"nats://{module}:")
+
+
+def test_the_web_client_is_deployed_and_routed_last() -> None:
+    """DESIGN §3: web takes `/` at the lowest priority; no database (no migrate job), no NATS, no Vault."""
+    docs = {d["kind"]: d for d in yaml_documents(K8S / "modules" / "web.yaml")}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["serve", "web"] and "initContainers" not in pod
+    assert container["ports"][0]["containerPort"] == 3008
+    env = {e["name"] for e in container["env"]}
+    assert {"QUARK_WEB_INSTANCE_URL", "QUARK_WEB_PUBLIC_URL", "QUARK_REDIS_URL", "QUARK_HUB_REGISTRATION_TOKEN"} <= env
+    assert not any("DATABASE" in n or "NATS" in n or "VAULT" in n for n in env)
+    assert docs["Service"]["spec"]["ports"][0]["port"] == 3008
+    ingress = next(d for d in yaml_documents(K8S / "ingress.yaml") if d["kind"] == "Ingress")
+    paths = {p["path"]: p["backend"]["service"]["name"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+    assert paths["/"] == "web" and paths["/api/v1/posts"] == "blog"

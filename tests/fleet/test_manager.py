@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleetkit import REPO, STATION_MODULES, load_compose
+from fleetkit import REPO, STATELESS, STATION_MODULES, load_compose, module_dirs
 
 from quark_sdk.embedded import free_port
 from quark_sdk.testing import wait_until
@@ -90,8 +90,12 @@ def test_service_lists_match_compose() -> None:
         body = text.split(f"\n{name}=(", 1)[1].split(")", 1)[0]
         return set(body.split())
 
-    assert array("MODULES") == set(STATION_MODULES)
-    known = array("MODULES") | array("INFRA") | array("JOBS") | array("OPTIONAL")
+    # The script learns the modules from the manifests of the tree (a `quark create`d one included).
+    help_text = run("help", env={**os.environ, "NO_COLOR": "1"}).stdout
+    modules = set(help_text.split("\n  modules", 1)[1].split("\n", 1)[0].split())
+    assert modules == set(STATION_MODULES) | {m.name for m in module_dirs()}
+    migrate = {f"{m.name}-migrate" for m in module_dirs() if m.name not in STATELESS}
+    known = modules | array("INFRA") | array("JOBS") | array("OPTIONAL") | migrate | {"ollama-pull"}
     assert known == compose, f"in the script only: {known - compose}; in compose only: {compose - known}"
 
 

@@ -3,24 +3,13 @@ the SDK's formats, and a second run changes nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from types import ModuleType
 
 import pytest
-from fleetkit import ALL_MODULES, DEPLOY
+from fleetkit import ALL_MODULES, load_init_vault
 
-
-def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("init_vault", DEPLOY / "vault" / "init_vault.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-init_vault = load()
+init_vault = load_init_vault()
 
 
 def test_covers_every_module() -> None:

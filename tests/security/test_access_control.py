@@ -186,11 +186,13 @@ async def test_user_b_cannot_touch_user_a(spec: ServiceSpec, quark: QuarkTestEnv
 # What only an admin (or moderator) may call, per service: METHOD path regex.
 PRIVILEGED: dict[str, list[str]] = {
     "hub": [r"(GET|POST) /api/v1/hub/clients$", r"DELETE /api/v1/hub/clients/\{client_id\}$",
-            r"POST /api/v1/hub/clients/\{client_id\}/secret$", r"DELETE /api/v1/hub/modules/\{name\}/owner$"],
+            r"POST /api/v1/hub/clients/\{client_id\}/secret$", r"DELETE /api/v1/hub/modules/\{name\}/owner$",
+            # the module lifecycle (issue 20): install record, enable/disable, traffic, upgrade, remove
+            r"(POST|PUT|DELETE) /api/v1/hub/modules/\{name\}(/(installed|enable|disable|traffic|upgrade))?$"],
     "auth": [r"\w+ /api/v1/auth/admin/.*"],
     "user": [r"\w+ /api/v1/users/admin/.*", r"PATCH /api/v1/users/\{username\}$"],  # someone else's profile
     "media": [], "messaging": [],  # no admin-only operations (yet)
-    "ai": [r"\w+ /api/v1/ai/moderation.*", r"GET /api/v1/ai/runs$"],
+    "ai": [r"\w+ /api/v1/ai/moderation.*", r"GET /api/v1/ai/runs$", r"\w+ /api/v1/ai/admin/.*"],
     "blog": [r"POST /api/v1/posts/categories$", r"\w+ /api/v1/posts/moderation/.*",
              r"POST /api/v1/(posts/\{post_id\}|comments/\{comment_id\})/(hide|restore)$"],
 }

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 from sqlalchemy import text
 
 from quark_auth.accounts import create_admin
@@ -146,9 +147,53 @@ async def test_suspended_account_token_is_refused_and_unsuspended_signs_in_again
     resp = await station.users.client.post(f"{USERS}/admin/users/sam/unsuspend", headers=admin)
     assert resp.status_code == 200, resp.text
     await eventually(lambda: station.is_lifted(user_id), what="auth lifting the revocation")
+
+    # The revocation is lifted inside the consumer's transaction, a moment before the account's
+    # suspension is: wait for the login to be let in.
+    async def signs_in() -> bool:
+        resp = await station.auth.client.post(f"{AUTH}/login", json={"login": "sam", "password": PASSWORD})
+        return resp.status_code == 200
+
+    await eventually(signs_in, what="the unsuspended account signing in")
     again = (await station.login("sam"))["access_token"]
 
     async def writes() -> bool:
         return (await station.write(again)).status_code == 200
 
     await eventually(writes, what="the unsuspended account writing again")
+
+
+async def test_password_reset_refuses_the_old_tokens_and_the_new_password_writes_at_once(
+        quark: QuarkTestEnv, tmp_path: Path) -> None:
+    station = await Station.start(quark, tmp_path)
+    user_id, tokens = await station.account("rita")
+    stolen = tokens["access_token"]  # what an attacker holding the old password would keep using
+    assert (await station.write(stolen)).status_code == 200
+    # `iat` is whole seconds and the reset's cut lies just below its own second: the stolen token must be
+    # from an earlier second for the test to say anything (it is, for a real attacker, but tests are fast).
+    issued = jwt.decode(stolen, options={"verify_signature": False})["iat"]
+    clock = station.auth.ctx.runtime.clock
+
+    async def next_second() -> bool:
+        return clock() >= issued + 1
+
+    await eventually(next_second, interval=0.05, what="the clock past the stolen token's second")
+
+    resp = await station.auth.client.post(f"{AUTH}/password-reset/request", json={"email": "rita@example.com"})
+    assert resp.status_code in (202, 204), resp.text
+    async with station.auth.ctx.database().session() as session:
+        rows = (await session.execute(text("SELECT body FROM quark_outbox ORDER BY seq"))).all()
+    links = [e.data["token"] for e in (CloudEvent.from_bytes(r.body.encode()) for r in rows)
+             if e.type == "quark.auth.email_requested" and e.data["user_id"] == user_id
+             and e.data["kind"] == "reset_password"]
+    new_password = "a brand new passphrase"
+    resp = await station.auth.client.post(f"{AUTH}/password-reset/confirm",
+                                          json={"token": links[-1], "new_password": new_password})
+    assert resp.status_code == 204, resp.text
+    assert await station.revoked_at(user_id) is not None
+    # The owner signs in with the new password right away (most often within the reset's second: iat is
+    # whole seconds) and writes at once; the old token is refused.
+    resp = await station.auth.client.post(f"{AUTH}/login", json={"login": "rita", "password": new_password})
+    assert resp.status_code == 200, resp.text
+    assert (await station.write(resp.json()["access_token"])).status_code == 200
+    await station.refused(stolen)

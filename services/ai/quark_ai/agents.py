@@ -8,7 +8,6 @@ except through `quark.ai.moderation_flagged`, whose only effect is hiding pendin
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import datetime
@@ -19,10 +18,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_ai import audience, textutil
+from quark_ai import audience, oversight, textutil
 from quark_ai.classifier import model_name
+from quark_ai.cpu import Corpus, WorkerDied
 from quark_ai.models import AgentRun, Document, Draft, Follow, ModerationResult, Reaction, UserSuggestion
-from quark_ai.recommend import Doc, Fitted
+from quark_ai.recommend import Doc, Scored
 from quark_ai.runtime import AIRuntime
 from quark_ai.schemas import CommentContent, ModerationFlagged, PostContent, SuggestionGenerated
 from quark_sdk.outbox import add_event
@@ -42,6 +42,7 @@ AGENT_LATENCY = Histogram(
 DOC_TEXT_CHARS = 5000  # what the recommender keeps of a post's text
 RELATED_LIMIT = 5
 RELATED_SLACK = 10  # extra candidates, in case some were hidden or closed since the last fit
+MODEL_ATTEMPTS = 3  # the model changed (refit by another caller, or a fresh worker) between corpus() and use
 
 
 def record_run(
@@ -94,7 +95,8 @@ async def moderate(
     event_id: str | None,
 ) -> ModerationResult:
     started = time.perf_counter()
-    verdict = await asyncio.to_thread(rt.moderator.score, text)
+    moderator = await oversight.moderator(rt, session)
+    verdict = moderator.verdict(await rt.cpu.moderate(text))  # the worker scores, this process judges
     run = record_run(
         session,
         agent="moderation",
@@ -133,6 +135,8 @@ async def moderate(
                 labels=verdict.labels or ["flagged"],
                 reason=verdict.reason,
                 run_id=str(run.id),
+                author_id=author_id,
+                preview=result.preview,
             ),
             subject=target_id,
         )
@@ -186,14 +190,16 @@ async def on_post_content(
         text=f"{title}\n\n{body}",
         event_id=event_id,
     )
-    await suggest_tags(session, doc, body=body, event_id=event_id)
+    await suggest_tags(rt, session, doc, body=body, event_id=event_id)
     await relate(rt, session, doc, event_id=event_id)
 
 
-async def suggest_tags(session: AsyncSession, doc: Document, *, body: str, event_id: str | None) -> None:
+async def suggest_tags(
+    rt: AIRuntime, session: AsyncSession, doc: Document, *, body: str, event_id: str | None
+) -> None:
     """Tagging agent: extractive keywords the author has not used yet, offered to the author."""
     started = time.perf_counter()
-    found = textutil.keywords(body, title=doc.title, limit=5, exclude=frozenset(doc.tags))
+    found = await rt.cpu.keywords(body, title=doc.title, limit=5, exclude=frozenset(doc.tags))
     changed = bool(found) and found != list(doc.suggested_tags)
     run = record_run(
         session,
@@ -229,12 +235,9 @@ async def relate(rt: AIRuntime, session: AsyncSession, doc: Document, *, event_i
     started = time.perf_counter()
     if not doc.active or doc.hidden or doc.visibility != "public":
         return
-    fitted = await corpus(rt, session)
     text = f"{doc.title} {doc.title} {' '.join(doc.tags)} {doc.text}"
     anyone = await audience.anyone(session)
-    candidates = await asyncio.to_thread(
-        rt.recommender.related, fitted, doc.post_id, text, audience=anyone, limit=RELATED_LIMIT + RELATED_SLACK
-    )
+    fitted, candidates = await _related(rt, session, doc.post_id, text, anyone)
     # The model may be older than the last edit of a candidate: judge each by its current state.
     visible = await visible_now(session, anyone, [p for p, _ in candidates])
     related = [(p, s) for p, s in candidates if p in visible][:RELATED_LIMIT]
@@ -249,7 +252,7 @@ async def relate(rt: AIRuntime, session: AsyncSession, doc: Document, *, event_i
         model="tfidf-cosine",
         started=started,
         outcome="ok" if related else "skipped",
-        detail={"related": [p for p, _ in related], "corpus": len(fitted.docs)},
+        detail={"related": [p for p, _ in related], "corpus": fitted.size},
     )
     if related:
         await add_event(
@@ -267,28 +270,59 @@ async def relate(rt: AIRuntime, session: AsyncSession, doc: Document, *, event_i
         )
 
 
-async def corpus(rt: AIRuntime, session: AsyncSession) -> Fitted:
-    """The TF-IDF model of the newest active posts.
+async def corpus(rt: AIRuntime, session: AsyncSession) -> Corpus:
+    """The TF-IDF model of the newest active posts, held by the model's worker process (cpu.py).
 
-    Unchanged corpus: the cached model. Changed, but the model is younger than `corpus_refresh`: new
-    posts are added with the fitted vocabulary (cheap). Otherwise: a full refit in a worker thread.
-    Posts hidden or deleted since are filtered by the callers against the live table.
+    Unchanged corpus: the model it holds. Changed, but the model is younger than `corpus_refresh`: new
+    posts are added with the fitted vocabulary (cheap). Otherwise, or when the worker is a fresh one: a
+    full refit. Posts hidden or deleted since are filtered by the callers against the live table.
     """
     live = (Document.active.is_(True), Document.hidden.is_(False))
     count, newest = (await session.execute(select(func.count(), func.max(Document.updated_at)).where(*live))).one()
     version = (min(int(count), rt.settings.corpus_size), newest)
-    cached = rt.recommender._fitted
+    cpu = rt.cpu
+    cached = cpu.corpus()
     if cached is not None and cached.version == version:
         return cached
-    fresh = rt.recommender.current(rt.settings.corpus_refresh)
-    since = fresh.version[1] if fresh is not None else None
-    stmt = select(Document).where(*live).order_by(Document.published_at.desc()).limit(rt.settings.corpus_size)
-    if fresh is not None and since is not None:
-        stmt = stmt.where(Document.updated_at > since)
-    docs = [_doc(r) for r in (await session.scalars(stmt)).all()]
-    if fresh is not None and since is not None:
-        return await asyncio.to_thread(rt.recommender.extend, version, docs)
-    return await asyncio.to_thread(rt.recommender.fitted, version, docs)
+    async with cpu.refit_lock:
+        cached = cpu.corpus()
+        if cached is not None and cached.version == version:  # another caller did it meanwhile
+            return cached
+        fresh = cached if cached is not None and cached.extendable and (
+            time.monotonic() - cached.fitted_at < rt.settings.corpus_refresh) else None
+        since = fresh.version[1] if fresh is not None else None
+        stmt = select(Document).where(*live).order_by(Document.published_at.desc()).limit(rt.settings.corpus_size)
+        if fresh is not None and since is not None:
+            stmt = stmt.where(Document.updated_at > since)
+        docs = [_doc(r) for r in (await session.scalars(stmt)).all()]
+        if fresh is not None and since is not None:
+            return await cpu.extend(version, docs)
+        return await cpu.fit(version, docs)
+
+
+async def _related(
+    rt: AIRuntime, session: AsyncSession, post_id: str, text: str, anyone: audience.Audience
+) -> tuple[Corpus, list[tuple[str, float]]]:
+    for _ in range(MODEL_ATTEMPTS):
+        fitted = await corpus(rt, session)
+        found = await rt.cpu.related(fitted, post_id, text, audience=anyone, limit=RELATED_LIMIT + RELATED_SLACK)
+        if found is not None:
+            return fitted, found
+    raise WorkerDied("the model worker kept changing its model; retried")
+
+
+async def ranked(
+    rt: AIRuntime, session: AsyncSession, *, viewer: audience.Audience, liked: dict[str, float], limit: int
+) -> tuple[Corpus, list[Scored]]:
+    """ "You may like" candidates for `viewer`, ranked by the model's worker (settings applied per call)."""
+    s = rt.settings
+    for _ in range(MODEL_ATTEMPTS):
+        fitted = await corpus(rt, session)
+        found = await rt.cpu.rank(fitted, audience=viewer, liked=liked, now=rt.now(), follow_boost=s.follow_boost,
+                                  half_life_days=s.recency_half_life_days, limit=limit)
+        if found is not None:
+            return fitted, found
+    raise WorkerDied("the model worker kept changing its model; retried")
 
 
 async def visible_now(session: AsyncSession, viewer: audience.Audience, post_ids: list[str]) -> set[str]:

@@ -2,7 +2,7 @@
 
 Every request body is capped (`max_request_bytes`, 413) before it is parsed. Draft routes are the
 author's own (someone else's draft is a 404); moderation review needs a moderator; the run log
-needs an admin.
+needs an admin, and so does the oversight (`/admin/...`: thresholds, usage, everyone's drafts).
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 
-from quark_ai import drafts, service
+from quark_ai import drafts, oversight, service
 from quark_ai.runtime import AIRuntime
 from quark_ai.schemas import (
+    AdminDraftOut,
+    AdminDraftPage,
     AssistOut,
     AssistRequest,
     DraftApprove,
@@ -28,6 +30,9 @@ from quark_ai.schemas import (
     RunOut,
     RunPage,
     StatusOut,
+    ThresholdsIn,
+    ThresholdsOut,
+    UsageOut,
 )
 from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import Principal, UserId, UserPrincipal, WritingUser, require_role
@@ -214,3 +219,38 @@ async def list_runs(
         session, agent=agent, outcome=outcome, input_id=input_id, limit=limit, cursor=cursor
     )
     return RunPage(items=[RunOut.model_validate(r) for r in rows], next_cursor=nxt)
+
+
+# --------------------------------------------------------------------------- oversight (admins)
+
+
+@router.get("/admin/thresholds")
+async def get_thresholds(_: Admin, rt: Runtime, session: DbSession) -> ThresholdsOut:
+    """The moderation threshold and the rules' scores in force (and their defaults)."""
+    return await oversight.get_thresholds(rt, session)
+
+
+@router.put("/admin/thresholds")
+async def put_thresholds(body: ThresholdsIn, admin: Admin, _: WritingUser, rt: Runtime,
+                         session: DbSession) -> ThresholdsOut:
+    """Change the thresholds; audited by `quark.ai.thresholds_changed` (actor, reason, before, after)."""
+    return await oversight.set_thresholds(rt, session, admin.subject, body)
+
+
+@router.get("/admin/usage")
+async def get_usage(_: Admin, rt: Runtime, session: DbSession,
+                    hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24) -> UsageOut:
+    """Runs per agent/provider/outcome with latency (the AI's cost), the quotas, drafts by state."""
+    return await oversight.usage(rt, session, hours=hours)
+
+
+@router.get("/admin/drafts")
+async def all_drafts(
+    _: Admin,
+    session: DbSession,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    status: Literal["pending", "approved", "rejected"] | None = None,
+) -> AdminDraftPage:
+    rows, nxt = await oversight.list_all_drafts(session, status=status, limit=limit, cursor=cursor)
+    return AdminDraftPage(items=[AdminDraftOut.model_validate(d) for d in rows], next_cursor=nxt)

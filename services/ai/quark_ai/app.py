@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from quark_ai import classifier
 from quark_ai.api import router
 from quark_ai.events import agents_consumer, signals_consumer
 from quark_ai.models import Base
@@ -16,9 +14,11 @@ from quark_ai.settings import AISettings
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
 
 
-async def warm_up_classifier(ctx: ServiceContext[AISettings, AIRuntime]) -> None:
-    """Load the bundled classifier now, not inside the first event's transaction."""
-    await asyncio.to_thread(classifier.warm_up)
+async def start_workers(ctx: ServiceContext[AISettings, AIRuntime]) -> None:
+    """Start the worker processes (they load the classifier) now, not inside the first event's transaction.
+
+    They stop with the runtime (`AIRuntime.aclose`)."""
+    await ctx.runtime.cpu.start()
 
 
 module = QuarkModule(
@@ -29,7 +29,7 @@ module = QuarkModule(
     routers=[router],
     metadata=Base.metadata,
     consumers=[agents_consumer, signals_consumer],
-    on_startup=[warm_up_classifier],
+    on_startup=[start_workers],
     title="Quark AI",
 )
 

@@ -8,7 +8,6 @@ Callers pass the author's id (routes turn the principal into it).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import time
@@ -153,13 +152,13 @@ async def _generate_draft(rt: AIRuntime, session: AsyncSession, uid: str, body: 
         generated = True
         if textutil.looks_like_injection(text):
             warnings.append(INJECTION_IN_OUTPUT)
-        verdict = await asyncio.to_thread(rt.moderator.score, f"{title}\n\n{text}")
+        verdict = rt.moderator.verdict(await rt.cpu.moderate(f"{title}\n\n{text}"))
         if verdict.flagged:
             warnings.append(f"the generated text would be flagged by moderation ({verdict.reason}); edit it first")
     else:
         title, text = _outline(topic, body.tone, body.length)
         generated, notice = False, LOCAL_NOTICE
-    tags = textutil.keywords(text, title=title, limit=5)
+    tags = await rt.cpu.keywords(text, title=title, limit=5, exclude=frozenset())
     async with session.begin():
         run = agents.record_run(
             session,
@@ -265,9 +264,10 @@ async def get_draft(session: AsyncSession, uid: str, draft_id: str) -> Draft:
 
 
 async def list_drafts(
-    session: AsyncSession, uid: str, *, status: str | None, limit: int, cursor: str | None
+    session: AsyncSession, uid: str | None, *, status: str | None, limit: int, cursor: str | None
 ) -> tuple[list[Draft], str | None]:
-    stmt = select(Draft).where(Draft.user_id == uid)
+    """One person's drafts (`uid`), or everyone's (None: the admins' oversight)."""
+    stmt = select(Draft) if uid is None else select(Draft).where(Draft.user_id == uid)
     if status:
         stmt = stmt.where(Draft.status == status)
     if cursor:

@@ -4,7 +4,8 @@
   moderation, tagging and recommendations agents; the post lifecycle (unpublished, deleted,
   hidden, restored) keeps the recommendation corpus honest.
 * ``signals`` — reactions and follows feed the recommendations; blocks, mutes, profile privacy and
-  suspensions keep them within the blog's visibility rules (audience.py); a deleted user is forgotten.
+  suspensions keep them within the blog's visibility rules (audience.py); a deleted user is forgotten; the
+  moderation queue's decisions review the automatic flags they concern (upheld or overruled).
 
 A payload that does not fit is dead-lettered at once (PermanentEventError), never retried.
 """
@@ -16,7 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_ai import agents, audience
+from quark_ai import agents, audience, service
 from quark_ai.runtime import AIRuntime
 from quark_ai.schemas import (
     BlockChanged,
@@ -27,6 +28,7 @@ from quark_ai.schemas import (
     PostReacted,
     PostRef,
     ProfileChanged,
+    QueueDecision,
     SuspensionChanged,
     UserDeleted,
 )
@@ -149,3 +151,8 @@ async def on_suspended(rt: AIRuntime, session: AsyncSession, event: CloudEvent) 
 @signals_consumer.on("quark.user.deleted")
 async def on_user_deleted(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await agents.forget_user(session, parse(event, UserDeleted).user_id)
+
+
+@signals_consumer.on("quark.moderation.decided")
+async def on_queue_decision(rt: AIRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await service.apply_queue_decision(rt, session, parse(event, QueueDecision))

@@ -193,3 +193,19 @@ class Mute(Base):
 
     muter_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     muted_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ModerationConfig(Base):
+    """The moderation thresholds an admin set from the console (one row, id 1); absent: the settings' values.
+
+    Kept in the database, not only in the settings, so every instance applies the same threshold at once and
+    a change survives a restart; the change itself is audited by `quark.ai.thresholds_changed`."""
+
+    __tablename__ = "moderation_config"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    rule_scores: Mapped[dict[str, float]] = mapped_column(JSONB, default=dict, server_default=sql_text("'{}'::jsonb"))
+    updated_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -23,8 +23,9 @@ from sklearn.preprocessing import normalize
 from quark_ai.audience import Audience
 
 
-@dataclass(frozen=True)
-class Doc:
+class Doc(NamedTuple):
+    """A post as the model knows it (a named tuple: thousands are sent to the worker process per refit)."""
+
     post_id: str
     author_id: str
     title: str
@@ -44,9 +45,14 @@ class Fitted:
     fitted_at: float = 0.0  # time.monotonic() of the fit
 
 
-@dataclass(frozen=True)
-class Scored:
-    doc: Doc
+class Scored(NamedTuple):
+    """One ranked candidate, without its text (sent back from the worker process)."""
+
+    post_id: str
+    author_id: str
+    title: str
+    tags: tuple[str, ...]
+    published_at: datetime
     score: float
     similarity: float
     reasons: tuple[str, ...]
@@ -57,7 +63,8 @@ def _text(d: Doc) -> str:
 
 
 class Recommender:
-    """Holds the fitted model of one service instance; thread-safe (fits run in a worker thread)."""
+    """Holds the fitted model of one service instance. It lives in the AI worker process (cpu_worker.py);
+    tests and the bench also use it in-process, as the reference the worker's answers are compared with."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -129,7 +136,7 @@ class Recommender:
         half_life_days: float,
         limit: int,
     ) -> list[Scored]:
-        """Blocking (CPU): call through asyncio.to_thread. Only posts the audience's viewer may see."""
+        """Blocking (CPU). Only posts the audience's viewer may see."""
         if fitted.matrix is None or not fitted.docs:
             return []
         rows = [(fitted.index[p], w) for p, w in liked.items() if p in fitted.index]
@@ -159,8 +166,9 @@ class Recommender:
                 reasons.append("from someone you follow")
             if not reasons:
                 reasons.append("new on Quark")
-            out.append(Scored(doc, round(score, 6), round(sim, 6), tuple(reasons)))
-        out.sort(key=lambda s: (-s.score, -s.doc.published_at.timestamp(), s.doc.post_id))
+            out.append(Scored(doc.post_id, doc.author_id, doc.title, doc.tags, doc.published_at,
+                              round(score, 6), round(sim, 6), tuple(reasons)))
+        out.sort(key=lambda s: (-s.score, -s.published_at.timestamp(), s.post_id))
         return out[:limit]
 
     @staticmethod

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 import httpx
 
 from quark_ai.classifier import Moderator
+from quark_ai.cpu import CPUWorkers
+from quark_ai.cpu_worker import WorkerConfig
 from quark_ai.providers import Provider, build_provider
-from quark_ai.recommend import Recommender
 from quark_ai.settings import AISettings
 from quark_sdk.app import ServiceContext
 from quark_sdk.ratelimit import RateLimiter
@@ -35,7 +36,7 @@ class AIRuntime:
     blog_http: httpx.AsyncClient  # replaceable in tests (e.g. by a blog module's in-process client)
     limiter: RateLimiter
     moderator: Moderator
-    recommender: Recommender
+    cpu: CPUWorkers  # the worker processes: classifier, keywords, the recommendation model
     clock: Clock = system_clock
 
     @property
@@ -46,7 +47,8 @@ class AIRuntime:
         return self.clock()
 
     async def aclose(self) -> None:
-        await asyncio.gather(self.provider_http.aclose(), self.blog_http.aclose(), return_exceptions=True)
+        await asyncio.gather(self.provider_http.aclose(), self.blog_http.aclose(), self.cpu.aclose(),
+                             return_exceptions=True)
 
 
 async def build_runtime(ctx: ServiceContext[AISettings, AIRuntime]) -> AIRuntime:
@@ -59,5 +61,6 @@ async def build_runtime(ctx: ServiceContext[AISettings, AIRuntime]) -> AIRuntime
         blog_http=httpx.AsyncClient(base_url=s.blog_base_url(), timeout=s.blog_timeout),
         limiter=RateLimiter(ctx.cache(), prefix=ctx.key()),
         moderator=Moderator(s.moderation_threshold, s.moderation_rules, s.moderation_max_chars),
-        recommender=Recommender(),
+        cpu=CPUWorkers(s.cpu_workers, WorkerConfig(s.moderation_max_chars,
+                                                   tuple(r.model_dump() for r in s.moderation_rules))),
     )

@@ -173,12 +173,75 @@ class StatusOut(BaseModel):
     moderation_threshold: float
 
 
+# --------------------------------------------------------------------------- oversight (admins, the console)
+
+
+class ThresholdsIn(_Body):
+    """New moderation thresholds: the flagging threshold and, optionally, the score of named rules."""
+
+    threshold: float = Field(gt=0.0, le=1.0)
+    rule_scores: dict[str, float] = Field(default_factory=dict, max_length=64)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class RuleOut(BaseModel):
+    name: str
+    label: str
+    score: float
+    default_score: float
+
+
+class ThresholdsOut(BaseModel):
+    threshold: float
+    default_threshold: float
+    rules: list[RuleOut]
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+    reason: str | None = None
+
+
+class AdminDraftOut(DraftOut):
+    user_id: str
+
+
+class AdminDraftPage(Page[AdminDraftOut]):
+    """One page of everyone's drafts."""
+
+
+class UsageRow(BaseModel):
+    agent: str
+    provider: str
+    outcome: str
+    runs: int
+    avg_latency_ms: float
+    max_latency_ms: float
+
+
+class QuotaOut(BaseModel):
+    name: str
+    limit: int
+    window_seconds: float
+
+
+class UsageOut(BaseModel):
+    """The AI's work over a window: runs (its cost: every run is compute, an LLM run may be money), quotas,
+    drafts by state."""
+
+    since: datetime
+    rows: list[UsageRow]
+    quotas: list[QuotaOut]
+    drafts: dict[str, int]
+    provider: str
+    model: str
+
+
 # --------------------------------------------------------------------------- events published
 
 
 @event_type("quark.ai.moderation_flagged")
 class ModerationFlagged(EventPayload):
-    """The moderation agent scored a post or comment above the threshold: blog hides it pending review."""
+    """The moderation agent scored a post or comment above the threshold: blog hides it pending review and the
+    moderation queue files it (`author_id` and `preview`, the start of the judged text, are what it shows)."""
 
     target_type: Literal["post", "comment"]
     target_id: str
@@ -186,6 +249,8 @@ class ModerationFlagged(EventPayload):
     labels: list[str]
     reason: str
     run_id: str
+    author_id: str | None = None
+    preview: str | None = None
 
 
 @event_type("quark.ai.moderation_reviewed")
@@ -301,3 +366,25 @@ class SuspensionChanged(_Consumed):
 
     user_id: str = Field(min_length=1, max_length=64)
     suspended: bool
+
+
+class QueueDecision(_Consumed):
+    """`quark.moderation.decided`: the moderation queue's decision; `run_ids` are the flags it reviewed."""
+
+    decision_id: str
+    kind: str
+    target_id: str
+    action: Literal["dismiss", "hide", "delete", "warn", "suspend"]
+    reason: str = ""
+    moderator_id: str
+    run_ids: list[str] = Field(default_factory=list, max_length=100)
+@event_type("quark.ai.thresholds_changed")
+class ThresholdsChanged(EventPayload):
+    """An admin changed the moderation thresholds (audit trail: who, why, before and after)."""
+
+    actor_id: str
+    reason: str | None
+    threshold: float
+    previous_threshold: float
+    rule_scores: dict[str, float]
+    previous_rule_scores: dict[str, float]

@@ -6,7 +6,6 @@ Callers pass ids (routes turn principals into them).
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import datetime
@@ -21,7 +20,14 @@ from quark_ai.classifier import model_name
 from quark_ai.common import parse_uuid
 from quark_ai.models import AgentRun, Document, ModerationResult, Reaction, UserSuggestion
 from quark_ai.runtime import AIRuntime
-from quark_ai.schemas import ModerationReviewed, RecommendationOut, ReviewRequest, StatusOut, SuggestionGenerated
+from quark_ai.schemas import (
+    ModerationReviewed,
+    QueueDecision,
+    RecommendationOut,
+    ReviewRequest,
+    StatusOut,
+    SuggestionGenerated,
+)
 from quark_sdk.errors import Conflict, InvalidInput, NotFound
 from quark_sdk.outbox import add_event
 from quark_sdk.pagination import INVALID_CURSOR, decode_cursor, encode_cursor, page_of
@@ -48,22 +54,12 @@ async def recommendations(
         ).all():
             liked[post_id] = liked.get(post_id, 0.0) + (0.3 if kind in ("angry", "sad") else 1.0)
         viewer = await audience.audience_of(session, uid)
-        fitted = await agents.corpus(rt, session)
-        s = rt.settings
-        ranked = await asyncio.to_thread(
-            rt.recommender.rank,
-            fitted,
-            audience=viewer,
-            liked=liked,
-            now=rt.now(),
-            follow_boost=s.follow_boost,
-            half_life_days=s.recency_half_life_days,
-            limit=offset + limit + 1 + RANK_SLACK,
-        )
+        fitted, ranked = await agents.ranked(rt, session, viewer=viewer, liked=liked,
+                                             limit=offset + limit + 1 + RANK_SLACK)
         # The model may be up to `corpus_refresh` old: judge each candidate by its current state (hidden,
         # unpublished, deleted or made followers-only since), with the viewer's current relations.
-        live = await agents.visible_now(session, viewer, [x.doc.post_id for x in ranked])
-        ranked = [x for x in ranked if x.doc.post_id in live]
+        live = await agents.visible_now(session, viewer, [x.post_id for x in ranked])
+        ranked = [x for x in ranked if x.post_id in live]
         page = ranked[offset : offset + limit]
         next_cursor = encode_cursor(offset + limit) if len(ranked) > offset + limit else None
         run = agents.record_run(
@@ -78,13 +74,13 @@ async def recommendations(
             outcome="ok" if page else "skipped",
             detail={
                 "signals": {"reactions": len(liked), "follows": len(viewer.followees)},
-                "corpus": len(fitted.docs),
+                "corpus": fitted.size,
                 "offset": offset,
-                "items": [x.doc.post_id for x in page],
+                "items": [x.post_id for x in page],
             },
         )
         if offset == 0:
-            ids = [x.doc.post_id for x in page]
+            ids = [x.post_id for x in page]
             previous = await session.get(UserSuggestion, uid, with_for_update=True)
             if ids and (previous is None or previous.post_ids != ids):
                 await session.execute(
@@ -110,21 +106,21 @@ async def recommendations(
         docs = {
             d.post_id: d
             for d in (
-                await session.scalars(select(Document).where(Document.post_id.in_([x.doc.post_id for x in page])))
+                await session.scalars(select(Document).where(Document.post_id.in_([x.post_id for x in page])))
             ).all()
         }
     items = []
     for x in page:
-        d = docs.get(x.doc.post_id)
+        d = docs.get(x.post_id)
         items.append(
             RecommendationOut(
-                post_id=x.doc.post_id,
-                author_id=x.doc.author_id,
-                title=x.doc.title,
+                post_id=x.post_id,
+                author_id=x.author_id,
+                title=x.title,
                 slug=d.slug if d else "",
                 excerpt=d.excerpt if d else "",
-                tags=list(x.doc.tags),
-                published_at=x.doc.published_at,
+                tags=list(x.tags),
+                published_at=x.published_at,
                 score=x.score,
                 similarity=x.similarity,
                 reasons=list(x.reasons),
@@ -209,6 +205,27 @@ async def review(
     if body.decision == "overruled" and row.flagged:
         restore = await _blog_restore(rt, token, row, reason) if body.restore else "skipped"
     return row, restore
+
+
+async def apply_queue_decision(rt: AIRuntime, session: AsyncSession, d: QueueDecision) -> None:
+    """The moderation queue decided a case holding automatic flags: each flag's verdict is reviewed — upheld
+    when the moderator acted on the content or its author, overruled when the case was dismissed (inside the
+    consumer's transaction; a verdict already reviewed stays as it is)."""
+    decision = "overruled" if d.action == "dismiss" else "upheld"
+    for run_id in d.run_ids:
+        ident = parse_uuid(run_id)
+        if ident is None:
+            continue
+        rows = (await session.scalars(select(ModerationResult).where(
+            ModerationResult.run_id == ident, ModerationResult.decision.is_(None)).with_for_update())).all()
+        for row in rows:
+            reason = textutil.clean(d.reason).strip()[:500] or None
+            row.decision, row.decided_by, row.decided_at, row.decision_reason = (
+                decision, d.moderator_id[:64], rt.now(), reason)
+            await add_event(session, ModerationReviewed(
+                result_id=str(row.id), run_id=str(row.run_id), target_type=row.target_type,
+                target_id=row.target_id, flagged=row.flagged, decision=decision, moderator_id=d.moderator_id,
+                reason=reason), subject=row.target_id)
 
 
 async def _blog_restore(rt: AIRuntime, token: str, row: ModerationResult, reason: str | None) -> str:

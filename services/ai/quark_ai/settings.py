@@ -90,6 +90,11 @@ class AISettings(ServiceSettings):
     max_assist_chars: int = Field(default=50_000, ge=100, le=1_000_000)
     max_page_size: int = Field(default=100, ge=1, le=1000)
 
+    # -- the worker processes that run the CPU work (classifier, tag keywords, TF-IDF fits and ranking), so it
+    # never holds the serving process's GIL. One of them also holds the recommendation model; with 2 or more,
+    # a refit does not hold up moderation. Each worker is ~100 MB (scikit-learn and the classifier's model).
+    cpu_workers: int = Field(default=2, ge=1, le=32)
+
     # -- moderation
     moderation_threshold: float = Field(default=0.9, gt=0.0, le=1.0)  # the classifier is strict on mild swearing
     moderation_rules: list[ModerationRule] = Field(default_factory=lambda: list(DEFAULT_RULES))

@@ -42,8 +42,9 @@ async def test_toxic_post_is_flagged_and_benign_post_passes(ai: AI) -> None:
     flags = await ai.outbox("quark.ai.moderation_flagged")
     assert [f["data"]["target_id"] for f in flags] == [bad]
     data = flags[0]["data"]
-    # Exactly what the blog consumes (services/blog ModerationFlagged).
-    assert set(data) == {"target_type", "target_id", "score", "labels", "reason", "run_id"}
+    # What the blog consumes (services/blog ModerationFlagged), plus what the moderation queue shows.
+    assert set(data) == {"target_type", "target_id", "score", "labels", "reason", "run_id", "author_id", "preview"}
+    assert data["author_id"] == author.id and "You are a worthless" in data["preview"]
     assert data["target_type"] == "post" and data["score"] >= 0.8 and "offensive" in data["labels"]
 
     mod = ai.person("mod", roles=("moderator",))
@@ -147,6 +148,25 @@ async def test_moderator_overrules_and_it_is_recorded(ai: AI) -> None:
         "items"
     ]
     assert [r["id"] for r in reviewed] == [result["id"]]
+
+
+async def test_the_queue_decision_reviews_the_flags_it_concerns(ai: AI) -> None:
+    author = ai.person("writer")
+    upheld, overruled = await ai.publish_post(author, "Rant", TOXIC), await ai.publish_post(author, "Rant 2", TOXIC)
+    mod = ai.person("mod", roles=("moderator",))
+    flags = {f["data"]["target_id"]: f["data"]["run_id"] for f in await ai.outbox("quark.ai.moderation_flagged")}
+    for target, action in ((upheld, "hide"), (overruled, "dismiss")):
+        decision = {"decision_id": str(uuid.uuid4()), "case_id": str(uuid.uuid4()), "kind": "post",
+                    "target_id": target, "module": "blog", "action": action, "reason": "reviewed in the queue",
+                    "moderator_id": mod.id, "run_ids": [flags[target], "not-a-run"],
+                    "decided_at": "2026-12-04T12:00:00+00:00"}
+        await ai.apply("quark.moderation.decided", decision, consumer="signals")
+        await ai.apply("quark.moderation.decided", decision, consumer="signals")  # again: reviewed once
+    reviewed = {e["data"]["target_id"]: e["data"]["decision"] for e in await ai.outbox("quark.ai.moderation_reviewed")}
+    assert reviewed == {upheld: "upheld", overruled: "overruled"}
+    assert len(await ai.outbox("quark.ai.moderation_reviewed")) == 2
+    listed = (await ai.client.get("/api/v1/ai/moderation", params={"reviewed": "true"}, headers=mod.headers)).json()
+    assert {r["target_id"]: r["decided_by"] for r in listed["items"]} == {upheld: mod.id, overruled: mod.id}
 
 
 async def test_moderation_and_runs_need_roles(ai: AI) -> None:

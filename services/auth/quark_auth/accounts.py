@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +21,7 @@ from quark_auth.common import (
     queue_email,
 )
 from quark_auth.models import User, UserRole
+from quark_auth.phone import normalize_phone, queue_code, reserve_send
 from quark_auth.revocations import revoke_account
 from quark_auth.runtime import AuthRuntime
 from quark_auth.schemas import (
@@ -38,40 +41,59 @@ from quark_sdk.errors import (
 from quark_sdk.outbox import add_event
 
 
-async def _validate_new_account(session: AsyncSession, *, username: str, email: str, password: str,
-                                display_name: str | None) -> tuple[str, str | None, bool]:
-    """Checked input: (normalised email, display name, whether the email already has an account).
+async def _validate_new_account(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str | None,
+                                password: str | None, display_name: str | None,
+                                phone: str | None = None) -> NewAccount:
+    """Checked input: normalised email and phone, display name, and whether either already has an account.
 
-    A taken username is a 409 (usernames are public); a taken email is only reported to the caller, who
-    decides whether to say so (`create_admin`) or not (`register`: account existence is not revealed)."""
+    A taken username is a 409 (usernames are public); a taken email or phone is only reported to the caller,
+    who decides whether to say so (`create_admin`) or not (`register`: account existence is not revealed).
+    A phone counts as taken only when an account has verified it."""
     if reserved.is_reserved(username):
         raise InvalidInput(f"username {username!r} is reserved (it names a route or a system account); "
                            "choose another", field="username", code="username-reserved")
-    email = normalize_email(email)
+    address = normalize_email(email) if email is not None else None
+    number = normalize_phone(phone, rt) if phone is not None else None
     display = clean_display_name(display_name)
-    passwords.check_policy(password, username=username, email=email)
+    if password is not None:
+        passwords.check_policy(password, username=username, email=address)
     async with session.begin():
-        taken = (await session.execute(
-            select(func.lower(User.username) == username.lower(), func.lower(User.email) == email.lower())
-            .where(or_(func.lower(User.username) == username.lower(), func.lower(User.email) == email.lower()))
-        )).first()
-    if taken is not None and taken[0]:
-        raise Conflict("username is already taken", code="account-exists")
-    return email, display, taken is not None
+        if await session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None:
+            raise Conflict("username is already taken", code="account-exists")
+        email_taken = address is not None and await session.scalar(
+            select(User.id).where(func.lower(User.email) == address.lower())) is not None
+        phone_taken = number is not None and await session.scalar(
+            select(User.id).where(User.phone == number, User.phone_verified_at.is_not(None))) is not None
+    return NewAccount(email=address, phone=number, display_name=display, email_taken=email_taken,
+                      phone_taken=phone_taken)
 
 
-async def _insert_user(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str, password_hash: str,
-                       display_name: str | None, roles: list[str], verified: bool,
-                       actor: str | None = None) -> tuple[User, EmailRequested | None] | None:
-    """Insert the user, roles and events in one transaction; a lost race for the username becomes 409,
-    for the email None (the caller decides what to say)."""
+@dataclass(frozen=True)
+class NewAccount:
+    email: str | None
+    phone: str | None
+    display_name: str | None
+    email_taken: bool
+    phone_taken: bool
+
+
+async def insert_user(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str | None,
+                      password_hash: str | None, display_name: str | None, roles: list[str], verified: bool,
+                      actor: str | None = None, phone: str | None = None, ip: str | None = None,
+                      user_agent: str | None = None,
+                      extra: Callable[[AsyncSession, User], Awaitable[None]] | None = None,
+                      ) -> tuple[User, EmailRequested | None] | None:
+    """Insert the user, roles and events in one transaction (and `extra`: a linked provider identity); a
+    lost race for the username becomes 409, for the email None (the caller decides what to say).
+
+    An unverified email gets its verification mail; a phone (never verified yet) its signup code."""
     now = rt.now()
     email_event: EmailRequested | None = None
     try:
         async with session.begin():
             user = User(id=uuid.uuid4(), username=username, email=email, display_name=display_name,
-                        password_hash=password_hash, email_verified_at=now if verified else None,
-                        password_changed_at=now, created_at=now,
+                        password_hash=password_hash, email_verified_at=now if verified and email else None,
+                        password_changed_at=now, created_at=now, phone=phone,
                         roles=[UserRole(role=r, granted_at=now, granted_by=actor) for r in roles])
             session.add(user)
             await session.flush()
@@ -82,8 +104,13 @@ async def _insert_user(session: AsyncSession, rt: AuthRuntime, *, username: str,
                 if actor is not None and role != "user":
                     await add_event(session, RoleChanged(user_id=user.id, username=username, role=role,
                                                          action="granted", actor_id=actor), subject=str(user.id))
-            if not verified:
+            if email is not None and not verified:
                 email_event = await queue_email(session, rt, user, "verify_email")
+            if phone is not None:
+                await queue_code(session, rt, purpose="signup", subject=phone, phone=phone, user_id=user.id,
+                                 username=username, ip=ip, user_agent=user_agent)
+            if extra is not None:
+                await extra(session, user)
     except IntegrityError as exc:
         text = str(exc.orig)
         if "username" in text:
@@ -94,43 +121,62 @@ async def _insert_user(session: AsyncSession, rt: AuthRuntime, *, username: str,
     return user, email_event
 
 
-async def register(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str, password: str,
-                   display_name: str | None, ip: str | None) -> User:
+async def register(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str | None, password: str,
+                   display_name: str | None, ip: str | None, phone: str | None = None,
+                   user_agent: str | None = None) -> User:
+    """With an email (a verification mail) and/or a phone (a signup code by SMS, confirmed at
+    `/register/phone/confirm`). An email or a phone that already has an account gets the same answer."""
     s = rt.settings
     await rt.limit(f"register:ip:{ip or '-'}", limit=s.register_ip_limit, window=s.register_ip_window,
                    detail="too many registrations from this address; try again later")
-    email, display, email_taken = await _validate_new_account(session, username=username, email=email,
-                                                              password=password, display_name=display_name)
+    new = await _validate_new_account(session, rt, username=username, email=email, password=password,
+                                      display_name=display_name, phone=phone)
+    if await rt.redis.exists(_held_username_key(rt, username)):
+        raise Conflict("username is already taken", code="account-exists")
+    if new.phone is not None:  # counted on both paths: the limits say nothing about the number
+        await reserve_send(rt, phone=new.phone, ip=ip, account=None)
     password_hash = await rt.hasher.hash(password)  # paid on both paths: the same work, the same time
-    inserted = None if email_taken else await _insert_user(
-        session, rt, username=username, email=email, password_hash=password_hash, display_name=display,
-        roles=["user"], verified=False)
+    taken = new.email_taken or new.phone_taken
+    inserted = None if taken else await insert_user(
+        session, rt, username=username, email=new.email, password_hash=password_hash,
+        display_name=new.display_name, roles=["user"], verified=False, phone=new.phone, ip=ip,
+        user_agent=user_agent)
     if inserted is None:
-        return await _tell_owner(session, rt, username=username, email=email, display_name=display)
+        return await _tell_owner(session, rt, username=username, email=new.email, phone=new.phone,
+                                 display_name=new.display_name)
     user, email_event = inserted
     if email_event is not None:
         log_email(rt, email_event)
     return user
 
 
-async def _tell_owner(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str,
-                      display_name: str | None) -> User:
+def _held_username_key(rt: AuthRuntime, username: str) -> str:
+    return rt.key("username-held", username.lower())
+
+
+async def _tell_owner(session: AsyncSession, rt: AuthRuntime, *, username: str, email: str | None,
+                      phone: str | None, display_name: str | None) -> User:
     """The address has an account: answer as if one was created (account existence is never revealed)
     and mail the owner instead — "someone tried to register with your address", with a reset link.
 
     The account returned is not stored (its id is random); nothing else is written. The owner's mail is
-    throttled silently like reset emails."""
+    throttled silently like reset emails. A taken phone gets no SMS (each one costs the station money)."""
     s = rt.settings
     now = rt.now()
-    async with session.begin():
-        owner = (await session.scalars(select(User).where(func.lower(User.email) == email.lower()))).first()
+    # The username now looks taken to the next registration, as it would had an account been created.
+    await rt.redis.set(_held_username_key(rt, username), "1", ex=s.username_hold_seconds, nx=True)
+    owner = None
+    if email is not None:
+        async with session.begin():
+            owner = (await session.scalars(select(User).where(func.lower(User.email) == email.lower()))).first()
     if owner is not None and await rt.allowed(f"email:account_exists:{owner.id}", limit=s.email_request_limit,
                                               window=s.email_request_window):
         async with session.begin():
             event = await queue_email(session, rt, owner, "account_exists")
         log_email(rt, event)
     return User(id=uuid.uuid4(), username=username, email=email, display_name=display_name, password_hash="",
-                email_verified_at=None, created_at=now, password_changed_at=now,
+                email_verified_at=None, created_at=now, password_changed_at=now, phone=phone,
+                phone_verified_at=None, phone_mfa=False, suspended_at=None, totp_secret=None,
                 roles=[UserRole(role="user", granted_at=now)])
 
 
@@ -143,11 +189,12 @@ async def create_admin(session: AsyncSession, rt: AuthRuntime, *, username: str,
         raise Conflict(f"an admin already exists ({admins}); use --force to create another", code="admin-exists")
     if not re.fullmatch(USERNAME_PATTERN, username):
         raise InvalidInput("username must be 3-32 letters, digits, '_', '.', '-'", field="username")
-    email, display, email_taken = await _validate_new_account(session, username=username, email=email,
-                                                              password=password, display_name=display_name)
+    new = await _validate_new_account(session, rt, username=username, email=email, password=password,
+                                      display_name=display_name)
     password_hash = await rt.hasher.hash(password)
-    inserted = None if email_taken else await _insert_user(
-        session, rt, username=username, email=email, password_hash=password_hash, display_name=display,
+    inserted = None if new.email_taken else await insert_user(
+        session, rt, username=username, email=new.email, password_hash=password_hash,
+        display_name=new.display_name,
         roles=["user", "admin"], verified=True, actor="cli")
     if inserted is None:  # the operator at the console may know: it is their station
         raise Conflict("email address is already registered", code="account-exists")
@@ -167,6 +214,8 @@ async def check_password(session: AsyncSession, rt: AuthRuntime, user: User, pas
     s = rt.settings
     await rt.limit(f"sensitive:{user.id}", limit=s.sensitive_action_limit, window=s.sensitive_action_window,
                    detail="too many attempts; try again later")
+    if user.password_hash is None:
+        raise Conflict("this account has no password; set one with a password reset first", code="no-password")
     if not await rt.hasher.verify(password, user.password_hash):
         raise PermissionDenied("password is not correct", code="wrong-password")
 

@@ -21,6 +21,7 @@ from quark_auth import accounts, admin, mfa, recovery, sessions, signin
 from quark_auth.runtime import AuthRuntime
 from quark_auth.schemas import (
     AcceptedOut,
+    AdminUserOut,
     CodeIn,
     EmailIn,
     LoginIn,
@@ -30,6 +31,7 @@ from quark_auth.schemas import (
     PasswordChangeIn,
     PasswordIn,
     PasswordResetConfirmIn,
+    ReasonIn,
     RecoveryCodesOut,
     RefreshIn,
     RegisterIn,
@@ -128,12 +130,13 @@ async def jwks(rt: Runtime, response: Response) -> dict[str, object]:
 @router.post("/register", status_code=201, response_model=UserOut, summary="Create an account")
 async def register(body: RegisterIn, request: Request, rt: Runtime, session: DbSession) -> UserOut:
     user = await accounts.register(session, rt, username=body.username, email=body.email, password=body.password,
-                                   display_name=body.display_name, ip=client_ip(request, rt))
+                                   display_name=body.display_name, ip=client_ip(request, rt), phone=body.phone,
+                                   user_agent=user_agent(request))
     return UserOut.of(user)
 
 
 @router.post("/login", response_model=TokensOut | MfaRequiredOut,
-             summary="Log in with username or email; with 2FA enabled, answers mfa_required")
+             summary="Log in with username, email or verified phone; with 2FA enabled, answers mfa_required")
 async def login(body: LoginIn, request: Request, response: Response, rt: Runtime,
                 session: DbSession) -> TokensOut | MfaRequiredOut:
     response.headers.update(NO_STORE)
@@ -269,6 +272,15 @@ async def totp_disable(body: PasswordIn, me: Me, rt: Runtime, session: DbSession
     await mfa.totp_disable(session, rt, me.user_id, password=body.password)
 
 
+@router.post("/2fa/recovery-codes", response_model=RecoveryCodesOut,
+             summary="New recovery codes (password required); the old ones stop working")
+async def recovery_codes(body: PasswordIn, me: Me, rt: Runtime, session: DbSession,
+                         response: Response) -> RecoveryCodesOut:
+    response.headers.update(NO_STORE)
+    return RecoveryCodesOut(recovery_codes=await mfa.regenerate_recovery_codes(session, rt, me.user_id,
+                                                                                password=body.password))
+
+
 # -- admin ------------------------------------------------------------------------------------------
 
 
@@ -281,24 +293,37 @@ async def admin_users(actor: Admin, session: DbSession, limit: Limit = 50, curso
     return UserPage(items=[UserOut.of(u) for u in users], next_cursor=next_cursor)
 
 
-@router.get("/admin/users/{user_id}", response_model=UserOut, summary="One account (admin)")
-async def admin_user(user_id: uuid.UUID, actor: Admin, session: DbSession) -> UserOut:
-    return UserOut.of(await admin.admin_get_user(session, user_id))
+@router.get("/admin/users/{user_id}", response_model=AdminUserOut,
+            summary="One account with its sessions, last login, suspension and forced-reset state (admin)")
+async def admin_user(user_id: uuid.UUID, actor: Admin, rt: Runtime, session: DbSession) -> AdminUserOut:
+    return await admin.admin_user_detail(session, rt, user_id)
 
 
-@router.post("/admin/users/{user_id}/roles", response_model=UserOut, summary="Grant a role (admin)")
+@router.post("/admin/users/{user_id}/roles", response_model=UserOut,
+             summary="Grant a role (admin; audited by quark.auth.role_changed)")
 async def grant_role(user_id: uuid.UUID, body: RoleIn, actor: Admin, rt: Runtime, session: DbSession) -> UserOut:
-    return UserOut.of(await admin.grant_role(session, rt, str(actor.user_id), user_id, body.role))
+    return UserOut.of(await admin.grant_role(session, rt, str(actor.user_id), user_id, body.role, body.reason))
 
 
 @router.delete("/admin/users/{user_id}/roles/{role}", response_model=UserOut,
                summary="Revoke a role (admin); the user's sessions are revoked too")
 async def revoke_role(user_id: uuid.UUID, role: Annotated[str, Path(max_length=32)], actor: Admin, rt: Runtime,
-                      session: DbSession) -> UserOut:
-    return UserOut.of(await admin.revoke_role(session, rt, str(actor.user_id), user_id, role))
+                      session: DbSession, reason: Annotated[str | None, Query(max_length=500)] = None) -> UserOut:
+    return UserOut.of(await admin.revoke_role(session, rt, str(actor.user_id), user_id, role, reason))
 
 
 @router.post("/admin/users/{user_id}/sessions/revoke-all", response_model=RevokedOut,
              summary="Revoke every session of a user (admin; audited by quark.auth.sessions_revoked)")
-async def admin_revoke_sessions(user_id: uuid.UUID, actor: Admin, rt: Runtime, session: DbSession) -> RevokedOut:
-    return RevokedOut(revoked=await admin.admin_revoke_sessions(session, rt, str(actor.user_id), user_id))
+async def admin_revoke_sessions(user_id: uuid.UUID, actor: Admin, rt: Runtime, session: DbSession,
+                                body: ReasonIn | None = None) -> RevokedOut:
+    reason = body.reason if body else None
+    return RevokedOut(revoked=await admin.admin_revoke_sessions(session, rt, str(actor.user_id), user_id, reason))
+
+
+@router.post("/admin/users/{user_id}/password-reset", response_model=RevokedOut,
+             summary="Force a password reset (admin): the password stops working, sessions end, a reset link "
+                     "is mailed; audited by quark.auth.password_reset_forced")
+async def force_password_reset(user_id: uuid.UUID, actor: Admin, rt: Runtime, session: DbSession,
+                               body: ReasonIn | None = None) -> RevokedOut:
+    reason = body.reason if body else None
+    return RevokedOut(revoked=await admin.force_password_reset(session, rt, str(actor.user_id), user_id, reason))

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from quark_auth.api import router
+from quark_auth.api_identity import router as identity_router
 from quark_auth.commands import create_admin_command
 from quark_auth.common import ISSUER
 from quark_auth.events import suspensions
@@ -90,7 +91,7 @@ module = QuarkModule(
     settings_cls=AuthSettings,
     root=Path(__file__).resolve().parent.parent,
     runtime=build_runtime,
-    routers=[router],
+    routers=[router, identity_router],
     metadata=Base.metadata,
     consumers=[suspensions],
     background=[key_rotation, purge],

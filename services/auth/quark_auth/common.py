@@ -29,6 +29,7 @@ from quark_auth.schemas import (
     EmailRequested,
 )
 from quark_sdk.errors import (
+    Conflict,
     InvalidInput,
     NotFound,
     QuarkError,
@@ -90,7 +91,11 @@ def clean_display_name(raw: str | None) -> str | None:
     return name
 
 
-async def user_by_login(session: AsyncSession, login: str) -> User | None:
+async def user_by_login(session: AsyncSession, login: str, *, phone: str | None = None) -> User | None:
+    """By username, email, or (`phone`, already normalised to E.164) a verified phone number."""
+    if phone is not None:
+        return (await session.scalars(select(User).where(User.phone == phone,
+                                                         User.phone_verified_at.is_not(None)))).first()
     key = login.strip().lower()
     column = User.email if "@" in key else User.username
     return (await session.scalars(select(User).where(func.lower(column) == key))).first()
@@ -118,6 +123,8 @@ async def queue_email(session: AsyncSession, rt: AuthRuntime, user: User, mail: 
 
     `account_exists` tells the owner that someone tried to register with the address, with a reset link."""
     kind: EmailKind = "verify_email" if mail == "verify_email" else "reset_password"
+    if user.email is None:
+        raise Conflict("this account has no email address", code="no-email")
     now = rt.now()
     ttl = rt.settings.verify_email_ttl if kind == "verify_email" else rt.settings.reset_password_ttl
     await session.execute(delete(OneTimeToken).where(OneTimeToken.user_id == user.id, OneTimeToken.kind == kind,

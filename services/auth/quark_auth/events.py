@@ -13,9 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_auth.runtime import AuthRuntime
 from quark_auth.schemas import (
     EmailRequested,
+    IdentityLinked,
+    IdentityUnlinked,
     PasswordChanged,
+    PasswordResetForced,
+    PhoneRemoved,
+    PhoneVerified,
     RoleChanged,
     SessionsRevoked,
+    SmsRequested,
     UserDeleted,
     UserLoggedIn,
     UserRegistered,
@@ -34,6 +40,12 @@ PUBLISHED: tuple[type[EventPayload], ...] = (
     UserDeleted,
     SessionsRevoked,
     EmailRequested,
+    PhoneVerified,
+    PhoneRemoved,
+    IdentityLinked,
+    IdentityUnlinked,
+    SmsRequested,
+    PasswordResetForced,
 )
 
 suspensions = Consumer[AuthRuntime]("suspensions")  # quark.user.suspended → users.suspended_at, sessions revoked

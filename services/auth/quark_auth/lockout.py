@@ -3,6 +3,9 @@ complete login clears (a sign-in method added later counts its failures here too
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from quark_auth.common import digest, log
 from quark_auth.models import User
 from quark_auth.runtime import AuthRuntime, retry_after
@@ -23,6 +26,34 @@ async def check_lock(rt: AuthRuntime, account: str) -> None:
         if remaining > 0:
             raise RateLimited("too many failed attempts; account temporarily locked",
                               retry_after=retry_after(remaining), code="account-locked")
+
+
+@asynccontextmanager
+async def guess(rt: AuthRuntime, account: str) -> AsyncIterator[None]:
+    """Check the lock, then hold one of the account's remaining guesses while a factor is being checked.
+
+    Failures are counted after the (slow, bcrypt) check, so without this a burst of parallel guesses would
+    all pass `check_lock` before the first failure is counted: the guesses in flight plus the failures in the
+    window never exceed the lockout threshold (one at a time after a lockout ran out). A refused guess is
+    told the account is locked, for a second."""
+    await check_lock(rt, account)
+    s = rt.settings
+    key = rt.key("in-flight", account)
+    async with rt.redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 120)  # a crashed request does not hold its guess for longer
+        in_flight = int((await pipe.execute())[0])
+    try:
+        failures = await rt.limiter.hit(f"fail:{account}", limit=s.lockout_threshold, window=s.lockout_window,
+                                        cost=0, now=rt.clock())
+        # Once a lockout has run out, the window may still hold the threshold's failures: one guess at a
+        # time then (its failure locks again, for longer — the progressive lockout).
+        if in_flight > max(1, s.lockout_threshold - failures.used):
+            raise RateLimited("too many failed attempts; account temporarily locked", retry_after=1,
+                              code="account-locked")
+        yield
+    finally:
+        await rt.redis.decr(key)
 
 
 async def record_failure(rt: AuthRuntime, account: str) -> None:

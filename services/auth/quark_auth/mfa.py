@@ -10,6 +10,7 @@ import re
 import secrets
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import pyotp
 import segno
@@ -24,8 +25,9 @@ from quark_auth.common import (
     get_user,
     new_secret,
 )
-from quark_auth.lockout import check_lock, clear_failures, record_failure
+from quark_auth.lockout import clear_failures, guess, record_failure
 from quark_auth.models import RecoveryCode, User
+from quark_auth.phone import queue_code, reserve_send, take_code
 from quark_auth.runtime import AuthRuntime
 from quark_auth.sessions import IssuedTokens, start_session
 from quark_sdk.errors import (
@@ -51,15 +53,23 @@ class MfaChallenge:
 
     mfa_token: str
     expires_in: int
+    channel: str = "totp"  # or "sms": the code was sent by SMS (no TOTP on the account)
 
 
-async def start_challenge(rt: AuthRuntime, user: User, *, ip: str | None, user_agent: str | None) -> MfaChallenge:
-    """A random token for the second step, kept (hashed) in Valkey for `mfa_challenge_ttl`."""
+async def start_challenge(session: AsyncSession, rt: AuthRuntime, user: User, *, ip: str | None,
+                          user_agent: str | None) -> MfaChallenge:
+    """A random token for the second step, kept (hashed) in Valkey for `mfa_challenge_ttl`. With the SMS
+    second factor (no TOTP), a code is sent to the verified phone (the send limits apply)."""
     s = rt.settings
     token = new_secret()
     challenge = _Challenge(user_id=str(user.id), ip=ip, user_agent=user_agent)
+    if user.sms_mfa and user.phone is not None:
+        await reserve_send(rt, phone=user.phone, ip=ip, account=str(user.id))
+        async with session.begin():
+            await queue_code(session, rt, purpose="mfa", subject=digest(token), phone=user.phone, user_id=user.id,
+                             username=user.username)
     await rt.redis.set(rt.key("mfa", digest(token)), json.dumps(asdict(challenge)), ex=s.mfa_challenge_ttl)
-    return MfaChallenge(mfa_token=token, expires_in=s.mfa_challenge_ttl)
+    return MfaChallenge(mfa_token=token, expires_in=s.mfa_challenge_ttl, channel="sms" if user.sms_mfa else "totp")
 
 
 def _totp_counter(rt: AuthRuntime, secret: str, code: str, last: int | None) -> int | None:
@@ -82,8 +92,9 @@ def _normalize_recovery(code: str) -> str:
 
 async def login_mfa(session: AsyncSession, rt: AuthRuntime, *, mfa_token: str, code: str | None,
                     recovery_code: str | None) -> IssuedTokens:
-    """The second step: a TOTP code or a recovery code. A wrong one counts in the account's lockout like a
-    wrong password (and `mfa_max_attempts` end the challenge); only the completed login clears the count."""
+    """The second step: a TOTP code or a recovery code (or, without TOTP, the code sent by SMS). A wrong one
+    counts in the account's lockout like a wrong password (and `mfa_max_attempts` end the challenge); only
+    the completed login clears the count."""
     s = rt.settings
     key = rt.key("mfa", digest(mfa_token))
     raw = await rt.redis.get(key)
@@ -91,39 +102,46 @@ async def login_mfa(session: AsyncSession, rt: AuthRuntime, *, mfa_token: str, c
         raise Unauthenticated("MFA token invalid or expired; log in again", code="mfa-token-invalid")
     challenge = _Challenge(**json.loads(raw))
     account = challenge.user_id
-    await check_lock(rt, account)
-    async with session.begin():
-        user = await session.get(User, uuid.UUID(challenge.user_id))
-    if user is None or user.totp_secret is None:
-        await rt.redis.delete(key)
-        raise Unauthenticated("MFA token invalid or expired; log in again", code="mfa-token-invalid")
-
-    counter: int | None = None
-    recovery_hash: str | None = None
-    valid = False
-    if code is not None:
-        counter = _totp_counter(rt, user.totp_secret, code, user.totp_last_counter)
-        valid = counter is not None
-    elif recovery_code is not None:
-        recovery_hash = digest(_normalize_recovery(recovery_code))
+    async with guess(rt, account):  # parallel codes are bounded by the lockout like parallel passwords
         async with session.begin():
-            valid = (await session.scalar(select(RecoveryCode.id).where(
-                RecoveryCode.user_id == user.id, RecoveryCode.code_hash == recovery_hash,
-                RecoveryCode.used_at.is_(None)))) is not None
-    if not valid:
-        attempts = int(await rt.redis.incr(key + ":attempts"))
-        await rt.redis.expire(key + ":attempts", s.mfa_challenge_ttl)
-        if attempts >= s.mfa_max_attempts:
+            user = await session.get(User, uuid.UUID(challenge.user_id))
+        if user is None or not (user.totp_secret is not None or user.sms_mfa):
             await rt.redis.delete(key)
-        await record_failure(rt, account)
-        raise Unauthenticated("the code is not correct", code="invalid-code")
+            raise Unauthenticated("MFA token invalid or expired; log in again", code="mfa-token-invalid")
+
+        counter: int | None = None
+        recovery_hash: str | None = None
+        valid = False
+        sms = user.totp_secret is None
+        if sms:  # the SMS second factor: the code sent for this challenge (recovery codes belong to TOTP)
+            valid = code is not None and await take_code(rt, purpose="mfa", subject=digest(mfa_token),
+                                                         code=code) is not None
+        elif code is not None and user.totp_secret is not None:
+            counter = _totp_counter(rt, user.totp_secret, code, user.totp_last_counter)
+            valid = counter is not None
+        elif recovery_code is not None:
+            recovery_hash = digest(_normalize_recovery(recovery_code))
+            async with session.begin():
+                valid = (await session.scalar(select(RecoveryCode.id).where(
+                    RecoveryCode.user_id == user.id, RecoveryCode.code_hash == recovery_hash,
+                    RecoveryCode.used_at.is_(None)))) is not None
+        if not valid:
+            attempts = int(await rt.redis.incr(key + ":attempts"))
+            await rt.redis.expire(key + ":attempts", s.mfa_challenge_ttl)
+            if attempts >= s.mfa_max_attempts:
+                await rt.redis.delete(key)
+            await record_failure(rt, account)
+            raise Unauthenticated("the code is not correct", code="invalid-code")
     if not await rt.redis.delete(key):  # a concurrent request consumed this challenge first
         raise Unauthenticated("MFA token invalid or expired; log in again", code="mfa-token-invalid")
     async with session.begin():
         await session.refresh(user)
         if user.suspended:
             raise AccountSuspended(SUSPENDED)
-        if counter is not None:
+        done: Any = None
+        if sms:
+            pass  # the SMS code was consumed when taken (single use)
+        elif counter is not None:
             # Conditional update: the same code can never complete two logins (replay protection).
             done = await session.execute(
                 update(User).where(User.id == user.id, or_(User.totp_last_counter.is_(None),
@@ -133,7 +151,7 @@ async def login_mfa(session: AsyncSession, rt: AuthRuntime, *, mfa_token: str, c
             done = await session.execute(
                 update(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == recovery_hash,
                                            RecoveryCode.used_at.is_(None)).values(used_at=rt.now()))
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        if done is not None and done.rowcount != 1:
             raise Unauthenticated("the code was already used", code="invalid-code")
         tokens = await start_session(session, rt, user, ip=challenge.ip, user_agent=challenge.user_agent, mfa=True)
     await clear_failures(rt, account)
@@ -210,3 +228,19 @@ async def totp_disable(session: AsyncSession, rt: AuthRuntime, user_id: uuid.UUI
         await session.execute(update(User).where(User.id == user.id).values(
             totp_secret=None, totp_pending_secret=None, totp_last_counter=None, totp_enabled_at=None))
         await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+
+
+async def regenerate_recovery_codes(session: AsyncSession, rt: AuthRuntime, user_id: uuid.UUID, *,
+                                    password: str) -> list[str]:
+    """A fresh set of recovery codes (password required); every earlier code stops working."""
+    s = rt.settings
+    async with session.begin():
+        user = await get_user(session, user_id)
+    if user.totp_secret is None:
+        raise Conflict("two-factor authentication is not enabled", code="mfa-disabled")
+    await check_password(session, rt, user, password)
+    codes = [_recovery_code() for _ in range(s.recovery_code_count)]
+    async with session.begin():
+        await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        session.add_all([RecoveryCode(user_id=user.id, code_hash=digest(_normalize_recovery(c))) for c in codes])
+    return codes

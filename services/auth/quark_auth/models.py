@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from quark_sdk.db import service_metadata
@@ -25,9 +25,10 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     username: Mapped[str] = mapped_column(String(32))
-    email: Mapped[str] = mapped_column(String(254))
+    # An account has an email, a verified phone or a linked provider (at least one way to sign in).
+    email: Mapped[str | None] = mapped_column(String(254))
     display_name: Mapped[str | None] = mapped_column(String(64))
-    password_hash: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str | None] = mapped_column(String(100))  # None: signs in by phone code or provider
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     totp_secret: Mapped[str | None] = mapped_column(String(64))  # set once 2FA is confirmed
     totp_pending_secret: Mapped[str | None] = mapped_column(String(64))  # between /2fa/setup and /2fa/confirm
@@ -39,6 +40,10 @@ class User(Base):
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Time of the last suspension event applied: an older event arriving late (redelivery) changes nothing.
     suspension_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # E.164. Unique only once verified: an unproven number blocks nobody (see uq_users_phone_verified).
+    phone: Mapped[str | None] = mapped_column(String(16))
+    phone_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    phone_mfa: Mapped[bool] = mapped_column(default=False, server_default="false")  # SMS as second factor
 
     roles: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
@@ -61,10 +66,24 @@ class User(Base):
     def suspended(self) -> bool:
         return self.suspended_at is not None
 
+    @property
+    def phone_verified(self) -> bool:
+        return self.phone is not None and self.phone_verified_at is not None
+
+    @property
+    def verified_phone(self) -> str | None:
+        return self.phone if self.phone_verified_at is not None else None
+
+    @property
+    def sms_mfa(self) -> bool:
+        """SMS codes as the second factor: only when TOTP is not set (TOTP always wins; SMS is weaker)."""
+        return self.phone_mfa and self.phone_verified and self.totp_secret is None
+
 
 # Unique case-insensitively: "Alice" and "alice" are the same account.
 Index("uq_users_username_lower", func.lower(User.username), unique=True)
 Index("uq_users_email_lower", func.lower(User.email), unique=True)
+Index("uq_users_phone_verified", User.phone, unique=True, postgresql_where=User.phone_verified_at.is_not(None))
 
 
 class UserRole(Base):
@@ -137,3 +156,19 @@ class RecoveryCode(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExternalIdentity(Base):
+    """A provider account (OIDC / OAuth2) linked to a user: found again by (provider, subject), never by email."""
+
+    __tablename__ = "external_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject", name="uq_external_identities_provider_subject"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(254))  # as the provider said, for display
+    email_verified: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

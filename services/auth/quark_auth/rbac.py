@@ -3,13 +3,19 @@
 Roles are cumulative, as in the SDK's `Principal.has_role` (admin ⊇ moderator ⊇ user): a moderator has
 every user permission, an admin every moderator permission. Access tokens carry both the roles and the
 flattened permission list, so a service can check either without calling auth.
+
+`operator` stands outside that chain: running the fleet (infrastructure, dead letters, logs) is a separate
+duty that no admin holds by default. It is granted like any role, and the console's operator pages and the
+hub's operator API want it together with `admin` (an operator sees internal addresses and raw events).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-ROLES: tuple[str, ...] = ("user", "moderator", "admin")
+CHAIN: tuple[str, ...] = ("user", "moderator", "admin")  # cumulative, lowest first
+SEPARATE: tuple[str, ...] = ("operator",)  # held on their own: implied by no other role
+ROLES: tuple[str, ...] = (*CHAIN, *SEPARATE)
 
 _OWN: dict[str, tuple[str, ...]] = {
     "user": (
@@ -34,13 +40,19 @@ _OWN: dict[str, tuple[str, ...]] = {
         "module:manage",       # dock/undock modules in the hub
         "system:configure",    # station-wide settings
     ),
+    "operator": (
+        "fleet:read",          # infrastructure status, event streams, dead letters, logs
+        "fleet:operate",       # replay or discard dead letters, module lifecycle
+    ),
 }
 
 PERMISSIONS: dict[str, frozenset[str]] = {}
 _acc: set[str] = set()
-for _role in ROLES:
+for _role in CHAIN:
     _acc |= set(_OWN[_role])
     PERMISSIONS[_role] = frozenset(_acc)
+for _role in SEPARATE:
+    PERMISSIONS[_role] = frozenset(_OWN[_role])
 
 
 def permissions_for(roles: Iterable[str]) -> list[str]:

@@ -21,6 +21,7 @@ from quark_auth.common import (
 )
 from quark_auth.lockout import clear_failures
 from quark_auth.models import OneTimeToken, User
+from quark_auth.revocations import revoke_tokens_before_this_second
 from quark_auth.runtime import AuthRuntime
 from quark_auth.schemas import (
     PasswordChanged,
@@ -37,6 +38,8 @@ async def request_verification(session: AsyncSession, rt: AuthRuntime, user_id: 
     s = rt.settings
     async with session.begin():
         user = await get_user(session, user_id)
+    if user.email is None:
+        raise Conflict("this account has no email address", code="no-email")
     if user.email_verified:
         raise Conflict("email address is already verified", code="already-verified")
     await rt.limit(f"email:verify_email:{user.id}", limit=s.email_request_limit, window=s.email_request_window,
@@ -55,7 +58,8 @@ async def _take_token(session: AsyncSession, rt: AuthRuntime, token: str, kind: 
     if row is None:
         raise InvalidToken("token is invalid or expired")
     record, user = row
-    if record.used_at is not None or record.expires_at <= rt.now() or record.email.lower() != user.email.lower():
+    bound_to = (user.email or "").lower()  # bound to the address it was sent to
+    if record.used_at is not None or record.expires_at <= rt.now() or record.email.lower() != bound_to:
         raise InvalidToken("token is invalid or expired")
     return record, user
 
@@ -119,4 +123,7 @@ async def confirm_password_reset(session: AsyncSession, rt: AuthRuntime, *, toke
             await add_event(session, UserVerified(user_id=user.id, username=user.username), subject=str(user.id))
         await revoke_all(session, rt, user.id, reason="password_reset")
         await add_event(session, PasswordChanged(user_id=user.id, reason="reset"), subject=str(user.id))
+        # Last, before the commit: access tokens of the old password stop writing everywhere (and if
+        # Valkey cannot be reached, the reset is not applied and the link stays usable).
+        await revoke_tokens_before_this_second(rt, user.id)
     await clear_failures(rt, str(user.id))

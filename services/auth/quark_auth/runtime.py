@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -32,6 +33,8 @@ class AuthRuntime:
     verifier: TokenVerifier
     key_prefix: str  # this module's Redis key space (namespaced per test)
     clock: Callable[[], float] = field(default=time.time)
+    # Sign-in providers' discovery documents and JWKS, by URL: (fetched at, document).
+    provider_cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

@@ -57,12 +57,68 @@ class Request(BaseModel):
 # -- accounts ---------------------------------------------------------------------------------
 
 
+Username = Field(min_length=3, max_length=32, pattern=USERNAME_PATTERN,
+                 description="3-32 letters, digits, '_', '.', '-'; starts and ends with a letter, digit or '_'")
+PhoneNumber = Field(min_length=3, max_length=32, description="E.164 (+79991234567) or national with the "
+                                                             "station's default region")
+SmsCode = Field(min_length=6, max_length=10, description="the 6-digit code of the SMS")
+
+
 class RegisterIn(Request):
-    username: str = Field(min_length=3, max_length=32, pattern=USERNAME_PATTERN,
-                          description="3-32 letters, digits, '_', '.', '-'; starts and ends with a letter, "
-                                      "digit or '_'")
-    email: str = Field(min_length=3, max_length=254)
+    username: str = Username
+    email: str | None = Field(default=None, min_length=3, max_length=254)
+    phone: str | None = Field(default=None, min_length=3, max_length=32, description="E.164; a code is sent by SMS")
     password: str = Password
+    display_name: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _email_or_phone(self) -> RegisterIn:
+        if self.email is None and self.phone is None:
+            raise ValueError("give an email address or a phone number (or both)")
+        return self
+
+
+class PhoneIn(Request):
+    phone: str = PhoneNumber
+
+
+class PhoneCodeIn(Request):
+    phone: str = PhoneNumber
+    code: str = SmsCode
+
+
+class PhoneAttachIn(Request):
+    phone: str = PhoneNumber
+    password: str | None = Field(default=None, min_length=1, max_length=512,
+                                 description="required when the account has a password")
+
+
+class PasswordMaybeIn(Request):
+    password: str | None = Field(default=None, min_length=1, max_length=512,
+                                 description="required when the account has a password")
+
+
+class SmsMfaIn(Request):
+    enabled: bool
+    password: str | None = Field(default=None, min_length=1, max_length=512,
+                                 description="required when the account has a password")
+
+
+class OidcAuthorizeIn(Request):
+    redirect_uri: str = Field(min_length=8, max_length=2000,
+                              description="where the provider sends the browser back (an allowed URL)")
+    intent: Literal["login", "link"] = Field(default="login", description="link: add the provider to the "
+                                                                          "caller's account (Bearer token needed)")
+
+
+class OidcCallbackIn(Request):
+    state: str = Field(min_length=10, max_length=128)
+    code: str = Field(min_length=1, max_length=2048)
+
+
+class OidcSignupIn(Request):
+    signup_token: str = Field(min_length=10, max_length=128)
+    username: str = Username
     display_name: str | None = Field(default=None, min_length=1, max_length=64)
 
 
@@ -119,6 +175,13 @@ class CodeIn(Request):
 
 class RoleIn(Request):
     role: str = Field(min_length=1, max_length=32)
+    reason: str | None = Field(default=None, max_length=500)  # kept in the audit event
+
+
+class ReasonIn(Request):
+    """An admin action's stated reason, carried in its audit event."""
+
+    reason: str | None = Field(default=None, max_length=500)
 
 
 # -- responses ----------------------------------------------------------------------------------
@@ -127,7 +190,7 @@ class RoleIn(Request):
 class UserOut(BaseModel):
     id: uuid.UUID
     username: str
-    email: str
+    email: str | None
     display_name: str | None
     roles: list[str]
     permissions: list[str]
@@ -135,17 +198,54 @@ class UserOut(BaseModel):
     mfa_enabled: bool
     created_at: datetime
     suspended: bool = False
+    phone: str | None = None  # E.164, once verified
+    phone_verified: bool = False
+    sms_mfa: bool = False  # SMS codes as second factor (only without TOTP)
+    has_password: bool = True
 
     @classmethod
     def of(cls, user: User) -> UserOut:
         roles = user.role_names
         return cls(id=user.id, username=user.username, email=user.email, display_name=user.display_name,
                    roles=roles, permissions=rbac.permissions_for(roles), email_verified=user.email_verified,
-                   mfa_enabled=user.mfa_enabled, created_at=user.created_at, suspended=user.suspended)
+                   mfa_enabled=user.mfa_enabled, created_at=user.created_at, suspended=user.suspended,
+                   phone=user.verified_phone, phone_verified=user.phone_verified, sms_mfa=user.sms_mfa,
+                   has_password=user.password_hash is not None)
 
 
 class UserPage(Page[UserOut]):
     pass
+
+
+class AdminSessionOut(BaseModel):
+    """One of a user's sessions as an admin sees it (no tokens)."""
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    revoked_reason: str | None
+    ip: str | None
+    user_agent: str | None
+    mfa: bool
+
+    @classmethod
+    def of(cls, row: LoginSession) -> AdminSessionOut:
+        return cls(id=row.id, created_at=row.created_at, last_used_at=row.last_used_at, expires_at=row.expires_at,
+                   revoked_at=row.revoked_at, revoked_reason=row.revoked_reason, ip=row.ip,
+                   user_agent=row.user_agent, mfa=row.mfa)
+
+
+class AdminUserOut(UserOut):
+    """What the console's user page shows: the account plus its security state."""
+
+    suspended_at: datetime | None = None
+    password_reset_required: bool = False
+    last_login_at: datetime | None = None
+    active_sessions: int = 0
+    sessions: list[AdminSessionOut] = Field(default_factory=list)  # the newest 20, revoked ones included
+    role_grants: dict[str, str | None] = Field(default_factory=dict)  # role -> who granted it
 
 
 class TokensOut(BaseModel):
@@ -168,10 +268,12 @@ class MfaRequiredOut(BaseModel):
     mfa_required: Literal[True] = True
     mfa_token: str
     expires_in: int
+    channel: Literal["totp", "sms"] = "totp"  # sms: a code was sent to the verified phone
 
     @classmethod
     def of(cls, challenge: MfaChallenge) -> MfaRequiredOut:
-        return cls(mfa_token=challenge.mfa_token, expires_in=challenge.expires_in)
+        return cls(mfa_token=challenge.mfa_token, expires_in=challenge.expires_in,
+                   channel="sms" if challenge.channel == "sms" else "totp")
 
 
 class SessionOut(BaseModel):
@@ -212,16 +314,64 @@ class AcceptedOut(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
+class ProviderOut(BaseModel):
+    name: str
+    display_name: str
+    kind: Literal["oidc", "oauth2"]
+
+
+class ProvidersOut(BaseModel):
+    items: list[ProviderOut]
+
+
+class AuthorizeOut(BaseModel):
+    authorization_url: str
+    state: str
+    expires_in: int
+
+
+class IdentityOut(BaseModel):
+    provider: str
+    subject: str
+    email: str | None
+    email_verified: bool
+    created_at: datetime
+    last_used_at: datetime
+
+
+class IdentitiesOut(BaseModel):
+    items: list[IdentityOut]
+
+
+class SignupRequiredOut(BaseModel):
+    """First sign-in with this provider account: the person chooses a username (`POST /oidc/signup`)."""
+
+    signup_required: Literal[True] = True
+    signup_token: str
+    expires_in: int
+    provider: str
+    suggested_username: str | None
+    display_name: str | None
+    email: str | None
+    email_verified: bool
+
+
+class LinkedOut(BaseModel):
+    linked: Literal[True] = True
+    identity: IdentityOut
+
+
 # -- events (other services replicate these schemas: add fields, never change or remove) ------------
 
 
 @event_type("quark.auth.user_registered")
 class UserRegistered(EventPayload):
-    """An account was created (by registration or `quark create-admin`)."""
+    """An account was created (by registration, a provider's first sign-in or `quark create-admin`); `email`
+    is None for an account registered by phone or by a provider that gave none."""
 
     user_id: uuid.UUID
     username: str
-    email: str
+    email: str | None
     display_name: str | None
     roles: list[str]
     created_at: datetime
@@ -265,6 +415,7 @@ class RoleChanged(EventPayload):
     role: str
     action: Literal["granted", "revoked"]
     actor_id: str
+    reason: str | None = None
 
 
 @event_type("quark.auth.user_deleted")
@@ -286,6 +437,68 @@ class SessionsRevoked(EventPayload):
     reason: Literal["admin", "role_revoked", "suspended"]
     actor_id: str
     revoked: int
+    note: str | None = None  # the admin's stated reason, when one was given
+
+
+@event_type("quark.auth.password_reset_forced")
+class PasswordResetForced(EventPayload):
+    """An admin forced a password reset (audit trail): the password no longer works, every session ended,
+    and a reset link was mailed (through `quark.auth.email_requested`)."""
+
+    user_id: uuid.UUID
+    username: str
+    actor_id: str
+    reason: str | None = None
+    revoked: int
+
+
+@event_type("quark.auth.phone_verified")
+class PhoneVerified(EventPayload):
+    """A user proved they hold this phone number (registration, attaching or changing it)."""
+
+    user_id: uuid.UUID
+    username: str
+    phone: str
+    previous_phone: str | None = None
+
+
+@event_type("quark.auth.phone_removed")
+class PhoneRemoved(EventPayload):
+    """A user removed their phone number."""
+
+    user_id: uuid.UUID
+    username: str
+
+
+@event_type("quark.auth.identity_linked")
+class IdentityLinked(EventPayload):
+    """A provider account (OIDC / OAuth2) was linked to a user (first sign-in or linking in settings)."""
+
+    user_id: uuid.UUID
+    provider: str
+    subject: str
+
+
+@event_type("quark.auth.identity_unlinked")
+class IdentityUnlinked(EventPayload):
+    """A user unlinked a provider account."""
+
+    user_id: uuid.UUID
+    provider: str
+    subject: str
+
+
+@event_type("quark.auth.sms_requested")
+class SmsRequested(EventPayload):
+    """An SMS must be sent (the mailer's input). Carries the live code: only the mailer may read it
+    (NATS permissions, like `email_requested`)."""
+
+    user_id: uuid.UUID | None
+    phone: str
+    kind: Literal["verify_phone", "login_code", "mfa_code"]
+    code: str
+    expires_at: datetime
+    username: str | None = None
 
 
 @event_type("quark.auth.email_requested")

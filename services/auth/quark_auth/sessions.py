@@ -55,6 +55,7 @@ def access_token(rt: AuthRuntime, user: User, session_id: uuid.UUID, *, mfa: boo
         "token_use": "access", "amr": ["pwd", "otp"] if mfa else ["pwd"],
         # The SDK's WritingUser policy reads it; it changes at the next refresh after verification.
         "email_verified": user.email_verified,
+        "phone_number_verified": user.phone_verified,  # OIDC's claim name
     })
 
 

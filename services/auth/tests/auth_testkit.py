@@ -150,6 +150,14 @@ class Auth:
             return 0
 
 
+def problem(resp: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """`assert_problem`, and the problem `type` ends with `code` when given."""
+    body = assert_problem(resp, status)
+    if code is not None:
+        assert body["type"].endswith("/" + code), body
+    return body
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -83,6 +84,26 @@ async def test_register_does_not_reveal_a_registered_email(auth: Auth) -> None:
                                                                            "new_password": "a fresh passphrase"})
     assert reset.status_code == 204
     await auth.login("alice", "a fresh passphrase")
+
+
+async def test_a_username_tried_with_a_taken_email_looks_taken(auth: Auth) -> None:
+    """Nothing is stored for a registration with a taken email, yet its username must then answer like a
+    taken one: a free username would tell that the first attempt created nothing, i.e. that the email
+    already had an account. Held for a day (`username_hold_seconds`), in Valkey."""
+    await auth.register("alice")
+    taken = await auth.client.post(f"{API}/register", json={
+        "username": "mallory", "email": "alice@example.com", "password": PASSWORD})
+    assert taken.status_code == 201
+    fresh = await auth.client.post(f"{API}/register", json={
+        "username": "carol", "email": "carol@example.com", "password": PASSWORD})
+    assert fresh.status_code == 201
+    for username in ("mallory", "MALLORY", "carol"):  # held exactly like one that exists
+        again = await auth.client.post(f"{API}/register", json={
+            "username": username, "email": f"{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD})
+        assert again.status_code == 409, again.text
+        assert again.json()["detail"] == "username is already taken"
+        assert again.headers["content-type"] == "application/problem+json"
+    assert [r.username for r in await auth.sql("SELECT username FROM users ORDER BY username")] == ["alice", "carol"]
 
 
 async def test_password_reset_timing_does_not_reveal_accounts(start_auth: Any) -> None:

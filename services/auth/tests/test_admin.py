@@ -40,7 +40,8 @@ async def test_create_admin_command(auth: Auth, monkeypatch: pytest.MonkeyPatch,
     events = [(e.type, e.data) for e in await auth.outbox()]
     assert events[0][0] == "quark.auth.user_registered" and events[0][1]["roles"] == ["admin", "user"]
     assert events[1] == ("quark.auth.role_changed", {"user_id": tokens["user"]["id"], "username": "root",
-                                                     "role": "admin", "action": "granted", "actor_id": "cli"})
+                                                     "role": "admin", "action": "granted", "actor_id": "cli",
+                                                     "reason": None})
 
     # A second admin only with --force.
     refused = await create_admin(auth, monkeypatch, "--username", "root2", "--email", "r2@example.com",
@@ -96,8 +97,10 @@ async def test_grant_and_revoke_roles(auth: Auth, monkeypatch: pytest.MonkeyPatc
     assert revoked.status_code == 200 and revoked.json()["roles"] == ["user"]
     changes = [e.data for e in await auth.outbox() if e.type == "quark.auth.role_changed"][1:]
     assert changes == [
-        {"user_id": uid, "username": "alice", "role": "moderator", "action": "granted", "actor_id": root_id},
-        {"user_id": uid, "username": "alice", "role": "moderator", "action": "revoked", "actor_id": root_id},
+        {"user_id": uid, "username": "alice", "role": "moderator", "action": "granted", "actor_id": root_id,
+         "reason": None},
+        {"user_id": uid, "username": "alice", "role": "moderator", "action": "revoked", "actor_id": root_id,
+         "reason": None},
     ]
     # Revoking a role ends the user's sessions: no more access here, no refresh to a new token anywhere.
     assert_problem(await auth.client.get(f"{API}/me", headers=alice_headers), 401)

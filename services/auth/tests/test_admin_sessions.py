@@ -28,7 +28,8 @@ async def test_admin_revokes_all_sessions_of_a_user(auth: Auth) -> None:
     again = await auth.client.post(f"{API}/admin/users/{uid}/sessions/revoke-all", headers=admin)
     assert again.json() == {"revoked": 0}
     audit = [e.data for e in await auth.outbox() if e.type == "quark.auth.sessions_revoked"]
-    assert audit == [{"user_id": uid, "reason": "admin", "actor_id": root["user"]["id"], "revoked": n} for n in (2, 0)]
+    assert audit == [{"user_id": uid, "reason": "admin", "actor_id": root["user"]["id"], "revoked": n,
+                      "note": None} for n in (2, 0)]
     assert (await auth.login("alice"))["user"]["id"] == uid
     assert bob["user"]["id"] != uid
 
@@ -62,7 +63,7 @@ async def test_a_demoted_admin_loses_admin_access_at_once(auth: Auth) -> None:
     assert_problem(await auth.client.get(f"{API}/admin/users", headers=bearer(fresh["access_token"])), 403)
     audit = [e.data for e in await auth.outbox() if e.type == "quark.auth.sessions_revoked"]
     assert audit == [{"user_id": second["user"]["id"], "reason": "role_revoked", "actor_id": root["user"]["id"],
-                      "revoked": 1}]
+                      "revoked": 1, "note": None}]
     # Revoking a role not held changes nothing (idempotent, no events, sessions kept).
     before = await auth.outbox_types()
     again = await auth.client.delete(f"{API}/admin/users/{second['user']['id']}/roles/admin", headers=admin)

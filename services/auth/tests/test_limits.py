@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,45 @@ from auth_testkit import API, PASSWORD, Auth, FakeClock, assert_problem
 
 async def fail(auth: Auth, login: str = "alice") -> Any:
     return await auth.client.post(f"{API}/login", json={"login": login, "password": "wrong password!"})
+
+
+async def test_parallel_guesses_never_exceed_the_lockout_threshold(start_auth: Callable[..., Any]) -> None:
+    """Failures are counted after the bcrypt check; a burst of parallel guesses must not all pass the lock
+    check first. The checks are held at a gate until every request is either waiting at it or answered, so
+    the burst overlaps completely (before the fix: 20 bcrypt checks for a threshold of 3)."""
+    auth: Auth = await start_auth(lockout_threshold=3, lockout_window=3600, lockout_base=60, lockout_max=240)
+    await auth.register("alice")
+    hasher = auth.rt.hasher
+    gate, waiting = asyncio.Event(), 0
+    real_verify = hasher.verify
+
+    async def gated_verify(password: str, hashed: str | None) -> bool:
+        nonlocal waiting
+        waiting += 1
+        await gate.wait()
+        return await real_verify(password, hashed)
+
+    hasher.verify = gated_verify  # type: ignore[method-assign]
+    before = hasher.checks
+    attempts = [asyncio.create_task(fail(auth)) for _ in range(20)]
+
+    def all_arrived() -> bool:
+        return waiting + sum(t.done() for t in attempts) == len(attempts)
+
+    deadline = time.monotonic() + 30
+    while not all_arrived():
+        assert time.monotonic() < deadline, "the burst never settled"
+        await asyncio.sleep(0.01)  # polling the condition, not a timing assumption
+    gate.set()
+    answers = await asyncio.gather(*attempts)
+    hasher.verify = real_verify  # type: ignore[method-assign]
+
+    assert hasher.checks - before == 3  # the guesses that were let through: exactly the threshold
+    assert sorted(r.status_code for r in answers) == [401] * 3 + [429] * 17
+    for refused in (r for r in answers if r.status_code == 429):
+        assert assert_problem(refused, 429)["type"].endswith("/account-locked")
+    # And the account is locked now, even for the right password.
+    assert_problem(await auth.client.post(f"{API}/login", json={"login": "alice", "password": PASSWORD}), 429)
 
 
 async def test_lockout_after_failures_and_unlock_after_the_window(start_auth: Callable[..., Any]) -> None:

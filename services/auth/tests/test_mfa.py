@@ -183,3 +183,22 @@ async def test_mfa_failures_lock_the_account_like_password_failures(start_auth: 
                                                                   "recovery_code": codes[0] + "X"})
         assert_problem(wrong, 401)
     assert (await mfa_challenge(auth))  # not locked
+
+
+async def test_regenerate_recovery_codes(auth: Auth) -> None:
+    _, headers = await auth.user("alice")
+    assert_problem(await auth.client.post(f"{API}/2fa/recovery-codes", json={"password": PASSWORD},
+                                          headers=headers), 409)  # 2FA is off: nothing to regenerate
+    _, old = await enable_2fa(auth, headers)
+    assert_problem(await auth.client.post(f"{API}/2fa/recovery-codes", json={"password": "not the password"},
+                                          headers=headers), 403)
+    resp = await auth.client.post(f"{API}/2fa/recovery-codes", json={"password": PASSWORD}, headers=headers)
+    assert resp.status_code == 200 and "no-store" in resp.headers["cache-control"]
+    new = resp.json()["recovery_codes"]
+    assert len(new) == len(old) and not set(new) & set(old)
+    stale = await auth.client.post(f"{API}/login/mfa", json={"mfa_token": await mfa_challenge(auth),
+                                                             "recovery_code": old[0]})
+    assert_problem(stale, 401)  # the old set is gone
+    fresh = await auth.client.post(f"{API}/login/mfa", json={"mfa_token": await mfa_challenge(auth),
+                                                             "recovery_code": new[0]})
+    assert fresh.status_code == 200 and "access_token" in fresh.json()

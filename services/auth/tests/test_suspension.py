@@ -41,7 +41,8 @@ async def test_suspension_refuses_login_and_refresh_and_revokes_sessions(auth: A
     assert [r.revoked_reason for r in sessions] == ["suspended", "suspended"]
     assert (await auth.login("bob"))["user"]["suspended"] is False  # others are untouched
     revoked = [e.data for e in await auth.outbox() if e.type == "quark.auth.sessions_revoked"]
-    assert revoked == [{"user_id": user_id, "reason": "suspended", "actor_id": "admin-1", "revoked": 2}]
+    assert revoked == [{"user_id": user_id, "reason": "suspended", "actor_id": "admin-1", "revoked": 2,
+                        "note": None}]
     _, admin = await auth.admin()
     seen = (await auth.client.get(f"{API}/admin/users/{user_id}", headers=admin)).json()
     assert seen["suspended"] is True

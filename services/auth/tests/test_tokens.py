@@ -298,10 +298,11 @@ def test_overlap_must_cover_token_lifetime() -> None:
 
 async def test_email_verified_claim_changes_at_the_next_refresh(auth: Auth) -> None:
     """The SDK's WritingUser policy reads `email_verified` from the token: false until the address is
-    verified, true from the next refresh after it (no new login needed). No phone yet: no phone claim."""
+    verified, true from the next refresh after it (no new login needed). Without a verified phone,
+    `phone_number_verified` is false."""
     tokens, _ = await auth.user("alice")
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
-    assert claims["email_verified"] is False and "phone_number_verified" not in claims
+    assert claims["email_verified"] is False and claims["phone_number_verified"] is False
     token = (await auth.emails("verify_email"))[-1]["token"]
     assert (await auth.client.post(f"{API}/verify-email/confirm", json={"token": token})).status_code == 204
     refreshed = await auth.client.post(f"{API}/refresh", json={"refresh_token": tokens["refresh_token"]})

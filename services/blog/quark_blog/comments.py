@@ -147,12 +147,17 @@ async def update_comment(
 async def delete_comment(rt: BlogRuntime, session: AsyncSession, principal: Principal, comment_id: uuid.UUID) -> None:
     async with session.begin():
         comment = await _lock_own_comment(session, principal, comment_id)
-        await _tombstone(session, comment, rt)
-        await add_event(
-            session,
-            CommentDeleted(comment_id=str(comment.id), post_id=str(comment.post_id), author_id=comment.author_id),
-            subject=str(comment.post_id),
-        )
+        await remove_comment(rt, session, comment)
+
+
+async def remove_comment(rt: BlogRuntime, session: AsyncSession, comment: Comment) -> None:
+    """Delete a locked comment (its author, or a moderator's decision); the caller's transaction must be open."""
+    await _tombstone(session, comment, rt)
+    await add_event(
+        session,
+        CommentDeleted(comment_id=str(comment.id), post_id=str(comment.post_id), author_id=comment.author_id),
+        subject=str(comment.post_id),
+    )
 
 
 async def _tombstone(session: AsyncSession, comment: Comment, rt: BlogRuntime) -> None:

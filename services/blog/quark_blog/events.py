@@ -1,7 +1,8 @@
 """What blog consumes. It publishes through the outbox in the service modules.
 
 * ``replica`` — users, follows, blocks, suspensions and deletions (quark.auth.*, quark.user.*),
-  automatic moderation flags (quark.ai.*) and deleted media (quark.media.*).
+  automatic moderation flags (quark.ai.*), the moderation queue's decisions
+  (quark.moderation.decided) and deleted media (quark.media.*).
 * ``fanout`` — blog's own post events: each one re-syncs that post's place in the home
   timelines (added to the followers' warm timelines, or removed) from the post's current state.
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog import replica
-from quark_blog.moderation import apply_flag
+from quark_blog.moderation import apply_decision, apply_flag
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
     MediaDeleted,
+    ModerationDecided,
     ModerationFlagged,
     PostRef,
     ProfileCreated,
@@ -93,6 +95,11 @@ async def on_user_deleted(rt: BlogRuntime, session: AsyncSession, event: CloudEv
 async def on_flagged(rt: BlogRuntime, session: AsyncSession, event: CloudEvent) -> None:
     p = event.payload(ModerationFlagged)
     await apply_flag(rt, session, p)
+
+
+@replica_consumer.on("quark.moderation.decided")
+async def on_decided(rt: BlogRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await apply_decision(rt, session, event.payload(ModerationDecided))
 
 
 @replica_consumer.on("quark.media.deleted")

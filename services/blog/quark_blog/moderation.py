@@ -10,11 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog import render
-from quark_blog.comments import set_comment_hidden
+from quark_blog.comments import remove_comment, set_comment_hidden
 from quark_blog.models import Comment, Post, Report
 from quark_blog.runtime import BlogRuntime
-from quark_blog.schemas import ModerationFlagged, PostReported
-from quark_blog.service import _can_see, ensure_author, get_post, set_post_hidden
+from quark_blog.schemas import ModerationDecided, ModerationFlagged, PostReported
+from quark_blog.service import _can_see, ensure_author, get_post, remove_post, set_post_hidden
 from quark_blog.timeline import from_score, score_of
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, NotFound
@@ -22,6 +22,9 @@ from quark_sdk.outbox import add_event
 from quark_sdk.pagination import decode_cursor, encode_cursor, page_of
 
 Target = Literal["post", "comment"]
+EXCERPT_CHARS = 1500  # of the reported text, in the report event: what the moderation queue shows
+RESOLUTIONS = {"dismiss": "dismissed", "hide": "hidden", "delete": "deleted", "warn": "warned",
+               "suspend": "suspended"}
 
 
 async def report(
@@ -44,11 +47,13 @@ async def report(
                     or not await _can_see(session, principal, post, moderating=False)
                 ):
                     raise NotFound("post not found")
+                author_id, excerpt = post.author_id, post.body_text
             else:
                 comment = await session.get(Comment, target_id)
                 if comment is None or comment.deleted_at is not None:
                     raise NotFound("comment not found")
-                await get_post(session, principal, comment.post_id)
+                post = await get_post(session, principal, comment.post_id)
+                author_id, excerpt = comment.author_id, comment.body_text
             row = Report(
                 id=uuid.uuid4(),
                 target_type=target_type,
@@ -70,6 +75,10 @@ async def report(
                     target_id=str(target_id),
                     reporter_id=reporter.user_id,
                     reason=cleaned,
+                    author_id=author_id,
+                    post_id=str(post.id),
+                    title=post.title,
+                    excerpt=(excerpt or "")[:EXCERPT_CHARS],
                 ),
                 subject=str(target_id),
             )
@@ -125,6 +134,47 @@ async def apply_flag(rt: BlogRuntime, session: AsyncSession, flag: ModerationFla
             await set_post_hidden(rt, session, target_id, hidden=True, actor_id=None, reason=note)
         else:
             await set_comment_hidden(rt, session, target_id, hidden=True, actor_id=None, reason=note)
+
+
+async def apply_decision(rt: BlogRuntime, session: AsyncSession, d: ModerationDecided) -> None:
+    """The moderation queue decided about a post or comment (inside the consumer's transaction): apply it and
+    close every open report and flag on the target — the queue's case is the review they waited for.
+
+    hide keeps (or makes) the target hidden, now by the moderator; delete removes it; dismiss restores a target
+    an automatic flag had hidden; warn and suspend concern the author (the user module) and leave it as it is."""
+    if d.module != "blog" or d.kind not in ("post", "comment"):
+        return
+    try:
+        target_id = uuid.UUID(d.target_id)
+    except ValueError:
+        return
+    model = Post if d.kind == "post" else Comment
+    target = await session.scalar(select(model).where(model.id == target_id).with_for_update())
+    live = target is not None and target.deleted_at is None
+    reason = render.clean_plain(d.reason)[:500] or None
+    setter = set_post_hidden if d.kind == "post" else set_comment_hidden
+    if live and target is not None:
+        if d.action == "hide":
+            if target.hidden:  # hidden by an automatic flag: upheld, now the moderator's
+                target.hidden_by, target.hidden_reason = d.moderator_id, reason
+            else:
+                await setter(rt, session, target_id, hidden=True, actor_id=d.moderator_id, reason=reason,
+                             resolve_reports=False)
+        elif d.action == "delete":
+            if isinstance(target, Post):
+                await remove_post(rt, session, target)
+            else:
+                await remove_comment(rt, session, target)
+        elif d.action == "dismiss" and target.hidden and target.hidden_by is None:
+            await setter(rt, session, target_id, hidden=False, actor_id=d.moderator_id, reason=reason,
+                         resolve_reports=False)
+    await session.execute(
+        text(
+            "UPDATE reports SET status = 'resolved', resolution = :res, resolved_at = :now, resolved_by = :by "
+            "WHERE target_type = :tt AND target_id = :tid AND status = 'open'"
+        ),
+        {"res": RESOLUTIONS[d.action], "now": rt.now(), "by": d.moderator_id, "tt": d.kind, "tid": target_id},
+    )
 
 
 async def resolve(

@@ -353,13 +353,18 @@ class PostReacted(EventPayload):
 
 @event_type("quark.post.reported")
 class PostReported(EventPayload):
-    """A user reported a post or a comment."""
+    """A user reported a post or a comment. The moderation queue files it; `author_id`, `post_id`, `title` and
+    `excerpt` are the snapshot its moderators see (what was reported, as it was then)."""
 
     report_id: str
     target_type: Literal["post", "comment"]
     target_id: str
     reporter_id: str
     reason: str
+    author_id: str | None = None
+    post_id: str | None = None
+    title: str | None = None
+    excerpt: str | None = None
 
 
 @event_type("quark.comment.created")
@@ -493,6 +498,18 @@ class ModerationFlagged(_Consumed):
     labels: list[str] = Field(default_factory=list)
     reason: str | None = None
     run_id: str | None = Field(default=None, max_length=128)
+
+
+class ModerationDecided(_Consumed):
+    """`quark.moderation.decided`: a moderator's decision on a post or a comment (the queue's case)."""
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=32)
+    target_id: str = Field(min_length=1, max_length=64)
+    module: str = Field(min_length=1, max_length=32)
+    action: Literal["dismiss", "hide", "delete", "warn", "suspend"]
+    reason: str = Field(default="", max_length=1000)
+    moderator_id: str = Field(min_length=1, max_length=64)
 
 
 class MediaDeleted(_Consumed):

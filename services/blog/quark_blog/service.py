@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +40,7 @@ from quark_blog.schemas import (
     PostUpdate,
     PostUpdated,
 )
+from quark_blog.timeline import score_of
 from quark_blog.visibility import can_see_sql, listed_sql
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionDenied
@@ -235,6 +237,8 @@ async def create_post(rt: BlogRuntime, session: AsyncSession, principal: Princip
         raise
     if status == "scheduled":
         rt.wake_scheduler.set()
+    elif status == "published":
+        await _show_to_author(rt, post)
     return post
 
 
@@ -359,7 +363,20 @@ async def publish_post(rt: BlogRuntime, session: AsyncSession, principal: Princi
         if post.status == "published":
             raise Conflict("post is already published")
         await _publish_locked(rt, session, post, rt.now())
+    await _show_to_author(rt, post)
     return post
+
+
+async def _show_to_author(rt: BlogRuntime, post: Post) -> None:
+    """Read your own writes: the author's warm home timeline gets the post now, not when the fan-out consumer
+    reaches its event (it adds the same entry again, idempotently, and removes it if the post left meanwhile;
+    reads hydrate from PostgreSQL, so an entry that went stale is never shown)."""
+    if post.published_at is None:
+        return
+    try:
+        await rt.timelines.add([post.author_id], [(score_of(post.published_at), str(post.id))])
+    except (RedisError, OSError):  # a cache write; the post is committed and its event is in the outbox
+        return
 
 
 async def schedule_post(
@@ -398,13 +415,18 @@ async def unpublish_post(rt: BlogRuntime, session: AsyncSession, principal: Prin
 async def delete_post(rt: BlogRuntime, session: AsyncSession, principal: Principal, post_id: uuid.UUID) -> None:
     async with session.begin():
         post = await _lock_own_post(session, principal, post_id)
-        before = CountState.of(post)
-        was_published = post.status == "published"
-        post.deleted_at = post.updated_at = rt.now()
-        await session.flush()
-        await apply_count_changes(session, before, None)
-        if was_published:
-            await add_event(session, PostDeleted(post_id=str(post.id), author_id=post.author_id), subject=str(post.id))
+        await remove_post(rt, session, post)
+
+
+async def remove_post(rt: BlogRuntime, session: AsyncSession, post: Post) -> None:
+    """Delete a locked post (its author, or a moderator's decision); the caller's transaction must be open."""
+    before = CountState.of(post)
+    was_published = post.status == "published"
+    post.deleted_at = post.updated_at = rt.now()
+    await session.flush()
+    await apply_count_changes(session, before, None)
+    if was_published:
+        await add_event(session, PostDeleted(post_id=str(post.id), author_id=post.author_id), subject=str(post.id))
 
 
 async def publish_due_posts(rt: BlogRuntime, now: datetime | None = None, limit: int | None = None) -> list[uuid.UUID]:

@@ -39,6 +39,30 @@ async def test_publish_fans_out_to_followers(blog: Blog) -> None:
     assert members is not None and [m for _, m in members[1]] == [post["id"]]
 
 
+async def test_authors_read_their_own_post_before_the_fan_out(blog: Blog) -> None:
+    """Read your own writes: with the consumers stopped (the fan-out has not run), the author's warm home
+    timeline already holds the post they just published; a follower's does not yet."""
+    from quark_sdk.app import start_consumers, stop_consumers
+
+    alice, bob = await _people(blog, "alice", "bob")
+    await blog.follow(bob, alice)
+    assert await blog.home(alice) == [] and await blog.home(bob) == []  # both warm
+    await stop_consumers(blog.svc.ctx)
+    try:
+        post = await blog.post(alice, "Fresh")
+        draft = await blog.post(alice, "Later", publish=False)
+        members = await blog.rt.timelines.read(alice.id, max_score=None, count=10)
+        assert members is not None and [m for _, m in members[1]] == [post["id"]]
+        assert await blog.home(alice) == [post["id"]]
+        assert await blog.home(bob) == []
+        resp = await blog.client.post(f"/api/v1/posts/{draft['id']}/publish", headers=alice.headers)
+        assert resp.status_code == 200, resp.text
+        assert await blog.home(alice) == [draft["id"], post["id"]]
+    finally:
+        await start_consumers(blog.svc.ctx)
+    await _eventually_home(blog, bob, [draft["id"], post["id"]])
+
+
 async def test_follow_backfills_and_unfollow_removes(blog: Blog) -> None:
     alice, bob = await _people(blog, "alice", "bob")
     old = [(await blog.post(alice, f"old {i}"))["id"] for i in range(3)]

@@ -1,4 +1,5 @@
-"""`/dev/mail`: the dev mailbox — every mail the local SMTP sink of `quark dev` received, newest first.
+"""`/dev/mail`: the dev mailbox — every mail the local SMTP sink of `quark dev` received, newest first — and
+`/dev/sms`, the SMS the dev SMS driver kept.
 
 Only outside prod (the router is not even mounted there: 404). It reads the sink's files under
 `<data_dir>/mail/` (quark_sdk.devmail), so it shows what really went over SMTP, whichever process sent it.
@@ -16,6 +17,7 @@ from markupsafe import Markup
 
 from quark_mailer.pages import page
 from quark_mailer.settings import MailerSettings
+from quark_mailer.sms import DevSmsSink
 from quark_sdk.app import SettingsDep
 from quark_sdk.devmail import Mailbox
 from quark_sdk.errors import NotFound
@@ -74,3 +76,15 @@ async def show_mail_html(mail_id: str, settings: Settings) -> Response:
     if mail is None or mail.html is None:
         raise NotFound(f"no HTML part of mail {mail_id} in the dev mailbox")
     return HTMLResponse(mail.html, headers={"Content-Security-Policy": HTML_PART_CSP, "Cache-Control": "no-store"})
+
+
+# `/dev/sms`: what the dev SMS sink received (the `dev` SMS driver), newest first, codes readable. Same rule:
+# never in production.
+sms_router = APIRouter(prefix="/dev/sms", tags=["dev mailbox"], include_in_schema=False,
+                       dependencies=[Depends(dev_only)])
+
+
+@sms_router.get("", response_class=HTMLResponse)
+async def list_sms(settings: Settings) -> Response:
+    sink = DevSmsSink(settings.data_dir / "sms")
+    return page("sms.html", messages=sink.list(), directory=str(sink.directory))

@@ -26,3 +26,17 @@ class SentMail(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     message_id: Mapped[str] = mapped_column(String(255))
     sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SentSms(Base):
+    """One delivered SMS: which event asked for it, to which number, and the gateway's message id. Never the
+    text (it holds the code)."""
+
+    __tablename__ = "sent_sms"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    recipient: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str] = mapped_column(String(255))
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

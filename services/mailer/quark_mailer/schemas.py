@@ -23,3 +23,14 @@ class EmailRequestedIn(Consumed):
     expires_at: datetime
     username: str | None = None
     link: str | None = Field(default=None, max_length=2048)
+
+
+class SmsRequestedIn(Consumed):
+    """`quark.auth.sms_requested`: an SMS of `kind` to `phone` (E.164) carrying a one-time `code`."""
+
+    user_id: uuid.UUID | None = None
+    phone: str = Field(min_length=4, max_length=32, pattern=r"^\+[1-9][0-9]{3,15}$")
+    kind: str = Field(min_length=1, max_length=40)
+    code: str = Field(min_length=4, max_length=12)
+    expires_at: datetime
+    username: str | None = None

@@ -10,10 +10,11 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_mailer.models import SentMail
+from quark_mailer.models import SentMail, SentSms
 from quark_mailer.render import UnknownMailKind
 from quark_mailer.runtime import MailerRuntime
-from quark_mailer.schemas import EmailRequestedIn
+from quark_mailer.schemas import EmailRequestedIn, SmsRequestedIn
+from quark_mailer.sms import Sms, UnknownSmsKind, render
 from quark_mailer.smtp import PermanentDeliveryError
 from quark_sdk.events import PermanentEventError
 
@@ -51,4 +52,24 @@ async def deliver(session: AsyncSession, rt: MailerRuntime, *, event_id: str, re
     session.add(SentMail(event_id=event_id, kind=request.kind, user_id=request.user_id, recipient=request.email,
                          message_id=message_id))
     log.info("sent %s mail for user %s (event %s, %s)", request.kind, request.user_id, event_id, message_id)
+    return message_id
+
+
+async def deliver_sms(session: AsyncSession, rt: MailerRuntime, *, event_id: str, request: SmsRequestedIn) -> str:
+    """Send the SMS `request` asks for through the station's SMS driver; returns the gateway's message id.
+
+    Same failure rules as mail (permanent: dead-letter now; temporary: retry with back-off). Logs name the
+    event, the user and a masked number, never the code."""
+    try:
+        text = render(rt.settings, request.kind, request.code, request.expires_at)
+    except UnknownSmsKind as exc:
+        raise PermanentEventError(str(exc)) from None
+    try:
+        message_id = await rt.sms.send(Sms(to=request.phone, text=text, kind=request.kind))
+    except PermanentDeliveryError as exc:
+        raise PermanentEventError(f"the {request.kind} SMS of event {event_id} cannot be sent: {exc}") from None
+    session.add(SentSms(event_id=event_id, kind=request.kind, user_id=request.user_id, recipient=request.phone,
+                        message_id=message_id))
+    log.info("sent %s SMS for user %s to %s (event %s, %s)", request.kind, request.user_id,
+             request.phone[:3] + "…" + request.phone[-2:], event_id, message_id)
     return message_id

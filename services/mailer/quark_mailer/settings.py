@@ -1,6 +1,6 @@
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from quark_sdk.config import ServiceSettings
@@ -33,3 +33,16 @@ class MailerSettings(ServiceSettings):
 
     # The dev mailbox page (/dev/mail) reading the local sink's files; never in prod.
     dev_mailbox: bool = True
+
+    # SMS (quark_mailer.sms): http = a Twilio-style REST gateway; dev = files shown at /dev/sms; none = no SMS.
+    # Unset: dev outside production, none in production.
+    sms_driver: Literal["http", "dev", "none"] | None = None
+    sms_sender: str = Field(default="Quark", min_length=1, max_length=32)  # the From number or alphanumeric id
+    sms_http_url: AnyHttpUrl | None = None  # e.g. https://api.twilio.com/2010-04-01/Accounts/<SID>/Messages.json
+    sms_http_username: str | None = None  # Basic auth (Twilio: the account SID)
+    sms_http_password: SecretStr | None = None  # (Twilio: the auth token)
+    # Form fields of the POST; values are templates over {to}, {sender}, {text}.
+    sms_http_fields: dict[str, str] = Field(default_factory=lambda: {"To": "{to}", "From": "{sender}",
+                                                                    "Body": "{text}"})
+    sms_http_id_field: str = "sid"  # where the JSON answer names the message
+    sms_http_timeout: float = Field(default=15.0, gt=0, le=120)

@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from quark_media import ingest, service
+from quark_media import ingest, reports, service
 from quark_media.runtime import MediaRuntime
-from quark_media.schemas import MediaOut, MediaPage, Status, UsageOut
+from quark_media.schemas import MediaOut, MediaPage, ReportCreate, ReportOut, Status, UsageOut
 from quark_media.upload import MultipartUpload
 from quark_sdk.app import DbSession, RuntimeDep
 from quark_sdk.auth import AnyPrincipal, OptionalUser, Principal, UserId, UserPrincipal, WritingUser, writing_user
@@ -178,6 +178,13 @@ async def attach(rt: Runtime, session: DbSession, media_id: MediaId, principal: 
     """Mark media as used so the orphan sweep keeps it (owner, admin, or a module's service token)."""
     viewer, admin = viewer_of(principal)
     return await service.attach(rt, session, media_id, actor=viewer, admin=admin, service=principal.is_service)
+
+
+@router.post("/{media_id}/report", status_code=201, response_model=ReportOut)
+async def report(rt: Runtime, session: DbSession, media_id: MediaId, body: ReportCreate, _: WritingUser,
+                 me: UserId) -> ReportOut:
+    """Report a file to the moderators (once while the report is open; not one's own)."""
+    return await reports.report_media(rt, session, me, media_id, body.reason)
 
 
 @router.delete("/{media_id}", status_code=204, response_class=Response)

@@ -11,9 +11,9 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from quark_media import service
+from quark_media import reports, service
 from quark_media.runtime import MediaRuntime
-from quark_media.schemas import AuthUserDeleted, PostMedia, ProfileUpdated
+from quark_media.schemas import AuthUserDeleted, ModerationDecided, PostMedia, ProfileUpdated
 from quark_sdk.events import CloudEvent, Consumer, PermanentEventError
 
 M = TypeVar("M", bound=BaseModel)
@@ -42,3 +42,8 @@ async def on_post_media(rt: MediaRuntime, session: AsyncSession, event: CloudEve
 @usage.on("quark.user.profile_updated")
 async def on_profile_updated(rt: MediaRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await service.apply_profile_updated(session, parse(event, ProfileUpdated))
+
+
+@accounts.on("quark.moderation.decided")
+async def on_moderation_decided(rt: MediaRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await reports.apply_decision(rt, session, parse(event, ModerationDecided))

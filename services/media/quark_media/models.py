@@ -61,3 +61,23 @@ class Usage(Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class MediaReport(Base):
+    """Someone's report of an uploaded file, open until the moderation queue decides (one open per reporter)."""
+
+    __tablename__ = "media_reports"
+    __table_args__ = (
+        Index("uq_media_reports_open", "media_id", "reporter_id", unique=True,
+              postgresql_where=text("status = 'open'")),
+        Index("ix_media_reports_media", "media_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    media_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # no foreign key: the report outlives a deleted file
+    reporter_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    reason: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

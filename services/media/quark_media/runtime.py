@@ -33,11 +33,19 @@ log = logging.getLogger("quark.media")
 T = TypeVar("T")
 
 
+WORKER_NICENESS = 2
+"""Slightly below the API, not far below: at nice 10 the workers got ~10% of a core whenever the service, its
+database and the clients were busy, so two workers used a fraction of two cores (bench/media.py, 0.34x Pillow's
+throughput). Responsiveness comes from SCHED_BATCH instead: a batch task never preempts a waking request handler."""
+
+
 def _lower_priority() -> None:
-    """Image work yields the CPU to request handling: the API stays responsive while a batch is processed."""
+    """Image work yields to request handling on wake-up but still gets (almost) a full share of the cores."""
     with contextlib.suppress(OSError, AttributeError):
         # On Linux a thread id set here lowers only this worker thread (or process).
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def _init_worker_process() -> None:

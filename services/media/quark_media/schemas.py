@@ -102,10 +102,36 @@ class MediaDeleted(EventPayload):
 
     media_id: str
     owner_id: str
-    reason: Literal["owner", "admin", "orphan", "account_deleted"] = "owner"
+    reason: Literal["owner", "admin", "orphan", "account_deleted", "moderation"] = "owner"
 
 
 # --------------------------------------------------------------------------- events consumed (never registered)
+
+
+class ReportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ReportOut(BaseModel):
+    id: uuid.UUID
+    media_id: uuid.UUID
+    status: str
+    created_at: datetime
+
+
+@event_type("quark.media.reported")
+class MediaReported(EventPayload):
+    """Someone reported an uploaded file to the moderation queue."""
+
+    report_id: str
+    media_id: str
+    owner_id: str
+    reporter_id: str
+    reason: str
+    content_type: str
+    url: str | None
 
 
 class _Consumed(BaseModel):
@@ -131,3 +157,13 @@ class ProfileAvatar(_Consumed):
 class ProfileUpdated(_Consumed):
     user_id: str = Field(max_length=64)
     avatar: ProfileAvatar | None = None
+
+
+class ModerationDecided(_Consumed):
+    """`quark.moderation.decided`: media applies `delete` on its files and closes the reports on them."""
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=32)
+    target_id: str = Field(min_length=1, max_length=64)
+    module: str = Field(min_length=1, max_length=32)
+    action: Literal["dismiss", "hide", "delete", "warn", "suspend"]

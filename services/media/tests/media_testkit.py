@@ -26,7 +26,7 @@ from quark_sdk.testing import QuarkTestEnv, RunningModule, eventually
 from quark_sdk.testing import assert_problem as assert_problem  # one definition, re-exported
 
 API = "/api/v1/media"
-DURABLES = {"auth": "media-accounts", "post": "media-usage", "user": "media-usage"}
+DURABLES = {"moderation": "media-accounts", "auth": "media-accounts", "post": "media-usage", "user": "media-usage"}
 GPS_LAT = (52.0, 31.0, 12.0)
 
 

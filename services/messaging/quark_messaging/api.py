@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from quark_messaging import accounts, notifications, reads, sending
+from quark_messaging import accounts, notifications, reads, reports, sending
 from quark_messaging import chats as chat_rules
 from quark_messaging import messages as message_rules
 from quark_messaging.runtime import MessagingRuntime
@@ -31,6 +31,8 @@ from quark_messaging.schemas import (
     NotificationPage,
     ReadMark,
     ReadOut,
+    ReportCreate,
+    ReportOut,
     RoleChange,
     UnreadCount,
     UnreadOut,
@@ -232,6 +234,14 @@ async def delete_message(
 ) -> Response:
     await message_rules.delete_message(rt, session, uid, message_id)
     return Response(status_code=204)
+
+
+@messages.post("/{message_id}/report", status_code=201, response_model=ReportOut)
+async def report_message(
+    message_id: MessageId, body: ReportCreate, writer: WritingUser, uid: UserId, rt: Runtime, session: DbSession
+) -> ReportOut:
+    """Report a message of one of your chats to the moderators (with its few neighbours, nothing more)."""
+    return await reports.report_message(rt, session, uid, message_id, body.reason)
 
 
 # --------------------------------------------------------------------------- notifications

@@ -44,19 +44,21 @@ def direct_key(a: uuid.UUID, b: uuid.UUID) -> str:
 
 def message_out(m: Message) -> MessageOut:
     deleted = m.deleted_at is not None
+    gone = deleted or m.hidden_at is not None
     return MessageOut(
         id=m.id,
         conversation_id=m.conversation_id,
         seq=m.seq,
         sender_id=m.sender_id,
-        body="" if deleted else m.body,
+        body="" if gone else m.body,
         reply_to=m.reply_to_id,
-        attachments=[] if deleted else list(m.attachments),
+        attachments=[] if gone else list(m.attachments),
         mentions=[uuid.UUID(x) for x in (m.mentions or [])],
         client_msg_id=m.client_msg_id,
         created_at=m.created_at,
         edited_at=m.edited_at,
         deleted=deleted,
+        hidden=m.hidden_at is not None and not deleted,
         sender_deleted=m.sender_id is None,
     )
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from quark_messaging import reports
 from quark_messaging.accounts import delete_user, remember_user, set_block
 from quark_messaging.common import MAX_MENTIONS, MENTION
 from quark_messaging.models import Notification, User
@@ -25,6 +26,7 @@ from quark_messaging.notifications import create_notification, notification_out
 from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
     CommentCreated,
+    ModerationDecided,
     NotificationRef,
     PostReacted,
     ProfileChanged,
@@ -50,6 +52,11 @@ def parse(event: CloudEvent, model: type[M]) -> M:
 
 
 # --------------------------------------------------------------------------- replica
+
+
+@replica.on("quark.moderation.decided")
+async def on_moderation_decided(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await reports.apply_decision(rt, session, parse(event, ModerationDecided))
 
 
 @replica.on("quark.auth.user_registered")

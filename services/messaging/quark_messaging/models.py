@@ -112,6 +112,8 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Hidden by a moderator's decision: shown to nobody (a tombstone), the words kept for the record.
+    hidden_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_seq"),
@@ -152,4 +154,25 @@ class Notification(Base):
             postgresql_where=text("read_at IS NULL AND group_key IS NOT NULL"),
         ),
         Index("ix_notifications_actor", "actor_id"),
+    )
+
+
+class MessageReport(Base):
+    """A participant's report of a message, open until the moderation queue decides (one open per reporter)."""
+
+    __tablename__ = "message_reports"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("messages.id", ondelete="CASCADE"))
+    reporter_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    reason: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")  # open | resolved
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("uq_message_reports_open", "message_id", "reporter_id", unique=True,
+              postgresql_where=text("status = 'open'")),
+        Index("ix_message_reports_message", "message_id"),
     )

@@ -110,6 +110,7 @@ class MessageOut(BaseModel):
     created_at: datetime
     edited_at: datetime | None
     deleted: bool
+    hidden: bool = False  # hidden by a moderator: a tombstone, like a deleted message
     # The author deleted the account: the message is a tombstone (sender_id null), its seq keeps the history whole.
     sender_deleted: bool = False
 
@@ -200,6 +201,42 @@ class MessageSent(EventPayload):
     created_at: datetime
 
 
+class ReportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ReportOut(BaseModel):
+    id: uuid.UUID
+    message_id: int
+    status: str
+    created_at: datetime
+
+
+class ThreadLine(BaseModel):
+    message_id: str
+    sender_id: str | None
+    sender_username: str | None = None
+    body: str
+    created_at: datetime
+    reported: bool = False
+
+
+@event_type("quark.message.reported")
+class MessageReported(EventPayload):
+    """A participant reported a message of a chat. Only the moderation module may read it (a private event):
+    `thread` is the reported message and its few neighbours — nothing else of the chat."""
+
+    report_id: str
+    chat_id: str
+    message_id: str
+    author_id: str | None
+    reporter_id: str
+    reason: str
+    thread: list[ThreadLine]
+
+
 @event_type("quark.chat.created")
 class ChatCreated(EventPayload):
     """A conversation was created (direct chat, group or public channel)."""
@@ -279,3 +316,13 @@ class PostReacted(_Consumed):
 class NotificationRef(_Consumed):
     notification_id: int
     user_id: uuid.UUID
+
+
+class ModerationDecided(_Consumed):
+    """`quark.moderation.decided`: a moderator's decision; messaging applies those about its messages."""
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=32)
+    target_id: str = Field(min_length=1, max_length=64)
+    module: str = Field(min_length=1, max_length=32)
+    action: Literal["dismiss", "hide", "delete", "warn", "suspend"]

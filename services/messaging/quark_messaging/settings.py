@@ -28,6 +28,10 @@ class MessagingSettings(ServiceSettings):
     message_rate_window: float = Field(default=60.0, gt=0)
     typing_rate_limit: int = Field(default=30, ge=1)  # typing indicators per user and window
     write_rate_limit: int = Field(default=120, ge=1)  # chat changes (create, invite, rename...) per window
+    report_rate_limit: int = Field(default=20, ge=1)  # reports of messages per user and report window
+    report_rate_window: float = Field(default=3600.0, gt=0)
+    # Messages before and after a reported one that its report carries to the moderators (its neighbourhood).
+    report_context: int = Field(default=3, ge=0, le=20)
 
     # -- WebSocket
     allowed_origins: list[str] = Field(default_factory=lambda: ["http://localhost:8000", "http://127.0.0.1:8000"])

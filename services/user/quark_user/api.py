@@ -13,7 +13,18 @@ from quark_sdk.auth import OptionalUser, Principal, UserId, WritingUser, require
 from quark_sdk.errors import Unauthenticated
 from quark_sdk.pagination import Cursor, Limit
 from quark_sdk.routing import GuardedRoute
-from quark_user import accounts, activity, blocks, common, directory, follows, lists, profiles, validation
+from quark_user import (
+    accounts,
+    activity,
+    blocks,
+    common,
+    directory,
+    follows,
+    lists,
+    profiles,
+    sanctions,
+    validation,
+)
 from quark_user.models import Profile
 from quark_user.runtime import UserRuntime
 from quark_user.schemas import (
@@ -30,6 +41,8 @@ from quark_user.schemas import (
     ProfileOut,
     ProfileUpdate,
     Relationship,
+    ReportCreate,
+    ReportOut,
     SummaryPage,
     SuspendRequest,
     UserSummary,
@@ -92,7 +105,8 @@ def me_out(p: Profile) -> MeOut:
 
 def admin_out(p: Profile) -> AdminUserOut:
     return AdminUserOut(**_base(p, full=True), **_private(p), suspended_reason=p.suspended_reason,
-                        suspended_at=p.suspended_at, suspended_by=p.suspended_by)
+                        suspended_at=p.suspended_at, suspended_by=p.suspended_by,
+                        suspended_until=p.suspended_until)
 
 
 def edge_page(items: list[common.Edge], next_cursor: str | None) -> EdgePage:
@@ -194,8 +208,9 @@ async def admin_users(admin: Admin, session: DbSession, rt: Runtime,
 @router.post("/admin/users/{username}/suspend", response_model=AdminUserOut)
 async def suspend(username: Username, admin: Admin, _: WritingUser, session: DbSession,
                   body: SuspendRequest | None = None) -> AdminUserOut:
+    body = body or SuspendRequest()
     profile = await accounts.set_suspended(session, actor_id=admin.subject, username=username, suspended=True,
-                                          reason=body.reason if body else None)
+                                          reason=body.reason, duration_hours=body.duration_hours, until=body.until)
     return admin_out(profile)
 
 
@@ -255,6 +270,14 @@ async def follow(username: Username, _: WritingUser, me: UserId, session: DbSess
     status = await follows.follow(session, me, username)
     response.status_code = 201 if status == "following" else 202
     return FollowResult(status=status)
+
+
+@router.post("/{username}/report", response_model=ReportOut, status_code=201)
+async def report(username: Username, body: ReportCreate, _: WritingUser, me: UserId, session: DbSession,
+                 rt: Runtime) -> ReportOut:
+    """Report a profile to the moderators (once while the report is open; not oneself)."""
+    row = await sanctions.report_profile(rt, session, me, username, body.reason)
+    return ReportOut(id=row.id, user_id=row.user_id, status=row.status, created_at=row.created_at)
 
 
 @router.delete("/{username}/follow", status_code=204)

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from quark_sdk.app import QuarkModule, ServiceContext, create_service_app
 from quark_user import activity
+from quark_user.accounts import lift_expired_suspensions as lift_expired
 from quark_user.api import router
 from quark_user.events import accounts, avatars
 from quark_user.models import Base
@@ -29,6 +30,17 @@ async def purge_old_activity(ctx: ServiceContext[UserSettings, UserRuntime]) -> 
         await asyncio.sleep(settings.activity_purge_interval)
 
 
+async def lift_expired_suspensions(ctx: ServiceContext[UserSettings, UserRuntime]) -> None:
+    """Background job: reinstate accounts whose timed suspension has ended. Safe on every instance at once;
+    a crash (a database blip) is restarted by the SDK's supervisor."""
+    while True:
+        async with ctx.database().session() as session:
+            lifted = await lift_expired(session)
+        if lifted:
+            log.info("lifted %d expired suspensions", lifted)
+        await asyncio.sleep(ctx.settings.suspension_check_interval)
+
+
 module = QuarkModule(
     name="user",
     settings_cls=UserSettings,
@@ -37,7 +49,7 @@ module = QuarkModule(
     routers=[router],
     metadata=Base.metadata,
     consumers=[accounts, avatars],
-    background=[purge_old_activity],
+    background=[purge_old_activity, lift_expired_suspensions],
     title="Quark user service",
 )
 

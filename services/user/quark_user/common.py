@@ -42,7 +42,7 @@ ACTIVITY_KINDS = frozenset({
     "registered", "verified", "login", "password_changed", "role_changed", "profile_updated", "avatar_updated",
     "followed", "unfollowed", "follow_requested", "follow_request_cancelled", "follow_request_approved",
     "follow_request_rejected", "follower_removed", "blocked", "unblocked", "muted", "unmuted", "suspended",
-    "unsuspended",
+    "unsuspended", "warned",
 })
 
 

@@ -179,7 +179,7 @@ async def apply_user_deleted(session: AsyncSession, event: AuthUserDeleted) -> N
     profile.roles = []
     profile.verified = False
     profile.suspended = False
-    profile.suspended_reason = profile.suspended_at = profile.suspended_by = None
+    profile.suspended_reason = profile.suspended_at = profile.suspended_by = profile.suspended_until = None
     profile.followers_count = profile.following_count = 0
     profile.last_login_at = None
     profile.deleted_at = profile.updated_at = now()

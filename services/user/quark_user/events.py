@@ -7,7 +7,7 @@ does not fit them can never succeed, so it is dead-lettered at once instead of r
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_sdk.events import CloudEvent, Consumer
-from quark_user import consumed
+from quark_user import consumed, sanctions
 from quark_user.runtime import UserRuntime
 from quark_user.schemas import (
     AuthPasswordChanged,
@@ -18,6 +18,7 @@ from quark_user.schemas import (
     AuthUserVerified,
     MediaDeleted,
     MediaProcessed,
+    ModerationDecided,
 )
 
 accounts = Consumer[UserRuntime]("accounts")  # quark.auth.* → profiles, roles, activity, deletion
@@ -62,3 +63,8 @@ async def on_media_processed(rt: UserRuntime, session: AsyncSession, event: Clou
 @avatars.on("quark.media.deleted")
 async def on_media_deleted(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
     await consumed.apply_media_deleted(session, event.payload(MediaDeleted))
+
+
+@accounts.on("quark.moderation.decided")
+async def on_moderation_decided(rt: UserRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await sanctions.apply_decision(session, event.payload(ModerationDecided))

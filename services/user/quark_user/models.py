@@ -53,6 +53,8 @@ class Profile(Base):
     suspended_reason: Mapped[str | None] = mapped_column(String(500))
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suspended_by: Mapped[str | None] = mapped_column(String(64))
+    # The end of a timed suspension (null = indefinite); the expiry job lifts it once it has passed.
+    suspended_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     followers_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     following_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -69,6 +71,8 @@ class Profile(Base):
               postgresql_ops={"username_lower": "text_pattern_ops"}),
         Index("ix_profiles_display_name_prefix", func.lower(display_name).label("display_name_lower"),
               postgresql_ops={"display_name_lower": "text_pattern_ops"}),
+        Index("ix_profiles_suspended_until", "suspended_until",
+              postgresql_where=text("suspended AND suspended_until IS NOT NULL")),
     )
 
 
@@ -165,3 +169,23 @@ class MediaAsset(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ProfileReport(Base):
+    """Someone's report of a profile, open until the moderation queue decides (one open per reporter)."""
+
+    __tablename__ = "profile_reports"
+    __table_args__ = (
+        Index("uq_profile_reports_open", "user_id", "reporter_id", unique=True,
+              postgresql_where=text("status = 'open'")),
+        Index("ix_profile_reports_user", "user_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    reporter_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    reason: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

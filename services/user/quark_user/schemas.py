@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from quark_sdk.events import EventPayload, event_type
 
@@ -35,10 +35,23 @@ class ProfileUpdate(BaseModel):
     avatar_media_id: str | None = Field(default=None, max_length=200)
 
 
+MAX_SUSPENSION_HOURS = 365 * 24  # as the moderation module's max_suspension_days
+
+
 class SuspendRequest(BaseModel):
+    """No `duration_hours` and no `until`: suspended until reinstated. Either one: lifted automatically."""
+
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(default=None, max_length=500)
+    duration_hours: int | None = Field(default=None, ge=1, le=MAX_SUSPENSION_HOURS)
+    until: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _one_end(self) -> "SuspendRequest":
+        if self.duration_hours is not None and self.until is not None:
+            raise ValueError("give duration_hours or until, not both")
+        return self
 
 
 # --------------------------------------------------------------------------- responses
@@ -93,6 +106,7 @@ class AdminUserOut(MeOut):
     suspended_reason: str | None
     suspended_at: datetime | None
     suspended_by: str | None
+    suspended_until: datetime | None
 
 
 class UserSummary(BaseModel):
@@ -244,6 +258,32 @@ class UserUnmuted(EventPayload):
     at: datetime
 
 
+class ReportCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ReportOut(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    created_at: datetime
+
+
+@event_type("quark.user.profile_reported")
+class ProfileReported(EventPayload):
+    """Someone reported a profile to the moderation queue (with what the profile showed then)."""
+
+    report_id: str
+    user_id: str
+    username: str
+    display_name: str | None
+    bio: str
+    reporter_id: str
+    reason: str
+
+
 @event_type("quark.user.suspended")
 class UserSuspended(EventPayload):
     """An admin suspended (`suspended: true`) or reinstated (`false`) an account."""
@@ -338,3 +378,16 @@ class MediaProcessed(_Consumed):
 class MediaDeleted(_Consumed):
     media_id: str = Field(min_length=1, max_length=64)
     owner_id: str | None = None
+
+
+class ModerationDecided(_Consumed):
+    """`quark.moderation.decided`: the user module applies the sanctions on the author (warn, suspend)."""
+
+    decision_id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(default="", max_length=32)
+    target_id: str = Field(default="", max_length=64)
+    action: Literal["dismiss", "hide", "delete", "warn", "suspend"]
+    author_id: str | None = Field(default=None, max_length=64)
+    reason: str = Field(default="", max_length=1000)
+    moderator_id: str = Field(min_length=1, max_length=64)
+    until: datetime | None = None

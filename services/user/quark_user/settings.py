@@ -25,3 +25,6 @@ class UserSettings(ServiceSettings):
     activity_retention_days: int = Field(default=365, ge=0, le=36_500)
     activity_purge_interval: float = Field(default=3600.0, gt=0, le=86_400)
 
+
+    # How often each instance looks for timed suspensions whose end has passed (seconds).
+    suspension_check_interval: float = Field(default=60.0, gt=0, le=3600)

@@ -18,7 +18,7 @@ from quark_sdk.testing import assert_problem as assert_problem  # one definition
 from quark_user.app import module
 
 API = "/api/v1/users"
-DURABLES = {"auth": "user-accounts", "media": "user-avatars"}
+DURABLES = {"auth": "user-accounts", "media": "user-avatars", "moderation": "user-accounts"}
 TABLES = ("profiles", "follows", "follow_requests", "blocks", "mutes", "activity", "media_assets")
 
 

@@ -20,7 +20,7 @@ MODULES = (
     ("/api/v1/auth", "auth"), ("/api/v1/users", "user"), ("/api/v1/media", "media"),
     ("/api/v1/posts", "blog"), ("/api/v1/feed", "blog"), ("/api/v1/comments", "blog"),
     ("/api/v1/search", "blog"), ("/api/v1/messages", "messaging"), ("/api/v1/chats", "messaging"),
-    ("/api/v1/notifications", "messaging"), ("/api/v1/ai", "ai"),
+    ("/api/v1/notifications", "messaging"), ("/api/v1/ai", "ai"), ("/api/v1/hub", "hub"),
 )
 
 

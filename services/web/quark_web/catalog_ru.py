@@ -1,7 +1,11 @@
 """Russian catalogue of the pages (English text -> Russian). tests/test_i18n.py checks that every
 string the templates and the error messages use is here."""
 
+from quark_web.catalog_ru_admin import RU_ADMIN
+from quark_web.catalog_ru_console import RU_CONSOLE
+from quark_web.catalog_ru_identity import RU_IDENTITY
 from quark_web.catalog_ru_social import RU_SOCIAL
+from quark_web.catalog_ru_web3 import RU_WEB3
 
 RU: dict[str, str] = {
     # layout, navigation
@@ -107,6 +111,8 @@ RU: dict[str, str] = {
     "Continue": "Продолжить",
     "Confirm your email": "Подтверждение email",
     "Email confirmed": "Email подтверждён",
+    "Confirm that this email address is yours.": "Подтвердите, что этот адрес принадлежит вам.",
+    "Confirm my email": "Подтвердить email",
     "Could not confirm your email": "Не удалось подтвердить email",
     "Send a new link": "Отправить новую ссылку",
     "Enter the email address of your account; we will send it a link to choose a new password.":
@@ -240,3 +246,7 @@ RU: dict[str, str] = {
     "long": "длинный",
 }
 RU.update(RU_SOCIAL)  # the social, messenger and PWA pages
+RU.update(RU_IDENTITY)  # phone numbers, SMS codes, sign-in providers
+RU.update(RU_WEB3)  # two-factor settings, groups and channels, chat attachments
+RU.update(RU_CONSOLE)  # the console pages
+RU.update(RU_ADMIN)  # the console's users, operator and AI pages

@@ -34,6 +34,7 @@ BY_CODE: dict[str, str] = {
     "blog-unavailable": "Posts are not available right now. Try again in a moment.",
     "mfa-enabled": "Two-factor authentication is already on.",
     "mfa-not-started": "Start the two-factor setup again.",
+    "mfa-disabled": "Two-factor authentication is already off.",
 }
 BY_STATUS: dict[int, str] = {
     400: "The request could not be understood. Try again.",
@@ -73,6 +74,23 @@ FLASHES: dict[str, str] = {
     "request-accepted": "The follow request is accepted.",
     "request-declined": "The follow request is declined.",
     "notifications-read": "All notifications are marked as read.",
+    # two-factor settings, group chats (web3)
+    "mfa-disabled": "Two-factor authentication is off.",
+    "chat-renamed": "The conversation is renamed.",
+    "members-added": "The members are added.",
+    "member-removed": "The member is removed.",
+    "chat-left": "You left the conversation.",
+    # console: user administration, the operator's view, AI oversight
+    "console-role-granted": "The role is granted.",
+    "console-role-revoked": "The role is revoked; the person's sessions ended.",
+    "console-sessions-revoked": "Every session of this account is signed out.",
+    "console-reset-forced": "The password no longer works; a reset link is on its way to the account's address.",
+    "console-suspended": "The account is suspended.",
+    "console-unsuspended": "The account is reinstated.",
+    "console-replayed": "The event is replayed to its original subject.",
+    "console-discarded": "The dead letter is discarded.",
+    "console-thresholds-saved": "The moderation thresholds are saved.",
+    "console-lifecycle": "The hub accepted the change; the module's instances follow within seconds.",
 }
 
 

@@ -42,6 +42,9 @@ class WebSettings(ServiceSettings):
     # unset: API_URL with ws:// or wss:// and /api/v1/messages/ws.
     messaging_ws_url: str | None = Field(default=None, pattern=r"^wss?://[^\s]+$")
 
+    # The console's operator page links here (Grafana's fleet dashboard); unset: no Grafana links.
+    grafana_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+
     def secure_cookies(self) -> bool:
         return self.env == "prod" if self.cookie_secure is None else self.cookie_secure
 

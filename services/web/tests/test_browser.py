@@ -203,6 +203,8 @@ def _my_id(p: Pages) -> str:
 
 def _verify_and_sign_in_again(p: Pages, token: str) -> None:
     p.go(f"/verify-email?token={token}")
+    p.check("verify-form")
+    p.css("#verify-confirm").click()
     assert p.wait("#verify-result").get_attribute("data-ok") == "true"
     p.check("verify")
     p.css("form[action='/logout'] button").click()

@@ -11,7 +11,7 @@ import pytest
 from quark_web import errors
 from quark_web.catalog_ru import RU
 from quark_web.i18n import negotiate, translator
-from quark_web.pages import messenger, reading, site, social
+from quark_web.pages import messenger, reading, social
 
 PACKAGE = Path(__file__).resolve().parents[1] / "quark_web"
 VALUES = ["public", "followers", "private", "draft", "scheduled", "published", "pending", "approved", "rejected",
@@ -22,7 +22,7 @@ def shown_strings() -> set[str]:
     found: set[str] = set()
     for path in (PACKAGE / "templates").rglob("*.html"):
         found.update(m.group(2) for m in re.finditer(r"_\((['\"])(.*?)\1\)", path.read_text()))
-    for table in (errors.BY_CODE, errors.BY_STATUS, errors.FLASHES, reading.REACTION_NAMES, site.PLACEHOLDERS,
+    for table in (errors.BY_CODE, errors.BY_STATUS, errors.FLASHES, reading.REACTION_NAMES,
                   messenger.NOTE_TEXT, social.EDGE_TITLES):
         found.update(table.values())
     found.update(title for title, _ in social.OWN_LISTS.values())

@@ -109,10 +109,17 @@ class Station:
 
 
 async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool = True, with_ai: bool = False,
-                        with_messaging: bool = False, web_settings: dict[str, Any] | None = None) -> Station:
+                        with_messaging: bool = False, with_moderation: bool = False,
+                        web_settings: dict[str, Any] | None = None, with_hub: bool = False,
+                        user_settings: dict[str, Any] | None = None) -> Station:
     modules: dict[str, RunningModule] = {}
+    if with_hub:  # the registry and the operator's API (the console's operator pages)
+        from quark_hub.app import module as hub_module
+
+        modules["hub"] = await quark.start(hub_module, data_dir=tmp_path / "hub", self_dock=False,
+                                           monitor_interval=300.0)
     modules["auth"] = await quark.start(auth_module, data_dir=tmp_path / "auth", **AUTH_FAST)
-    modules["user"] = await quark.start(user_module)
+    modules["user"] = await quark.start(user_module, **(user_settings or {}))
     if with_media:
         modules["media"] = await quark.start(media_module, storage_url=(tmp_path / "media-store").as_uri(),
                                              processing_workers=2)
@@ -125,6 +132,10 @@ async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool
         from quark_messaging.app import module as messaging_module
 
         modules["messaging"] = await quark.start(messaging_module, ws_heartbeat_interval=5.0)
+    if with_moderation:
+        from quark_moderation.app import module as moderation_module
+
+        modules["moderation"] = await quark.start(moderation_module)
     modules["web"] = await quark.start(web_module, **(web_settings or {}))
     mounted = []
     for name, m in modules.items():
@@ -147,7 +158,8 @@ async def start_station(quark: QuarkTestEnv, tmp_path: Path, *, with_media: bool
     web.api.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url=BASE, timeout=30)
     if with_ai:
         modules["ai"].ctx.runtime.blog_http = station.api()  # the AI module reaches the blog via the gateway
-    for name in ("user", "blog", *(["messaging"] if with_messaging else [])):
+    for name in ("user", "blog", *(["messaging"] if with_messaging else []),
+                 *(["moderation"] if with_moderation else [])):
         for runner in modules[name].ctx.consumers:
             await eventually(lambda r=runner: r.ready.is_set(), what=f"{name} consumer subscribed")
     return station
@@ -164,7 +176,9 @@ async def sign_up(station: Station, b: Browser, username: str, *, verify: bool =
     user_id = str(me.json()["account"]["id"])
     if verify:
         token = await station.emailed_token(user_id)
-        page = await b.get(f"/verify-email?token={token}")
+        form = await b.get(f"/verify-email?token={token}")
+        assert 'id="verify-confirm"' in form.text, form.text  # opening the link confirms nothing by itself
+        page = await b.post("/verify-email", {"token": token})
         assert 'data-ok="true"' in page.text, page.text
     return user_id
 

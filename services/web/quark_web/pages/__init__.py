@@ -5,7 +5,8 @@ Order matters only for the last one: `site.fallback` answers every path nobody e
 
 from fastapi import APIRouter
 
-from quark_web.pages import auth, messenger, pwa, reading, site, social, writing
+from quark_web.pages import auth, chatadmin, console, messenger, pwa, reading, site, social, twofactor, writing
 
 routers: list[APIRouter] = [site.router, auth.router, writing.router, reading.router, social.router,
-                             messenger.router, pwa.router, site.fallback]
+                             messenger.router, chatadmin.router, twofactor.router, pwa.router, *console.routers,
+                             site.fallback]

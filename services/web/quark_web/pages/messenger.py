@@ -13,12 +13,13 @@ import contextlib
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request, Response
+from fastapi import APIRouter, Form, Path, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from quark_web import errors
 from quark_web.apiclient import ApiError, ModuleDown
 from quark_web.pagekit import Page, PageError, Redirect, WebRoute, page_of
+from quark_web.pages import chatadmin
 from quark_web.socket import SOCKET_PATH, SUBPROTOCOL, TICKET_TTL, Tickets
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -158,15 +159,22 @@ async def older(request: Request, chat_id: uuid.UUID, before: Seq = None) -> Res
 
 @router.post("/messages/{chat_id}/send")
 async def send(request: Request, chat_id: uuid.UUID, body: Annotated[str, Form(max_length=20_000)] = "",
-               reply_to: Annotated[str, Form(max_length=20)] = "") -> Response:
+               reply_to: Annotated[str, Form(max_length=20)] = "", file: UploadFile | None = None) -> Response:
     page = page_of(request)
     sess = page.require_user()
-    if not body.strip():
+    data = await file.read(page.rt.settings.max_upload_bytes + 1) if file is not None else b""
+    if not body.strip() and not data:
         raise PageError(422, "Write a message first.")
     payload: dict[str, Any] = {"body": body, "client_msg_id": uuid.uuid4().hex}
+    if data and file is not None:  # an image: to media first, then the message carries its id
+        payload["attachments"] = [await chatadmin.upload_attachment(page, file.filename or "image", data,
+                                                                    file.content_type or "")]
     if reply_to.isdigit() and int(reply_to) > 0:
         payload["reply_to"] = int(reply_to)
     message = await page.call("POST", f"{CHATS}/{chat_id}/messages", json=payload)
+    for media_id in payload.get("attachments", []):
+        with contextlib.suppress(ApiError):  # used now: media's orphan sweep keeps it (best effort)
+            await page.call("POST", f"/api/v1/media/{media_id}/attach")
     if not page.htmx:
         raise Redirect(f"/messages/{chat_id}")
     resp = page.render("messenger/one.html", m=message, members={sess.user_id: sess.username}, me=sess.user_id,

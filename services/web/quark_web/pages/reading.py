@@ -7,6 +7,7 @@ with `hx-trigger="revealed"`; an HTMX request gets only the cards.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import uuid
@@ -182,26 +183,31 @@ async def atom(request: Request, username: Username) -> Response:
 # -- a post --------------------------------------------------------------------------------------
 
 
-async def _post_and_comments(page: Page, username: str, slug: str) -> tuple[dict[str, Any], Any, bool]:
+async def _post(page: Page, username: str, slug: str) -> dict[str, Any]:
     try:
-        post = await page.call("GET", f"{POSTS}/by/{username}/{slug}")
+        post: dict[str, Any] = await page.call("GET", f"{POSTS}/by/{username}/{slug}")
     except ApiError as exc:
         if exc.status == 404:
             raise PageError(404, errors.NOT_FOUND) from None
         raise
+    return post
+
+
+async def _comments(page: Page, post: dict[str, Any]) -> tuple[Any, bool]:
     try:
-        comments = await page.call("GET", f"{POSTS}/{post['id']}/comments", params={"limit": 100})
-        return post, comments, False
+        return await page.call("GET", f"{POSTS}/{post['id']}/comments", params={"limit": 100}), False
     except ModuleDown:
-        return post, None, True
+        return None, True
 
 
 @router.get("/@{username}/{slug}")
 async def post_page(request: Request, username: Username, slug: Annotated[str, Path(max_length=100)]) -> Response:
     page = page_of(request)
-    post, comments, comments_down = await _post_and_comments(page, username, slug)
+    post = await _post(page, username, slug)
     degraded: list[str] = []
-    media = await bff.enrich(page.rt, [post], degraded)
+    # The comments, the author's profile and the images do not depend on each other: in parallel.
+    (comments, comments_down), media = await asyncio.gather(_comments(page, post),
+                                                             bff.enrich(page.rt, [post], degraded))
     image = next((m["variants"].get("medium") for m in media[0]["media"] if m.get("variants")), None)
     return page.render("reading/post.html", post=post, author=media[0]["author"], media=media[0]["media"],
                        comments=comments, comments_down=comments_down, reactions=_reactions(post),

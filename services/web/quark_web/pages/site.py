@@ -47,25 +47,6 @@ async def switch_theme(request: Request, to: Annotated[str, Query(max_length=8)]
     raise Redirect(safe_next(next))
 
 
-# Areas built on this skeleton next (the moderation / admin console).
-PLACEHOLDERS = {
-    "/console": "Console",
-}
-
-
-def _placeholder(title: str):  # type: ignore[no-untyped-def]
-    async def coming_soon(request: Request) -> Response:
-        page = page_of(request)
-        page.require_user()
-        return page.render("placeholder.html", title=title)
-
-    return coming_soon
-
-
-for _path, _title in PLACEHOLDERS.items():
-    router.add_api_route(_path, _placeholder(_title), methods=["GET"], name=f"placeholder{_path}")
-
-
 @fallback.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
 async def not_found(path: str, request: Request) -> Response:
     if request.url.path.startswith("/api/"):

@@ -55,6 +55,17 @@
       var ref = el("p", "reply-ref muted", t.inreply); ref.dataset.replyTo = String(m.reply_to); li.appendChild(ref);
     }
     li.appendChild(el("p", "body", m.deleted ? t.deleted : m.body));
+    if (!m.deleted && m.attachments && m.attachments.length) {
+      var box = el("p", "attachments");
+      m.attachments.forEach(function (id) {
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) { return; }
+        var a = el("a"); a.href = "/messages/attachment/" + id;
+        var img = el("img", "attachment"); img.src = "/messages/attachment/" + id + "?size=thumb";
+        img.alt = t.image || ""; img.width = 160; img.height = 160; img.loading = "lazy";
+        a.appendChild(img); box.appendChild(a);
+      });
+      li.appendChild(box);
+    }
     if (!m.deleted) {
       var actions = el("div", "msg-actions");
       var reply = el("button", "link", t.reply); reply.type = "button"; reply.dataset.reply = String(m.id);
@@ -125,6 +136,7 @@
         del.classList.add("deleted");
         del.querySelector(".body").textContent = t.deleted;
         var acts = del.querySelector(".msg-actions"); if (acts) { acts.remove(); }
+        var att = del.querySelector(".attachments"); if (att) { att.remove(); }
         var ed = del.querySelector(".edited"); if (ed) { ed.remove(); }
       }
     }
@@ -172,7 +184,7 @@
     try { members = JSON.parse(section.dataset.members); } catch (e) { members = {}; }
     t = { typing: section.dataset.tTyping, read: section.dataset.tRead, sent: section.dataset.tSent,
           edited: section.dataset.tEdited, deleted: section.dataset.tDeleted, reply: section.dataset.tReply,
-          inreply: section.dataset.tInreply, offline: section.dataset.tOffline };
+          inreply: section.dataset.tInreply, offline: section.dataset.tOffline, image: section.dataset.tImage };
     var list = document.getElementById("messages");
     var last = list.querySelector("li.msg:last-of-type");
     if (last) { last.scrollIntoView({ block: "end" }); }

@@ -1,0 +1,359 @@
+"""Web client benchmark: server-rendered pages against the same data as the API's JSON, on one station.
+
+One `quark dev` station (every module in one process, as `make run` starts it), seeded through the public
+API: a writer with 30 posts (one with an image), a reader who follows the writer, a direct chat of 40
+messages between them. The reader signs in to the web client (a real browser session cookie).
+
+Three pages, each against its JSON counterpart read with the reader's bearer token:
+
+| page | HTML | the API's JSON page |
+|---|---|---|
+| home feed | `GET /` (10 posts, authors, media) | blog `/api/v1/feed/home?limit=10`; BFF `/api/v1/web/feed` |
+| a post | `GET /@writer/<slug>` (post, reactions, comments) | `GET /api/v1/posts/by/writer/<slug>` |
+| the chat | `GET /messages/<id>` (chat, 30 messages) | `GET /api/v1/chats/<id>/messages?limit=30` |
+
+For each: the maximum throughput (closed loop, 8 keep-alive connections, pages/s), then latency at a
+constant arrival rate (`--rate`, default 100 pages/s; open loop, measured from each request's *intended*
+send time, so a stall is never hidden). The load generator runs in its own process on raw asyncio
+HTTP/1.1 keep-alive connections. Then the first load: the HTML plus every stylesheet and script it
+references, each gzip -9 (what a compressing front door sends), against the issue's 100 KB.
+
+`--lighthouse` also runs Google Lighthouse (npm `lighthouse`, installed on first use into
+bench/lighthouse/node_modules, gitignored; Debian's /usr/bin/chromium through CHROME_PATH) on the three
+pages with the reader's cookie, and prints the performance, accessibility, best-practices and SEO scores.
+
+    .venv/bin/python bench/web.py                 # 8 s per phase
+    .venv/bin/python bench/web.py --quick         # 3 s per phase, a smoke run
+    .venv/bin/python bench/web.py --lighthouse    # and the Lighthouse audit
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import io
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
+from stationkit import PASSWORD, Person, Station, client  # noqa: E402
+
+LIGHTHOUSE_DIR = Path(__file__).resolve().parent / "lighthouse"
+LIGHTHOUSE_VERSION = "12.8.2"
+CHROMIUM = "/usr/bin/chromium"
+FIRST_LOAD_BUDGET = 100 * 1024
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# ----------------------------------------------------------------------------- load generator
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection that reads Content-Length and chunked answers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def get(self, path: str, header: str) -> tuple[int, int]:
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\n\r\n".encode())
+        status = int((await self.reader.readline()).split()[1])
+        length, chunked = 0, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+            elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if not chunked:
+            return status, len(await self.reader.readexactly(length))
+        size = 0
+        while True:
+            n = int((await self.reader.readline()).split(b";")[0], 16)
+            size += len(await self.reader.readexactly(n + 2)) - 2
+            if n == 0:
+                return status, size
+
+
+async def generate(port: int, path: str, header: str, mode: str, rate: float, seconds: float,
+                   connections: int) -> dict[str, Any]:
+    conns = [await Conn.open(port) for _ in range(connections)]
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(conn: Conn, intended: float) -> None:
+        nonlocal errors
+        status, _ = await conn.get(path, header)
+        errors += status != 200
+        latencies.append(time.perf_counter() - intended)
+
+    start = time.perf_counter()
+    if mode == "closed":  # back to back on every connection: the maximum throughput
+        end = start + seconds
+
+        async def worker(conn: Conn) -> None:
+            while time.perf_counter() < end:
+                await one(conn, time.perf_counter())
+
+        await asyncio.gather(*(worker(c) for c in conns))
+    else:  # open loop: request i is due at start + i/rate, whatever happened before
+        free: asyncio.Queue[Conn] = asyncio.Queue()
+        for c in conns:
+            free.put_nowait(c)
+
+        async def dispatch(intended: float) -> None:
+            conn = await free.get()
+            try:
+                await one(conn, intended)
+            finally:
+                free.put_nowait(conn)
+
+        tasks = []
+        for i in range(int(rate * seconds)):
+            intended = start + i / rate
+            delay = intended - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(dispatch(intended)))
+        await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    for c in conns:
+        c.writer.close()
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "errors": errors,
+            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
+            "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan")}
+
+
+def _generator_proc(out: Any, *args: Any) -> None:
+    out.put(asyncio.run(generate(*args)))
+
+
+def run_generator(*args: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_generator_proc, args=(out, *args))
+    proc.start()
+    result: dict[str, Any] = out.get(timeout=900)
+    proc.join(30)
+    return result
+
+
+# ----------------------------------------------------------------------------- seed
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (800, 500), (40, 90, 160)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def _verified(station: Station, c: Any, name: str) -> Person:
+    person = await c.register(name)
+    token = await station.emailed_token(person.id)
+    await c.post("/api/v1/auth/verify-email/confirm", json={"token": token}, expect=204)
+    await c.login(person)
+    return person
+
+
+async def seed(station: Station, posts: int, messages: int) -> dict[str, Any]:
+    async with client(station) as c:
+        writer, reader = await _verified(station, c, "writer"), await _verified(station, c, "reader")
+
+        async def known(p: Person) -> bool:
+            return (await c.http.get(station.url(f"/api/v1/users/{p.username}"))).status_code == 200
+
+        for p in (writer, reader):
+            while not await known(p):
+                await asyncio.sleep(0.2)
+        await c.post(f"/api/v1/users/{writer.username}/follow", reader)
+        media = (await c.post("/api/v1/media?purpose=post", writer,
+                              files={"file": ("sky.png", _png(), "image/png")}, expect=201)).json()
+        while (await c.get(f"/api/v1/media/{media['id']}", writer)).json()["status"] != "ready":
+            await asyncio.sleep(0.2)
+        slug = ""
+        for i in range(posts):
+            image = f"\n\n![sky](/api/v1/media/{media['id']}/variants/medium)\n" if i == posts - 1 else ""
+            body = {"title": f"Notes from the north, part {i + 1}",
+                    "body": f"Day {i + 1}. The *light* was **long** and the water still.{image}\n" * 3,
+                    "tags": ["north", "notes"], "visibility": "public", "publish": True,
+                    **({"media_ids": [media["id"]]} if image else {})}
+            made = (await c.post("/api/v1/posts", writer, json=body, expect=201)).json()
+            slug = made["slug"]
+        chat = (await c.post("/api/v1/chats/direct", writer, json={"user_id": reader.id})).json()
+        for i in range(messages):
+            who = writer if i % 2 == 0 else reader
+            await c.post(f"/api/v1/chats/{chat['id']}/messages", who,
+                         json={"body": f"Message {i + 1}: how was the light today?"}, expect=201)
+        await c.login(reader)  # a fresh access token for the whole run
+
+        async def in_feed() -> bool:
+            resp = await c.get("/api/v1/feed/home?limit=10", reader)
+            return any(p["slug"] == slug for p in resp.json()["items"])
+
+        while not await in_feed():
+            await asyncio.sleep(0.2)
+        return {"writer": writer, "reader": reader, "slug": slug, "chat": chat["id"]}
+
+
+async def web_session(station: Station, person: Person) -> str:
+    """Sign in through the pages like a browser; returns the Cookie header."""
+    async with httpx.AsyncClient(base_url=station.base, follow_redirects=False, timeout=30) as http:
+        page = await http.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None
+        resp = await http.post("/login", data={"login": person.username, "password": PASSWORD,
+                                               "csrf_token": token.group(1)})
+        assert resp.status_code == 303, resp.text
+        return "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+
+
+# ----------------------------------------------------------------------------- first load, lighthouse
+
+
+def first_load(base: str, path: str, cookie: str) -> dict[str, int]:
+    """The page's HTML and every stylesheet and script it references, each gzip -9."""
+    with httpx.Client(base_url=base, headers={"Cookie": cookie}, timeout=30) as http:
+        html = http.get(path).content
+        urls = re.findall(rb'<(?:script[^>]*\ssrc|link[^>]*rel="stylesheet"[^>]*\shref)="([^"]+)"', html)
+        sizes = {"html": len(gzip.compress(html, 9))}
+        for url in dict.fromkeys(u.decode() for u in urls):
+            sizes[url.split("?")[0].rsplit("/", 1)[-1]] = len(gzip.compress(http.get(url).content, 9))
+    return sizes
+
+
+def lighthouse(base: str, pages: dict[str, str], cookie: str) -> dict[str, dict[str, float]] | str:
+    npm = shutil.which("npm")
+    if npm is None:
+        return "npm is not installed"
+    cli = LIGHTHOUSE_DIR / "node_modules" / ".bin" / "lighthouse"
+    if not cli.exists():
+        LIGHTHOUSE_DIR.mkdir(exist_ok=True)
+        done = subprocess.run([npm, "install", "--prefix", str(LIGHTHOUSE_DIR), "--no-audit", "--no-fund",
+                               f"lighthouse@{LIGHTHOUSE_VERSION}"], capture_output=True, text=True, timeout=900)
+        if done.returncode != 0 or not cli.exists():
+            return "npm install lighthouse failed (offline?): " + done.stderr[-500:]
+    out: dict[str, dict[str, float]] = {}
+    env = {**os.environ, "CHROME_PATH": CHROMIUM}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in pages.items():
+            report = Path(tmp) / f"{name}.json"
+            done = subprocess.run(
+                [str(cli), base + path, "--quiet", "--output=json", f"--output-path={report}",
+                 "--only-categories=performance,accessibility,best-practices,seo",
+                 "--chrome-flags=--headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage",
+                 "--extra-headers=" + json.dumps({"Cookie": cookie}), "--max-wait-for-load=60000"],
+                capture_output=True, text=True, env=env, timeout=600)
+            if not report.exists():
+                out[name] = {"error": float("nan")}
+                print(f"lighthouse {name}: failed: {done.stderr[-400:]}")
+                continue
+            cats = json.loads(report.read_text())["categories"]
+            out[name] = {k: round(v["score"] * 100) if v["score"] is not None else float("nan")
+                         for k, v in cats.items()}
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    secs = 3.0 if args.quick else args.seconds
+    with tempfile.TemporaryDirectory(prefix="quark-bench-web-") as tmp:
+        station = Station("embedded", Path(tmp))
+        print("starting the station (quark dev) ...", flush=True)
+        station.start(timeout=300)
+        try:
+            data = await seed(station, posts=10 if args.quick else 30, messages=40)
+            reader, writer = data["reader"], data["writer"]
+            cookie = await web_session(station, reader)
+            page_h, api_h = f"Cookie: {cookie}", f"Authorization: Bearer {reader.access_token}"
+            cases = [
+                ("home feed", "/", page_h, [("blog JSON", "/api/v1/feed/home?limit=10"),
+                                            ("BFF JSON", "/api/v1/web/feed?source=home&limit=10")]),
+                ("post page", f"/@{writer.username}/{data['slug']}", page_h,
+                 [("blog JSON", f"/api/v1/posts/by/{writer.username}/{data['slug']}")]),
+                ("chat page", f"/messages/{data['chat']}", page_h,
+                 [("messaging JSON", f"/api/v1/chats/{data['chat']}/messages?limit=30")]),
+            ]
+            port = station.port
+            rows = []
+            for name, path, header, apis in cases:
+                targets = [(name + " HTML", path, header), *((f"{name} {label}", p, api_h) for label, p in apis)]
+                for _label, p, h in targets:  # warm-up, untimed
+                    run_generator(port, p, h, "closed", 0, 1.0, 2)
+                for label, p, h in targets:
+                    top = run_generator(port, p, h, "closed", 0, secs, 8)
+                    paced = run_generator(port, p, h, "open", args.rate, secs, 32)
+                    rows.append((label, top, paced))
+                    print(f"{label:34s} max {top['rps']:7.1f}/s  at {args.rate:.0f}/s: p50 {paced['p50_ms']:6.1f} ms"
+                          f"  p99 {paced['p99_ms']:6.1f} ms  errors {top['errors'] + paced['errors']}", flush=True)
+            print()
+            by = {label: (top, paced) for label, top, paced in rows}
+            for name, _, _, apis in cases:
+                html_top, html_paced = by[name + " HTML"]
+                for label, _ in apis:
+                    api_top, _ = by[f"{name} {label}"]
+                    print(f"{name}: HTML/{label} throughput {html_top['rps'] / api_top['rps']:.2f}x "
+                          f"(target >= 0.5x); HTML p99 at {args.rate:.0f}/s {html_paced['p99_ms']:.1f} ms "
+                          f"(target < 50 ms)")
+            print()
+            pages = {name: path for name, path, _, _ in cases}
+            for name, path in pages.items():
+                sizes = first_load(station.base, path, cookie)
+                total = sum(sizes.values())
+                parts = ", ".join(f"{k} {v / 1024:.1f}" for k, v in sizes.items())
+                print(f"first load {name}: {total / 1024:.1f} KB gzip -9 ({parts}) — budget "
+                      f"{FIRST_LOAD_BUDGET // 1024} KB: {'ok' if total <= FIRST_LOAD_BUDGET else 'OVER'}")
+            if args.lighthouse:
+                print("\nlighthouse (Debian chromium, headless):", flush=True)
+                scores = lighthouse(station.base, pages, cookie)
+                if isinstance(scores, str):
+                    print("  not run:", scores)
+                else:
+                    for name, cats in scores.items():
+                        print(f"  {name:10s} " + "  ".join(f"{k} {v}" for k, v in cats.items()))
+        finally:
+            station.stop()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
+    parser.add_argument("--rate", type=float, default=100.0, help="constant arrival rate, pages/s")
+    parser.add_argument("--quick", action="store_true", help="3 s phases and a smaller seed")
+    parser.add_argument("--lighthouse", action="store_true", help="also run the Lighthouse audit")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

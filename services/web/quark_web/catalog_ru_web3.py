@@ -1,0 +1,62 @@
+"""Russian for the two-factor settings, group and channel management and chat attachments (merged into
+catalog_ru.RU; English text is the key)."""
+
+RU_WEB3: dict[str, str] = {
+    # two-factor settings
+    "Security": "Безопасность",
+    "Two-factor authentication is off.": "Двухфакторная аутентификация выключена.",
+    "Two-factor authentication is on.": "Двухфакторная аутентификация включена.",
+    "Two-factor authentication is already off.": "Двухфакторная аутентификация уже выключена.",
+    "With it on, signing in also asks for a code from an authenticator app on your phone.":
+        "Когда она включена, при входе нужен ещё и код из приложения-аутентификатора на телефоне.",
+    "Turn on two-factor authentication": "Включить двухфакторную аутентификацию",
+    "Scan this QR code with your authenticator app.": "Отсканируйте этот QR-код приложением-аутентификатором.",
+    "QR code of your two-factor key": "QR-код вашего ключа двухфакторной аутентификации",
+    "Or type this key into the app:": "Или введите этот ключ в приложение:",
+    "Enter the 6-digit code the app shows to finish.": "Чтобы закончить, введите 6-значный код из приложения.",
+    "Turn on": "Включить",
+    "Not now": "Позже",
+    "Your recovery codes": "Ваши коды восстановления",
+    "each works once, if you lose your phone. Keep them somewhere safe: they are shown only now.":
+        "каждый действует один раз, если вы потеряете телефон. Сохраните их в надёжном месте: "
+        "они показаны только сейчас.",
+    "Done": "Готово",
+    "New recovery codes": "Новые коды восстановления",
+    "Get new recovery codes": "Получить новые коды восстановления",
+    "Turn off two-factor authentication": "Выключить двухфакторную аутентификацию",
+    "Turn off": "Выключить",
+    # groups and channels
+    "Channel": "Канал",
+    "channel": "канал",
+    "Channels": "Каналы",
+    "Members and settings": "Участники и настройки",
+    "Conversation": "Беседа",
+    "Back to the conversation": "Назад к беседе",
+    "Rename": "Переименовать",
+    "Name": "Название",
+    "Add members": "Добавить участников",
+    "Usernames": "Имена пользователей",
+    "Add": "Добавить",
+    "Remove": "Удалить",
+    "Unsubscribe": "Отписаться",
+    "Leave the group": "Выйти из группы",
+    "Subscribe": "Подписаться",
+    "Find a channel": "Найти канал",
+    "More channels": "Ещё каналы",
+    "No channels yet.": "Каналов пока нет.",
+    "New channel": "Новый канал",
+    "Channel name": "Название канала",
+    "Subscribers": "Подписчики",
+    "Create channel": "Создать канал",
+    "owner": "владелец",
+    "admin": "администратор",
+    "member": "участник",
+    "subscriber": "подписчик",
+    "The conversation is renamed.": "Беседа переименована.",
+    "The members are added.": "Участники добавлены.",
+    "The member is removed.": "Участник удалён.",
+    "You left the conversation.": "Вы вышли из беседы.",
+    # attachments
+    "Attach an image": "Прикрепить изображение",
+    "Attached image": "Прикреплённое изображение",
+}

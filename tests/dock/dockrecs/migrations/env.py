@@ -1,0 +1,3 @@
+from quark_sdk.db import run_migrations_env, service_metadata
+
+run_migrations_env(service_metadata())

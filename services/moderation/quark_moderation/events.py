@@ -20,11 +20,9 @@ from quark_sdk.events import CloudEvent, Consumer
 intake = Consumer[ModerationRuntime]("intake")  # reports and flags → cases
 auditing = Consumer[ModerationRuntime]("audit")  # admin actions → the audit log
 
-# Admin actions other modules report with an `actor_id`. Helpers of other modules add theirs here (and to the
-# manifest's `consumes`) when they publish them: quark.auth.password_reset_forced, quark.ai.thresholds_changed,
-# quark.hub.module.* lifecycle events.
 # Admin actions of other modules (each names its actor_id): roles, sessions, suspensions, forced resets, the AI's
-# moderation thresholds, and the hub's module lifecycle and dead-letter operations.
+# moderation thresholds, and the hub's module lifecycle and dead-letter operations. A new one is a line here plus
+# the manifest's `consumes`.
 AUDITED_EVENTS = (
     "quark.auth.role_changed", "quark.auth.sessions_revoked", "quark.auth.password_reset_forced",
     "quark.user.suspended", "quark.ai.thresholds_changed",

@@ -362,8 +362,11 @@ class HandRelay:
             self.wake.clear()  # before reading: a commit after this wakes the next round
             if await self.publish_pending() >= 500:
                 continue
+            # Not asyncio.wait_for: on Python 3.11 it swallows the task's cancellation when the event is set
+            # at the same moment, and then `relay.task` never ends (a --quick run hung on it for 13 minutes).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await self.wake.wait()
 
     async def backlog(self) -> int:
         async with self.pool.acquire() as conn:

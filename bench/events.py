@@ -77,6 +77,7 @@ async def raw_consume(nats_url: str, stream: str, total: int, out: Any) -> None:
                                                                    max_ack_pending=20000))
     sub = await js.pull_subscribe_bind(durable="raw", stream=stream)
     out.put("ready")
+    cpu0 = time.process_time()
     lat: list[float] = []
     last = 0.0
     while len(lat) < total:
@@ -89,7 +90,7 @@ async def raw_consume(nats_url: str, stream: str, total: int, out: Any) -> None:
             lat.append(now - json.loads(m.data)["data"]["t0"])
             await m.ack()
             last = now
-    out.put({"latencies": lat, "last": last})
+    out.put({"latencies": lat, "last": last, "cpu": time.process_time() - cpu0})
     await nc.close()
 
 
@@ -97,12 +98,12 @@ def raw_consumer_proc(nats_url: str, stream: str, total: int, out: Any) -> None:
     uvloop.run(raw_consume(nats_url, stream, total, out))
 
 
-async def raw_produce(nats_url: str, subject: str, total: int, rate: float | None) -> float:
+async def raw_produce(nats_url: str, subject: str, total: int, rate: float | None) -> tuple[float, float]:
     import nats
 
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    start = time.time()
+    start, cpu0 = time.time(), time.process_time()
     futures = []
     for i in range(total):
         if rate:
@@ -113,8 +114,9 @@ async def raw_produce(nats_url: str, subject: str, total: int, rate: float | Non
         ev = CloudEvent.new(Pinged(n=i, t0=time.time()), source="quark/bench")
         futures.append(await js.publish_async(subject, ev.to_bytes(), headers={"Nats-Msg-Id": ev.id}))
     await asyncio.gather(*futures)
+    cpu = time.process_time() - cpu0
     await nc.close()
-    return start
+    return start, cpu
 
 
 async def run_raw(nats_url: str, total: int, rate: float | None) -> dict[str, float]:
@@ -129,10 +131,10 @@ async def run_raw(nats_url: str, total: int, rate: float | None) -> dict[str, fl
     proc = mp.get_context("spawn").Process(target=raw_consumer_proc, args=(nats_url, name, total, out))
     proc.start()
     assert out.get(timeout=60) == "ready"
-    start = await raw_produce(nats_url, subject, total, rate)
+    start, cpu = await raw_produce(nats_url, subject, total, rate)
     result = out.get(timeout=600)
     proc.join(30)
-    return summarise(result["latencies"], start, result["last"])
+    return summarise(result, start, cpu)
 
 
 # ----------------------------------------------------------------------------- sdk
@@ -162,12 +164,13 @@ async def sdk_consume(db_url: str, nats_url: str, namespace: str, total: int, ou
     await runner.start()
     await runner.ready.wait()
     out.put("ready")
+    cpu0 = time.process_time()
     await done.wait()
     await asyncio.sleep(0.2)  # let the final batch commit and ack
     await runner.stop()
     await bus.close()
     await db.dispose()
-    out.put({"latencies": lat, "last": last[0]})
+    out.put({"latencies": lat, "last": last[0], "cpu": time.process_time() - cpu0})
 
 
 def sdk_consumer_proc(db_url: str, nats_url: str, namespace: str, total: int, out: Any, write_effect: bool) -> None:
@@ -175,7 +178,7 @@ def sdk_consumer_proc(db_url: str, nats_url: str, namespace: str, total: int, ou
 
 
 async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, rate: float | None,
-                      per_tx: int, writers: int = 16) -> float:
+                      per_tx: int, writers: int = 16) -> tuple[float, float]:
     db = Database(db_url, service="benchproducer", pool_size=writers + 2)
     bus = EventBus(nats_url, service="benchproducer", namespace=namespace)
     await bus.connect()
@@ -186,16 +189,17 @@ async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, ra
             async with db.transaction() as session:
                 for n in range(i, min(i + 1000, total)):
                     await add_event(session, Pinged(n=n, t0=now))
-        start = time.time()
+        start, cpu0 = time.time(), time.process_time()
         await relay.start()
         while await relay.backlog():
             await asyncio.sleep(0.05)
+        cpu = time.process_time() - cpu0
         await relay.stop()
         await bus.close()
         await db.dispose()
-        return start
+        return start, cpu
     await relay.start()
-    start = time.time()
+    start, cpu0 = time.time(), time.process_time()
     counter = iter(range(0, total, per_tx))
 
     async def writer() -> None:
@@ -211,10 +215,11 @@ async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, ra
     await asyncio.gather(*(writer() for _ in range(writers)))
     while await relay.backlog():
         await asyncio.sleep(0.05)
+    cpu = time.process_time() - cpu0
     await relay.stop()
     await bus.close()
     await db.dispose()
-    return start
+    return start, cpu
 
 
 async def bench_databases(infra: EmbeddedInfra) -> tuple[dict[str, str], str]:
@@ -255,10 +260,10 @@ async def run_sdk(infra: EmbeddedInfra, total: int, rate: float | None, *, per_t
                                            args=(urls["consumer"], infra.nats.url, namespace, total, out, write_effect))
     proc.start()
     assert out.get(timeout=60) == "ready"
-    start = await sdk_produce(urls["producer"], infra.nats.url, namespace, total, rate, per_tx)
+    start, cpu = await sdk_produce(urls["producer"], infra.nats.url, namespace, total, rate, per_tx)
     result = out.get(timeout=600)
     proc.join(30)
-    return summarise(result["latencies"], start, result["last"])
+    return summarise(result, start, cpu)
 
 
 # ----------------------------------------------------------------------------- hand-written outbox + inbox
@@ -303,6 +308,7 @@ async def hand_consume(db_url: str, nats_url: str, stream: str, subject: str, to
         max_ack_pending=1000, filter_subject=subject))
     sub = await js.pull_subscribe_bind(durable="hand", stream=stream)
     out.put("ready")
+    cpu0 = time.process_time()
     lat: list[float] = []
     last = 0.0
     while len(lat) < total:
@@ -325,7 +331,7 @@ async def hand_consume(db_url: str, nats_url: str, stream: str, subject: str, to
                 last = now
         for m in msgs:  # after the commit: a crash before it redelivers, and the inbox absorbs it
             await m.ack()
-    out.put({"latencies": lat, "last": last})
+    out.put({"latencies": lat, "last": last, "cpu": time.process_time() - cpu0})
     await nc.close()
     await pool.close()
 
@@ -374,7 +380,7 @@ class HandRelay:
 
 
 async def hand_produce(db_url: str, nats_url: str, subject: str, total: int, rate: float | None,
-                       writers: int = 16) -> float:
+                       writers: int = 16) -> tuple[float, float]:
     import asyncpg
     import nats
 
@@ -388,7 +394,7 @@ async def hand_produce(db_url: str, nats_url: str, subject: str, total: int, rat
             async with pool.acquire() as conn, conn.transaction():
                 rows = [(eid, "quark.bench.pinged", body) for eid, body in envelopes]
                 await conn.executemany(HAND_INSERT_EVENT, rows)
-    start = time.time()
+    start, cpu0 = time.time(), time.process_time()
     relay.task = asyncio.create_task(relay.run())
     counter = iter(range(total)) if writers else iter(())
 
@@ -406,12 +412,13 @@ async def hand_produce(db_url: str, nats_url: str, subject: str, total: int, rat
     await asyncio.gather(*(writer() for _ in range(writers)))
     while await relay.backlog():
         await asyncio.sleep(0.05)
+    cpu = time.process_time() - cpu0
     relay.task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await relay.task
     await nc.close()
     await pool.close()
-    return start
+    return start, cpu
 
 
 async def run_hand(infra: EmbeddedInfra, total: int, rate: float | None, *, drain: bool = False,
@@ -424,17 +431,22 @@ async def run_hand(infra: EmbeddedInfra, total: int, rate: float | None, *, drai
         urls["consumer"], infra.nats.url, stream, subject, total, out, write_effect))
     proc.start()
     assert out.get(timeout=60) == "ready"
-    start = await hand_produce(urls["producer"], infra.nats.url, subject, total, None if drain else rate,
+    start, cpu = await hand_produce(urls["producer"], infra.nats.url, subject, total, None if drain else rate,
                                writers=0 if drain else 16)
     result = out.get(timeout=600)
     proc.join(30)
-    return summarise(result["latencies"], start, result["last"])
+    return summarise(result, start, cpu)
 
 
-def summarise(latencies: list[float], start: float, last: float) -> dict[str, float]:
+def summarise(result: dict[str, Any], start: float, producer_cpu: float) -> dict[str, float]:
+    latencies, last = result["latencies"], result["last"]
     return {
         "events": len(latencies),
         "throughput": len(latencies) / max(last - start, 1e-9),
+        # CPU time per event of the producing process (its writers and relay) and of the consumer's: steadier
+        # than throughput on a shared machine.
+        "producer_us": producer_cpu / max(len(latencies), 1) * 1e6,
+        "consumer_us": result["cpu"] / max(len(latencies), 1) * 1e6,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "mean_ms": statistics.fmean(latencies) * 1000,
@@ -471,11 +483,15 @@ async def main_async(args: argparse.Namespace) -> int:
               "service)")
         print("  hand:     the same outbox + inbox durability written with asyncpg and nats-py (the fair baseline)")
         print(f"  sdk {args.per_tx}/tx: producer writes {args.per_tx} events per transaction, handler does no I/O\n")
-        print(f"{'':<14} {'burst ev/s':>11} {'burst p50':>11} {'burst p99':>11} {'paced p50':>11} {'paced p99':>11}")
+        print(f"{'':<14} {'burst ev/s':>11} {'burst p50':>11} {'burst p99':>11} {'paced p50':>11} {'paced p99':>11}"
+              f" {'prod us/ev':>11} {'cons us/ev':>11}")
         for label, (burst, paced) in rows.items():
             tail = (f"{paced['p50_ms']:>9.2f}ms {paced['p99_ms']:>9.2f}ms" if paced else f"{'-':>11} {'-':>11}")
             head = (f"{burst['p50_ms']:>9.1f}ms {burst['p99_ms']:>9.1f}ms" if paced else f"{'-':>11} {'-':>11}")
-            print(f"{label:<14} {burst['throughput']:>11.0f} {head} {tail}")
+            cpu = f"{burst['producer_us']:>11.0f} {burst['consumer_us']:>11.0f}"
+            print(f"{label:<14} {burst['throughput']:>11.0f} {head} {tail} {cpu}")
+        print("  (prod/cons us/ev: CPU time per event of the producing process, writers and relay, and of the "
+              "consumer's, in the burst)")
         print()
         verdicts = []
         for sdk, hand in (("sdk drain", "hand drain"), ("sdk 1/tx+row", "hand 1/tx+row")):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from quark_sdk.events import EventBus
+import pytest
+from opentelemetry import trace as otel_trace
+
+from quark_sdk import telemetry
+from quark_sdk.events import CloudEvent, Consumer, ConsumerRunner, EventBus
+from sample.module import Noted
 
 
 class FakeJetStream:
@@ -82,3 +87,41 @@ async def test_the_stall_bound_is_passed_only_when_no_in_flight_slot_is_free() -
     await js._publish_async_pending_semaphore.acquire()  # type: ignore[attr-defined]  # the last slot taken
     assert await bus_with(js).publish_many(items(1), timeout=3) == [True]
     assert js.stalls == [None, 3]
+
+
+# ----------------------------------------------------------------------------- the consumer's trace context
+
+
+class FakeMsg:
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+
+def runner_recording_what_add_event_sees(seen: list[dict[str, str]]) -> ConsumerRunner:
+    consumer: Consumer[None] = Consumer("traced")
+
+    @consumer.on("quark.sample.noted")
+    async def handle(rt: None, session: Any, event: CloudEvent) -> None:
+        seen.append(telemetry.inject_trace_context({}))  # what add_event writes into the outbox row
+
+    return ConsumerRunner(consumer, bus=EventBus("nats://127.0.0.1:1", service="t"), db=None,  # type: ignore[arg-type]
+                          service="t")
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["spans recorded", "spans not recorded"])
+async def test_a_handler_continues_the_trace_of_the_message(recorded: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    telemetry.setup_tracing("quark-events-tests")
+    monkeypatch.setattr(telemetry, "spans_recorded", lambda: recorded)
+    seen: list[dict[str, str]] = []
+    runner = runner_recording_what_add_event_sees(seen)
+    trace_id, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    event = CloudEvent.new(Noted(text="x"), source="quark/test")
+    traced = FakeMsg({"Nats-Msg-Id": event.id, "Traceparent": f"00-{trace_id}-{parent_span}-00"})
+    await runner._apply(None, traced, event)  # type: ignore[arg-type]
+    await runner._apply(None, FakeMsg({"Nats-Msg-Id": event.id}), event)  # type: ignore[arg-type]
+    version, carried_trace, span_id, _ = seen[0]["traceparent"].split("-")
+    assert (version, carried_trace) == ("00", trace_id)
+    assert span_id not in (parent_span, "0" * 16)  # the consumer's own (unrecorded) span
+    # No trace came in: the handler starts one, so its log lines and events still have a trace id.
+    assert seen[1]["traceparent"].split("-")[1] not in (trace_id, "0" * 32)
+    assert otel_trace.get_current_span() is otel_trace.INVALID_SPAN  # nothing left attached after the handler

@@ -26,8 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -40,6 +42,7 @@ from typing import Any
 import uvloop  # what uvicorn runs the services on
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, insert
 
+from quark_sdk.app import GC_YOUNG_THRESHOLD
 from quark_sdk.config import to_async_url
 from quark_sdk.db import Database
 from quark_sdk.embedded import EmbeddedInfra
@@ -59,6 +62,37 @@ class Pinged(EventPayload):
     t0: float
 
 
+def serving_gc() -> None:
+    """The garbage collector as in a module's serving process (`quark_sdk.app.FreezeHeapAfterStartup`): the heap
+    built so far frozen, the youngest generation collected every 10,000 allocations. Every producer and consumer,
+    hand-written and SDK alike, calls this once set up, unless `--gc default` (QUARK_BENCH_GC=default)."""
+    if os.environ.get("QUARK_BENCH_GC", "service") == "service":
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+async def open_connections(db: Database, n: int) -> None:
+    """Open `n` pooled connections before the timed part, as the hand-written pools do (`min_size`): the SDK's pool
+    opens them on demand, and a first transaction that has to open one waits for a backend start and asyncpg's
+    type introspection (tens of ms, which landed in the paced p99)."""
+    from sqlalchemy import text
+
+    holding = 0
+    everyone = asyncio.Event()
+
+    async def hold() -> None:
+        nonlocal holding
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            holding += 1
+            if holding == n:
+                everyone.set()
+            await everyone.wait()
+
+    await asyncio.gather(*(hold() for _ in range(n)))
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -76,6 +110,7 @@ async def raw_consume(nats_url: str, stream: str, total: int, out: Any) -> None:
     await js._jsm.add_consumer(stream, config=api.ConsumerConfig(durable_name="raw", ack_policy=api.AckPolicy.EXPLICIT,
                                                                    max_ack_pending=20000))
     sub = await js.pull_subscribe_bind(durable="raw", stream=stream)
+    serving_gc()
     out.put("ready")
     cpu0 = time.process_time()
     lat: list[float] = []
@@ -103,6 +138,7 @@ async def raw_produce(nats_url: str, subject: str, total: int, rate: float | Non
 
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
+    serving_gc()
     start, cpu0 = time.time(), time.process_time()
     futures = []
     for i in range(total):
@@ -161,8 +197,10 @@ async def sdk_consume(db_url: str, nats_url: str, namespace: str, total: int, ou
             done.set()
 
     runner = ConsumerRunner(consumer, bus=bus, db=db, service="benchconsumer")
+    await open_connections(db, 1)  # the hand-written consumer's pool opens one (min_size=1)
     await runner.start()
     await runner.ready.wait()
+    serving_gc()
     out.put("ready")
     cpu0 = time.process_time()
     await done.wait()
@@ -180,6 +218,7 @@ def sdk_consumer_proc(db_url: str, nats_url: str, namespace: str, total: int, ou
 async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, rate: float | None,
                       per_tx: int, writers: int = 16) -> tuple[float, float]:
     db = Database(db_url, service="benchproducer", pool_size=writers + 2)
+    await open_connections(db, writers + 2)  # as the hand-written producer's pool (min_size=writers + 2)
     bus = EventBus(nats_url, service="benchproducer", namespace=namespace)
     await bus.connect()
     relay = OutboxRelay(db, bus, service="benchproducer", poll_interval=0.5)
@@ -189,6 +228,7 @@ async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, ra
             async with db.transaction() as session:
                 for n in range(i, min(i + 1000, total)):
                     await add_event(session, Pinged(n=n, t0=now))
+        serving_gc()
         start, cpu0 = time.time(), time.process_time()
         await relay.start()
         while await relay.backlog():
@@ -198,6 +238,7 @@ async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, ra
         await bus.close()
         await db.dispose()
         return start, cpu
+    serving_gc()
     await relay.start()
     start, cpu0 = time.time(), time.process_time()
     counter = iter(range(0, total, per_tx))
@@ -307,6 +348,7 @@ async def hand_consume(db_url: str, nats_url: str, stream: str, subject: str, to
         durable_name="hand", ack_policy=api.AckPolicy.EXPLICIT, max_deliver=5, ack_wait=30,
         max_ack_pending=1000, filter_subject=subject))
     sub = await js.pull_subscribe_bind(durable="hand", stream=stream)
+    serving_gc()
     out.put("ready")
     cpu0 = time.process_time()
     lat: list[float] = []
@@ -394,6 +436,7 @@ async def hand_produce(db_url: str, nats_url: str, subject: str, total: int, rat
             async with pool.acquire() as conn, conn.transaction():
                 rows = [(eid, "quark.bench.pinged", body) for eid, body in envelopes]
                 await conn.executemany(HAND_INSERT_EVENT, rows)
+    serving_gc()
     start, cpu0 = time.time(), time.process_time()
     relay.task = asyncio.create_task(relay.run())
     counter = iter(range(total)) if writers else iter(())
@@ -476,7 +519,8 @@ async def main_async(args: argparse.Namespace) -> int:
         rows = {label: median_run(results) for label, results in runs.items()}
         print(f"\nEvent pipeline: {args.events} events as fast as possible (burst), then {args.rate:.0f} events/s "
               f"for {args.seconds:.0f}s (paced); latency = producer write -> consumer handler"
-              + (f"; median of {args.rounds} rounds" if args.rounds > 1 else ""))
+              + (f"; median of {args.rounds} rounds" if args.rounds > 1 else "")
+              + f"; garbage collector: {args.gc}")
         print("  drain:    outbox pre-filled, then relay -> JetStream -> consumer -> inbox timed alone "
               "(the pipeline's throughput)")
         print("  1/tx+row: one event per producer transaction (16 writers), handler inserts a row (a typical "
@@ -543,7 +587,12 @@ def main() -> int:
     parser.add_argument("--per-tx", type=int, default=50, help="events per producer transaction (pipeline variant)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every variant; figures are medians")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--gc", choices=["service", "default"], default="service",
+                        help="service: every producer and consumer freezes its heap once set up and collects the "
+                             "youngest generation every 10,000 allocations, as a module's serving process does; "
+                             "default: Python's collector settings")
     args = parser.parse_args()
+    os.environ["QUARK_BENCH_GC"] = args.gc  # the spawned consumers read it too
     if args.quick:
         args.events, args.seconds = 3000, 2.0
     return uvloop.run(main_async(args))

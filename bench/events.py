@@ -26,8 +26,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -40,6 +42,7 @@ from typing import Any
 import uvloop  # what uvicorn runs the services on
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, insert
 
+from quark_sdk.app import GC_YOUNG_THRESHOLD
 from quark_sdk.config import to_async_url
 from quark_sdk.db import Database
 from quark_sdk.embedded import EmbeddedInfra
@@ -59,6 +62,37 @@ class Pinged(EventPayload):
     t0: float
 
 
+def serving_gc() -> None:
+    """The garbage collector as in a module's serving process (`quark_sdk.app.FreezeHeapAfterStartup`): the heap
+    built so far frozen, the youngest generation collected every 10,000 allocations. Every producer and consumer,
+    hand-written and SDK alike, calls this once set up, unless `--gc default` (QUARK_BENCH_GC=default)."""
+    if os.environ.get("QUARK_BENCH_GC", "service") == "service":
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+async def open_connections(db: Database, n: int) -> None:
+    """Open `n` pooled connections before the timed part, as the hand-written pools do (`min_size`): the SDK's pool
+    opens them on demand, and a first transaction that has to open one waits for a backend start and asyncpg's
+    type introspection (tens of ms, which landed in the paced p99)."""
+    from sqlalchemy import text
+
+    holding = 0
+    everyone = asyncio.Event()
+
+    async def hold() -> None:
+        nonlocal holding
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            holding += 1
+            if holding == n:
+                everyone.set()
+            await everyone.wait()
+
+    await asyncio.gather(*(hold() for _ in range(n)))
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -76,7 +110,9 @@ async def raw_consume(nats_url: str, stream: str, total: int, out: Any) -> None:
     await js._jsm.add_consumer(stream, config=api.ConsumerConfig(durable_name="raw", ack_policy=api.AckPolicy.EXPLICIT,
                                                                    max_ack_pending=20000))
     sub = await js.pull_subscribe_bind(durable="raw", stream=stream)
+    serving_gc()
     out.put("ready")
+    cpu0 = time.process_time()
     lat: list[float] = []
     last = 0.0
     while len(lat) < total:
@@ -89,7 +125,7 @@ async def raw_consume(nats_url: str, stream: str, total: int, out: Any) -> None:
             lat.append(now - json.loads(m.data)["data"]["t0"])
             await m.ack()
             last = now
-    out.put({"latencies": lat, "last": last})
+    out.put({"latencies": lat, "last": last, "cpu": time.process_time() - cpu0})
     await nc.close()
 
 
@@ -97,12 +133,13 @@ def raw_consumer_proc(nats_url: str, stream: str, total: int, out: Any) -> None:
     uvloop.run(raw_consume(nats_url, stream, total, out))
 
 
-async def raw_produce(nats_url: str, subject: str, total: int, rate: float | None) -> float:
+async def raw_produce(nats_url: str, subject: str, total: int, rate: float | None) -> tuple[float, float]:
     import nats
 
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    start = time.time()
+    serving_gc()
+    start, cpu0 = time.time(), time.process_time()
     futures = []
     for i in range(total):
         if rate:
@@ -113,8 +150,9 @@ async def raw_produce(nats_url: str, subject: str, total: int, rate: float | Non
         ev = CloudEvent.new(Pinged(n=i, t0=time.time()), source="quark/bench")
         futures.append(await js.publish_async(subject, ev.to_bytes(), headers={"Nats-Msg-Id": ev.id}))
     await asyncio.gather(*futures)
+    cpu = time.process_time() - cpu0
     await nc.close()
-    return start
+    return start, cpu
 
 
 async def run_raw(nats_url: str, total: int, rate: float | None) -> dict[str, float]:
@@ -129,10 +167,10 @@ async def run_raw(nats_url: str, total: int, rate: float | None) -> dict[str, fl
     proc = mp.get_context("spawn").Process(target=raw_consumer_proc, args=(nats_url, name, total, out))
     proc.start()
     assert out.get(timeout=60) == "ready"
-    start = await raw_produce(nats_url, subject, total, rate)
+    start, cpu = await raw_produce(nats_url, subject, total, rate)
     result = out.get(timeout=600)
     proc.join(30)
-    return summarise(result["latencies"], start, result["last"])
+    return summarise(result, start, cpu)
 
 
 # ----------------------------------------------------------------------------- sdk
@@ -159,15 +197,18 @@ async def sdk_consume(db_url: str, nats_url: str, namespace: str, total: int, ou
             done.set()
 
     runner = ConsumerRunner(consumer, bus=bus, db=db, service="benchconsumer")
+    await open_connections(db, 1)  # the hand-written consumer's pool opens one (min_size=1)
     await runner.start()
     await runner.ready.wait()
+    serving_gc()
     out.put("ready")
+    cpu0 = time.process_time()
     await done.wait()
     await asyncio.sleep(0.2)  # let the final batch commit and ack
     await runner.stop()
     await bus.close()
     await db.dispose()
-    out.put({"latencies": lat, "last": last[0]})
+    out.put({"latencies": lat, "last": last[0], "cpu": time.process_time() - cpu0})
 
 
 def sdk_consumer_proc(db_url: str, nats_url: str, namespace: str, total: int, out: Any, write_effect: bool) -> None:
@@ -175,8 +216,9 @@ def sdk_consumer_proc(db_url: str, nats_url: str, namespace: str, total: int, ou
 
 
 async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, rate: float | None,
-                      per_tx: int, writers: int = 16) -> float:
+                      per_tx: int, writers: int = 16) -> tuple[float, float]:
     db = Database(db_url, service="benchproducer", pool_size=writers + 2)
+    await open_connections(db, writers + 2)  # as the hand-written producer's pool (min_size=writers + 2)
     bus = EventBus(nats_url, service="benchproducer", namespace=namespace)
     await bus.connect()
     relay = OutboxRelay(db, bus, service="benchproducer", poll_interval=0.5)
@@ -186,16 +228,19 @@ async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, ra
             async with db.transaction() as session:
                 for n in range(i, min(i + 1000, total)):
                     await add_event(session, Pinged(n=n, t0=now))
-        start = time.time()
+        serving_gc()
+        start, cpu0 = time.time(), time.process_time()
         await relay.start()
         while await relay.backlog():
             await asyncio.sleep(0.05)
+        cpu = time.process_time() - cpu0
         await relay.stop()
         await bus.close()
         await db.dispose()
-        return start
+        return start, cpu
+    serving_gc()
     await relay.start()
-    start = time.time()
+    start, cpu0 = time.time(), time.process_time()
     counter = iter(range(0, total, per_tx))
 
     async def writer() -> None:
@@ -211,10 +256,11 @@ async def sdk_produce(db_url: str, nats_url: str, namespace: str, total: int, ra
     await asyncio.gather(*(writer() for _ in range(writers)))
     while await relay.backlog():
         await asyncio.sleep(0.05)
+    cpu = time.process_time() - cpu0
     await relay.stop()
     await bus.close()
     await db.dispose()
-    return start
+    return start, cpu
 
 
 async def bench_databases(infra: EmbeddedInfra) -> tuple[dict[str, str], str]:
@@ -255,10 +301,10 @@ async def run_sdk(infra: EmbeddedInfra, total: int, rate: float | None, *, per_t
                                            args=(urls["consumer"], infra.nats.url, namespace, total, out, write_effect))
     proc.start()
     assert out.get(timeout=60) == "ready"
-    start = await sdk_produce(urls["producer"], infra.nats.url, namespace, total, rate, per_tx)
+    start, cpu = await sdk_produce(urls["producer"], infra.nats.url, namespace, total, rate, per_tx)
     result = out.get(timeout=600)
     proc.join(30)
-    return summarise(result["latencies"], start, result["last"])
+    return summarise(result, start, cpu)
 
 
 # ----------------------------------------------------------------------------- hand-written outbox + inbox
@@ -302,7 +348,9 @@ async def hand_consume(db_url: str, nats_url: str, stream: str, subject: str, to
         durable_name="hand", ack_policy=api.AckPolicy.EXPLICIT, max_deliver=5, ack_wait=30,
         max_ack_pending=1000, filter_subject=subject))
     sub = await js.pull_subscribe_bind(durable="hand", stream=stream)
+    serving_gc()
     out.put("ready")
+    cpu0 = time.process_time()
     lat: list[float] = []
     last = 0.0
     while len(lat) < total:
@@ -325,7 +373,7 @@ async def hand_consume(db_url: str, nats_url: str, stream: str, subject: str, to
                 last = now
         for m in msgs:  # after the commit: a crash before it redelivers, and the inbox absorbs it
             await m.ack()
-    out.put({"latencies": lat, "last": last})
+    out.put({"latencies": lat, "last": last, "cpu": time.process_time() - cpu0})
     await nc.close()
     await pool.close()
 
@@ -362,8 +410,11 @@ class HandRelay:
             self.wake.clear()  # before reading: a commit after this wakes the next round
             if await self.publish_pending() >= 500:
                 continue
+            # Not asyncio.wait_for: on Python 3.11 it swallows the task's cancellation when the event is set
+            # at the same moment, and then `relay.task` never ends (a --quick run hung on it for 13 minutes).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await self.wake.wait()
 
     async def backlog(self) -> int:
         async with self.pool.acquire() as conn:
@@ -371,7 +422,7 @@ class HandRelay:
 
 
 async def hand_produce(db_url: str, nats_url: str, subject: str, total: int, rate: float | None,
-                       writers: int = 16) -> float:
+                       writers: int = 16) -> tuple[float, float]:
     import asyncpg
     import nats
 
@@ -385,7 +436,8 @@ async def hand_produce(db_url: str, nats_url: str, subject: str, total: int, rat
             async with pool.acquire() as conn, conn.transaction():
                 rows = [(eid, "quark.bench.pinged", body) for eid, body in envelopes]
                 await conn.executemany(HAND_INSERT_EVENT, rows)
-    start = time.time()
+    serving_gc()
+    start, cpu0 = time.time(), time.process_time()
     relay.task = asyncio.create_task(relay.run())
     counter = iter(range(total)) if writers else iter(())
 
@@ -403,12 +455,13 @@ async def hand_produce(db_url: str, nats_url: str, subject: str, total: int, rat
     await asyncio.gather(*(writer() for _ in range(writers)))
     while await relay.backlog():
         await asyncio.sleep(0.05)
+    cpu = time.process_time() - cpu0
     relay.task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await relay.task
     await nc.close()
     await pool.close()
-    return start
+    return start, cpu
 
 
 async def run_hand(infra: EmbeddedInfra, total: int, rate: float | None, *, drain: bool = False,
@@ -421,17 +474,22 @@ async def run_hand(infra: EmbeddedInfra, total: int, rate: float | None, *, drai
         urls["consumer"], infra.nats.url, stream, subject, total, out, write_effect))
     proc.start()
     assert out.get(timeout=60) == "ready"
-    start = await hand_produce(urls["producer"], infra.nats.url, subject, total, None if drain else rate,
+    start, cpu = await hand_produce(urls["producer"], infra.nats.url, subject, total, None if drain else rate,
                                writers=0 if drain else 16)
     result = out.get(timeout=600)
     proc.join(30)
-    return summarise(result["latencies"], start, result["last"])
+    return summarise(result, start, cpu)
 
 
-def summarise(latencies: list[float], start: float, last: float) -> dict[str, float]:
+def summarise(result: dict[str, Any], start: float, producer_cpu: float) -> dict[str, float]:
+    latencies, last = result["latencies"], result["last"]
     return {
         "events": len(latencies),
         "throughput": len(latencies) / max(last - start, 1e-9),
+        # CPU time per event of the producing process (its writers and relay) and of the consumer's: steadier
+        # than throughput on a shared machine.
+        "producer_us": producer_cpu / max(len(latencies), 1) * 1e6,
+        "consumer_us": result["cpu"] / max(len(latencies), 1) * 1e6,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "mean_ms": statistics.fmean(latencies) * 1000,
@@ -461,18 +519,23 @@ async def main_async(args: argparse.Namespace) -> int:
         rows = {label: median_run(results) for label, results in runs.items()}
         print(f"\nEvent pipeline: {args.events} events as fast as possible (burst), then {args.rate:.0f} events/s "
               f"for {args.seconds:.0f}s (paced); latency = producer write -> consumer handler"
-              + (f"; median of {args.rounds} rounds" if args.rounds > 1 else ""))
+              + (f"; median of {args.rounds} rounds" if args.rounds > 1 else "")
+              + f"; garbage collector: {args.gc}")
         print("  drain:    outbox pre-filled, then relay -> JetStream -> consumer -> inbox timed alone "
               "(the pipeline's throughput)")
         print("  1/tx+row: one event per producer transaction (16 writers), handler inserts a row (a typical "
               "service)")
         print("  hand:     the same outbox + inbox durability written with asyncpg and nats-py (the fair baseline)")
         print(f"  sdk {args.per_tx}/tx: producer writes {args.per_tx} events per transaction, handler does no I/O\n")
-        print(f"{'':<14} {'burst ev/s':>11} {'burst p50':>11} {'burst p99':>11} {'paced p50':>11} {'paced p99':>11}")
+        print(f"{'':<14} {'burst ev/s':>11} {'burst p50':>11} {'burst p99':>11} {'paced p50':>11} {'paced p99':>11}"
+              f" {'prod us/ev':>11} {'cons us/ev':>11}")
         for label, (burst, paced) in rows.items():
             tail = (f"{paced['p50_ms']:>9.2f}ms {paced['p99_ms']:>9.2f}ms" if paced else f"{'-':>11} {'-':>11}")
             head = (f"{burst['p50_ms']:>9.1f}ms {burst['p99_ms']:>9.1f}ms" if paced else f"{'-':>11} {'-':>11}")
-            print(f"{label:<14} {burst['throughput']:>11.0f} {head} {tail}")
+            cpu = f"{burst['producer_us']:>11.0f} {burst['consumer_us']:>11.0f}"
+            print(f"{label:<14} {burst['throughput']:>11.0f} {head} {tail} {cpu}")
+        print("  (prod/cons us/ev: CPU time per event of the producing process, writers and relay, and of the "
+              "consumer's, in the burst)")
         print()
         verdicts = []
         for sdk, hand in (("sdk drain", "hand drain"), ("sdk 1/tx+row", "hand 1/tx+row")):
@@ -524,7 +587,12 @@ def main() -> int:
     parser.add_argument("--per-tx", type=int, default=50, help="events per producer transaction (pipeline variant)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every variant; figures are medians")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--gc", choices=["service", "default"], default="service",
+                        help="service: every producer and consumer freezes its heap once set up and collects the "
+                             "youngest generation every 10,000 allocations, as a module's serving process does; "
+                             "default: Python's collector settings")
     args = parser.parse_args()
+    os.environ["QUARK_BENCH_GC"] = args.gc  # the spawned consumers read it too
     if args.quick:
         args.events, args.seconds = 3000, 2.0
     return uvloop.run(main_async(args))

@@ -221,9 +221,8 @@ class OutboxRelay:
             if not rows:
                 telemetry.OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
-            results = await self.bus.publish_many(
-                [(r.id, r.type, r.body.encode(), dict(r.headers or {})) for r in rows]
-            )
+            # The headers dict is fresh from the row (publish_many copies it into its own): no copy here.
+            results = await self.bus.publish_many([(r.id, r.type, r.body.encode(), r.headers or {}) for r in rows])
             sent = [r.seq for r, ok in zip(rows, results, strict=True) if ok]
             failed = [r.seq for r, ok in zip(rows, results, strict=True) if not ok]
             now = datetime.now(UTC)

@@ -298,6 +298,17 @@ def tracer(name: str) -> Tracer:
     return trace.get_tracer(name)
 
 
+def spans_recorded() -> bool:
+    """Whether a span started now may be recorded: False with no tracer provider installed (OpenTelemetry's
+    no-op spans) and with `setup_tracing`'s provider when it has nowhere to export (the ALWAYS_OFF sampler).
+    Hot paths then skip the span's attributes and context-manager bookkeeping; they still start the
+    (unrecorded) span, whose ids keep logs and propagation working."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        return provider.sampler is not ALWAYS_OFF
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 class _HeadersGetter(Getter[Mapping[str, str]]):
     """Case-insensitive lookup: other NATS clients may send ``Traceparent``."""
 

@@ -76,3 +76,41 @@ async def test_the_module_pool_follows_its_settings(quark: QuarkTestEnv) -> None
     db = svc.ctx.database()
     assert db.engine.pool.size() == 3  # type: ignore[attr-defined]
     await burst(db, 5)  # needs the two overflow connections (with none, this waits out pool_timeout and fails)
+
+
+async def test_cancelled_transactions_and_sessions_return_their_connections(quark: QuarkTestEnv) -> None:
+    """Closing is inline once a transaction has ended and shielded while one is open: either way a task
+    cancelled inside, or right after, its transaction gives its connection back."""
+    settings = await quark.settings(sample_module)
+    assert settings.database_url is not None
+    db = Database(settings.database_url, service="sample", pool_size=4)
+    try:
+        started = asyncio.Event()
+
+        async def stuck_in_transaction() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("SELECT 1"))
+                started.set()
+                await asyncio.sleep(3600)
+
+        async def stuck_in_session() -> None:
+            async with db.session() as session:
+                await session.execute(text("SELECT 1"))  # autobegun: closing must roll back
+                started.set()
+                await asyncio.sleep(3600)
+
+        for body in (stuck_in_transaction, stuck_in_session):
+            started.clear()
+            task = asyncio.create_task(body())
+            await started.wait()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        for _ in range(20):  # committed ones, closed inline, many times over
+            async with db.transaction() as session:
+                await session.execute(text("SELECT 1"))
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        async with db.transaction() as session:
+            assert await session.scalar(text("SELECT 2")) == 2  # and the pool still works
+    finally:
+        await db.dispose()

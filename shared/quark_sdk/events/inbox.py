@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +35,29 @@ class _DatabaseUnavailable(Exception):
     """The consumer's database is unreachable: not the event's fault, so it must not count as a failure."""
 
 
+# Looked up once: `trace.get_tracer` builds a new tracer (and its instrumentation scope) on every call. Before a
+# provider is installed this is OpenTelemetry's proxy, which follows the provider once there is one.
+_TRACER = trace.get_tracer("quark.events")
+
+
+class _ConsumerMetrics:
+    """A consumer's Prometheus series, looked up once (`labels()` hashes and locks on every call)."""
+
+    def __init__(self, service: str, durable: str) -> None:
+        self.labels = (service, durable)
+        self.outcomes = {outcome: telemetry.EVENTS_CONSUMED.labels(service, durable, outcome)
+                         for outcome in telemetry.CONSUMER_OUTCOMES}
+        self.handle = telemetry.EVENT_HANDLE_DURATION.labels(service, durable)
+        self.lag = telemetry.EVENT_LAG_SECONDS.labels(service, durable)
+        self.pending = telemetry.CONSUMER_PENDING.labels(service, durable)
+
+    def count(self, outcome: str) -> None:
+        child = self.outcomes.get(outcome)
+        if child is None:  # not one of CONSUMER_OUTCOMES: labelled on the fly, as before
+            child = self.outcomes[outcome] = telemetry.EVENTS_CONSUMED.labels(*self.labels, outcome)
+        child.inc()
+
+
 class InboxProcessing:
     """How a `ConsumerRunner` applies what it fetched (its processing half, kept apart from subscribing)."""
 
@@ -43,6 +69,10 @@ class InboxProcessing:
     durable: str
     max_deliver: int
     held_rounds: int
+
+    @functools.cached_property
+    def _metrics(self) -> _ConsumerMetrics:
+        return _ConsumerMetrics(self.service, self.durable)
 
     async def _applied(self, ids: list[str]) -> set[str]:
         from quark_sdk.outbox import inbox_table
@@ -59,6 +89,7 @@ class InboxProcessing:
         while True:
             try:
                 await self._process_batch_once(batch)
+                self._record_pending(batch)
                 return
             except _DatabaseUnavailable as exc:
                 self.held_rounds += 1
@@ -136,7 +167,7 @@ class InboxProcessing:
                 backoff = self.consumer.backoff[min(delivered - 1, len(self.consumer.backoff) - 1)]
                 log.warning("event %s (%s) failed in %s (delivery %d/%d), retry in %.2fs: %r",
                             event.id, event.type, self.durable, delivered, self.max_deliver, backoff, exc)
-                telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, "retried").inc()
+                self._metrics.count("retried")
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=backoff)
 
@@ -152,24 +183,39 @@ class InboxProcessing:
             return  # a type we do not handle (filter changed): recorded in the inbox, nothing to do
         ctx = telemetry.extract_trace_context(msg.headers)
         started = time.perf_counter()
-        with telemetry.tracer("quark.events").start_as_current_span(
-            f"consume {event.type}", context=ctx, attributes={"messaging.system": "nats",
-                                                               "messaging.consumer.group.name": self.durable,
-                                                               "messaging.message.id": event.id}):
-            await handler(self.runtime, session, event)
-        telemetry.EVENT_HANDLE_DURATION.labels(self.service, self.durable).observe(time.perf_counter() - started)
+        if telemetry.spans_recorded():
+            with _TRACER.start_as_current_span(
+                    f"consume {event.type}", context=ctx, attributes={"messaging.system": "nats",
+                                                                       "messaging.consumer.group.name": self.durable,
+                                                                       "messaging.message.id": event.id}):
+                await handler(self.runtime, session, event)
+        else:
+            # Nothing is recorded: the same unrecorded span (the message's trace, its own span id; with no
+            # provider at all, the message's context itself) made current without the attributes and the
+            # context manager's bookkeeping, so the handler's add_event and log lines still carry the trace.
+            span = _TRACER.start_span(f"consume {event.type}", context=ctx)
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                await handler(self.runtime, session, event)
+            finally:
+                otel_context.detach(token)
+        self._metrics.handle.observe(time.perf_counter() - started)
 
     async def _ack(self, msg: Msg, event: CloudEvent, outcome: str) -> None:
-        telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, outcome).inc()
+        metrics = self._metrics
+        metrics.count(outcome)
         lag = (datetime.now(UTC) - event.time).total_seconds()
-        telemetry.EVENT_LAG_SECONDS.labels(self.service, self.durable).observe(max(lag, 0.0))
-        with contextlib.suppress(Exception):
-            md = msg.metadata
-            telemetry.CONSUMER_PENDING.labels(self.service, self.durable).set(md.num_pending)
+        metrics.lag.observe(max(lag, 0.0))
         try:
             await msg.ack()
         except Exception as exc:  # redelivered later and then recognised as a duplicate by the inbox
             log.info("ack of %s failed (%r); the inbox absorbs the redelivery", event.id, exc)
+
+    def _record_pending(self, batch: list[Msg]) -> None:
+        """What JetStream still holds for this consumer, as the batch's last message says: once per batch."""
+        if batch:
+            with contextlib.suppress(Exception):
+                self._metrics.pending.set(batch[-1].metadata.num_pending)
 
     @staticmethod
     def _num_delivered(msg: Msg) -> int:
@@ -199,7 +245,7 @@ class InboxProcessing:
             with contextlib.suppress(Exception):
                 await msg.nak(delay=1.0)
             return
-        telemetry.EVENTS_CONSUMED.labels(self.service, self.durable, outcome).inc()
+        self._metrics.count(outcome)
         with contextlib.suppress(Exception):
             await msg.term()
 

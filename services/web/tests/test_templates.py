@@ -12,7 +12,7 @@ CASES = [
     ("{{ d.title }}", {"d": {"title": "<b>Hi</b>"}}),  # a key, escaped
     ("{{ d.missing is defined }}|{{ d.missing }}", {"d": {"title": "x"}}),  # a missing key: undefined
     ("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", {"d": {"a": 1, "b": 2}}),  # dict's own methods
-    ("{{ d.items is callable }}", {"d": {"items": [1, 2, 3]}}),  # a key named like a method: still the method, as before
+    ("{{ d.items is callable }}", {"d": {"items": [1, 2, 3]}}),  # named like a method: the method, as before
     ("{{ d.get('a') }}|{{ d.get('z', 'none') }}", {"d": {"a": 1}}),
     ("{{ o.name }}|{{ o.nope is defined }}", {"o": SimpleNamespace(name="object")}),  # objects: attributes
     ("{{ d.x.y }}", {"d": {"x": {"y": "nested"}}}),

@@ -18,6 +18,13 @@ send time, so a stall is never hidden). The load generator runs in its own proce
 HTTP/1.1 keep-alive connections. Then the first load: the HTML plus every stylesheet and script it
 references, each gzip -9 (what a compressing front door sends), against the issue's 100 KB.
 
+Each closed-loop phase also prints the CPU the station spent per page (`psutil`, user + system): the station's
+Python process (every module and the gateway) and its other processes (PostgreSQL, Valkey, NATS).
+
+`--only home,post,chat` measures some of the pages. `--profile` runs, for each page, one more closed-loop
+phase with `py-spy record` sampling the station's Python process (a dev tool: `.venv/bin/py-spy`), writes the
+collapsed stacks to `--profile-dir` (`web-<page>.txt`, for a flame graph) and prints the hottest frames.
+
 `--lighthouse` also runs Google Lighthouse (npm `lighthouse`, installed on first use into
 bench/lighthouse/node_modules, gitignored; Debian's /usr/bin/chromium through CHROME_PATH) on the three
 pages with the reader's cookie, and prints the performance, accessibility, best-practices and SEO scores.
@@ -25,6 +32,7 @@ pages with the reader's cookie, and prints the performance, accessibility, best-
     .venv/bin/python bench/web.py                 # 8 s per phase
     .venv/bin/python bench/web.py --quick         # 3 s per phase, a smoke run
     .venv/bin/python bench/web.py --lighthouse    # and the Lighthouse audit
+    .venv/bin/python bench/web.py --only post --profile   # the post page only, and where its CPU goes
 """
 
 from __future__ import annotations
@@ -163,6 +171,86 @@ def run_generator(*args: Any) -> dict[str, Any]:
     result: dict[str, Any] = out.get(timeout=900)
     proc.join(30)
     return result
+
+
+# ----------------------------------------------------------------------------- CPU and profile
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of the station's Python process and of its other processes."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.main = psutil.Process(pid)
+
+    def _procs(self) -> list[Any]:
+        import psutil
+
+        try:
+            return [self.main, *self.main.children(recursive=True)]
+        except psutil.Error:
+            return [self.main]
+
+    def sample(self) -> dict[int, float]:
+        import psutil
+
+        out: dict[int, float] = {}
+        for proc in self._procs():
+            try:
+                t = proc.cpu_times()
+                out[proc.pid] = t.user + t.system
+            except psutil.Error:
+                pass
+        return out
+
+    def spent(self, before: dict[int, float], after: dict[int, float]) -> tuple[float, float]:
+        """(station Python process, everything else in its tree) seconds between two samples."""
+        main = after.get(self.main.pid, 0.0) - before.get(self.main.pid, 0.0)
+        rest = sum(v - before.get(pid, 0.0) for pid, v in after.items() if pid != self.main.pid)
+        return main, rest
+
+
+def profile_page(pid: int, label: str, out_dir: Path, seconds: float, *gen_args: Any) -> dict[str, Any]:
+    """One closed-loop phase under `py-spy record` (the station's Python process); collapsed stacks to a file."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("py-spy is not installed (make install brings it: requirements/dev.txt)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stacks = out_dir / f"web-{label}.txt"
+    recorder = subprocess.Popen([spy, "record", "--pid", str(pid), "--nonblocking", "--rate", "200",
+                                 "--format", "raw", "--output", str(stacks), "--duration", str(int(seconds) + 1)],
+                                stdout=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches first
+    result = run_generator(*gen_args)
+    recorder.wait()
+    summarize_stacks(stacks)
+    return result
+
+
+def summarize_stacks(path: Path, top: int = 30) -> None:
+    """Collapsed py-spy stacks: the hottest frames by self time, and by inclusive time."""
+    self_time: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not count_s.isdigit():
+            continue
+        count = int(count_s)
+        frames = stack.split(";")
+        total += count
+        self_time[frames[-1]] = self_time.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    print(f"\nprofile: {total} samples in {path}")
+    print("hottest frames, self:")
+    for name, n in sorted(self_time.items(), key=lambda x: -x[1])[:top]:
+        print(f"  {n:>7} {100 * n / max(total, 1):5.1f}%  {name[:150]}")
+    print("hottest frames, inclusive:")
+    for name, n in sorted(inclusive.items(), key=lambda x: -x[1])[:top * 2]:
+        print(f"  {n:>7} {100 * n / max(total, 1):5.1f}%  {name[:150]}")
+    print(flush=True)
 
 
 # ----------------------------------------------------------------------------- seed
@@ -304,18 +392,29 @@ async def main_async(args: argparse.Namespace) -> int:
                 ("chat page", f"/messages/{data['chat']}", page_h,
                  [("messaging JSON", f"/api/v1/chats/{data['chat']}/messages?limit=30")]),
             ]
+            cases = [c for c in cases if c[0].split()[0] in args.only]
             port = station.port
+            assert station.proc is not None
+            meter = CpuMeter(station.proc.pid)
             rows = []
             for name, path, header, apis in cases:
                 targets = [(name + " HTML", path, header), *((f"{name} {label}", p, api_h) for label, p in apis)]
                 for _label, p, h in targets:  # warm-up, untimed
                     run_generator(port, p, h, "closed", 0, 1.0, 2)
                 for label, p, h in targets:
+                    before = meter.sample()
                     top = run_generator(port, p, h, "closed", 0, secs, 8)
+                    main_s, rest_s = meter.spent(before, meter.sample())
                     paced = run_generator(port, p, h, "open", args.rate, secs, 32)
                     rows.append((label, top, paced))
+                    n = max(top["requests"], 1)
                     print(f"{label:34s} max {top['rps']:7.1f}/s  at {args.rate:.0f}/s: p50 {paced['p50_ms']:6.1f} ms"
-                          f"  p99 {paced['p99_ms']:6.1f} ms  errors {top['errors'] + paced['errors']}", flush=True)
+                          f"  p99 {paced['p99_ms']:6.1f} ms  errors {top['errors'] + paced['errors']}  "
+                          f"CPU/page {1000 * main_s / n:5.2f} ms station + {1000 * rest_s / n:5.2f} ms servers",
+                          flush=True)
+                if args.profile:
+                    profile_page(station.proc.pid, name.split()[0], args.profile_dir, secs,
+                                 port, path, header, "closed", 0, secs, 8)
             print()
             by = {label: (top, paced) for label, top, paced in rows}
             for name, _, _, apis in cases:
@@ -352,7 +451,24 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="constant arrival rate, pages/s")
     parser.add_argument("--quick", action="store_true", help="3 s phases and a smaller seed")
     parser.add_argument("--lighthouse", action="store_true", help="also run the Lighthouse audit")
+    parser.add_argument("--only", type=_pages, default=PAGES, metavar="PAGES",
+                        help="comma-separated pages to measure: " + ",".join(PAGES))
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile each page's closed loop with py-spy (the station's Python process)")
+    parser.add_argument("--profile-dir", type=Path, default=Path("bench-profiles"),
+                        help="where the collapsed stacks go")
     return asyncio.run(main_async(parser.parse_args()))
+
+
+PAGES = ("home", "post", "chat")
+
+
+def _pages(value: str) -> tuple[str, ...]:
+    chosen = tuple(p.strip() for p in value.split(",") if p.strip())
+    unknown = [p for p in chosen if p not in PAGES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"pages are {', '.join(PAGES)}; not {', '.join(unknown) or value!r}")
+    return chosen
 
 
 if __name__ == "__main__":

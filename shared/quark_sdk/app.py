@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Generic, Protocol, TypeVar, runtime_checkable
 
+import httpx
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.params import Depends as DependsParam
@@ -39,6 +40,7 @@ from quark_sdk.config import ServiceSettings
 from quark_sdk.db import Database, ensure_database_async, upgrade_database_async
 from quark_sdk.errors import install_error_handlers, is_unavailable_error, problem_response
 from quark_sdk.events import Consumer, ConsumerRunner, EventBus
+from quark_sdk.inprocess import LocalGateway, api_client
 from quark_sdk.operator import operator_router
 from quark_sdk.outbox import OutboxRelay
 from quark_sdk.registry import Manifest, RegistryClient
@@ -141,6 +143,9 @@ class ServiceContext(Generic[SettingsT, RuntimeT]):
     started_at: float = field(default_factory=time.time)
     # Where the hub should probe this instance (the embedded station serves /health/<module>).
     health_url: str | None = None
+    # The gateway of the embedded station this module runs in (`quark dev` sets it before the lifespan);
+    # None when the module serves alone (the fleet).
+    local_gateway: LocalGateway | None = None
     _runtime: Any = _NOT_STARTED
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -164,6 +169,14 @@ class ServiceContext(Generic[SettingsT, RuntimeT]):
         """A Redis key in this module's space (namespaced like events, so tests never collide)."""
         ns = self.settings.event_namespace
         return ":".join(["quark", *([ns] if ns else []), self.name, *parts])
+
+    def api_client(self, base_url: str, **kwargs: Any) -> httpx.AsyncClient:
+        """An httpx client for the station's public API at `base_url` (kwargs as `httpx.AsyncClient`).
+
+        In the embedded station, when `base_url` is the station's own gateway, each call goes to the gateway
+        app in-process (`quark_sdk.inprocess`: the same public request and routing, no loopback HTTP);
+        otherwise — the fleet, any other URL — it is plain HTTP."""
+        return api_client(self.local_gateway, base_url, **kwargs)
 
     def database(self) -> Database:
         if self.db is None:

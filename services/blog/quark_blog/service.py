@@ -518,6 +518,11 @@ async def get_post(session: AsyncSession, principal: Principal | None, post_id: 
     post = await session.get(Post, post_id)
     if post is None or post.deleted_at is not None:
         raise NotFound("post not found")
+    return await _readable(session, principal, post)
+
+
+async def _readable(session: AsyncSession, principal: Principal | None, post: Post) -> Post:
+    """`post` (not deleted) if the caller may read it, else NotFound (never a hint that it exists)."""
     viewer = viewer_id(principal)
     if viewer != post.author_id:
         if post.status != "published":
@@ -578,10 +583,19 @@ async def find_author(session: AsyncSession, username: str) -> Author:
 
 
 async def get_post_by_slug(session: AsyncSession, principal: Principal | None, username: str, slug: str) -> Post:
-    author = await find_author(session, username)
-    post_id = await session.scalar(
-        select(Post.id).where(Post.author_id == author.user_id, Post.slug == slug, Post.deleted_at.is_(None))
+    # One statement for the author (the one `find_author` picks) and the post; on a miss, `find_author` says
+    # whether the author or the post is missing.
+    author_id = (
+        select(Author.user_id)
+        .where(func.lower(Author.username) == username.lower(), Author.deleted.is_(False))
+        .order_by(Author.updated_at.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    if post_id is None:
+    post = await session.scalar(
+        select(Post).where(Post.author_id == author_id, Post.slug == slug, Post.deleted_at.is_(None))
+    )
+    if post is None:
+        await find_author(session, username)
         raise NotFound("post not found")
-    return await get_post(session, principal, post_id)
+    return await _readable(session, principal, post)

@@ -63,8 +63,17 @@ async def test_slugs_unique_per_author(blog: Blog) -> None:
     assert [p["id"] for p in page["items"]] == [a2["id"], a1["id"]]
     one = await blog.client.get("/api/v1/posts/by/alice/same-title-2")
     assert one.status_code == 200 and one.json()["id"] == a2["id"]
-    assert_problem(await blog.client.get("/api/v1/posts/by/alice/nope"), 404)
+    assert assert_problem(await blog.client.get("/api/v1/posts/by/alice/nope"), 404)["detail"] == "post not found"
+    assert assert_problem(await blog.client.get("/api/v1/posts/by/nobody/same-title"), 404)["detail"] == (
+        "no such author"
+    )
     assert_problem(await blog.client.get("/api/v1/posts/by/nobody"), 404)
+    # A draft by its slug: its author reads it, nobody else learns it exists.
+    made = await blog.client.post("/api/v1/posts", json={"title": "Draft", "body": "d"}, headers=alice.headers)
+    draft = made.json()
+    mine = await blog.client.get(f"/api/v1/posts/by/alice/{draft['slug']}", headers=alice.headers)
+    assert mine.status_code == 200 and mine.json()["status"] == "draft"
+    assert_problem(await blog.client.get(f"/api/v1/posts/by/alice/{draft['slug']}", headers=bob.headers), 404)
 
 
 async def test_only_the_author_writes(blog: Blog) -> None:
@@ -119,6 +128,10 @@ async def test_visibility_followers_and_private(blog: Blog) -> None:
     assert await blog_ids(alice) == [secret["id"], friends["id"], public["id"]]
     assert (await blog.client.get(f"/api/v1/posts/{friends['id']}", headers=bob.headers)).status_code == 200
     assert_problem(await blog.client.get(f"/api/v1/posts/{friends['id']}", headers=carol.headers), 404)
+    by_slug = f"/api/v1/posts/by/alice/{friends['slug']}"
+    assert (await blog.client.get(by_slug, headers=bob.headers)).json()["id"] == friends["id"]
+    assert_problem(await blog.client.get(by_slug, headers=carol.headers), 404)
+    assert_problem(await blog.client.get(by_slug), 404)
     assert_problem(await blog.client.get(f"/api/v1/posts/{secret['id']}", headers=bob.headers), 404)
     # A followers-only profile makes even public posts followers-only.
     await blog.apply(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from quark_messaging.common import (
     ADMIN_ROLES,
@@ -20,9 +21,10 @@ from quark_messaging.common import (
     now,
     require_admin,
     require_member,
+    visible,
+    with_membership,
 )
 from quark_messaging.models import Conversation, Member, Message, User
-from quark_messaging.reads import unread_counts
 from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
     ChatCreated,
@@ -135,30 +137,58 @@ async def create_chat(
 async def get_chat(
     session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, *, max_members: int = 1000
 ) -> ChatDetail:
-    conv, member = await load_conversation(session, conversation_id, user_id)
-    unread = (await unread_counts(session, user_id, [conversation_id])).get(conversation_id, 0) if member else 0
-    last = await session.scalar(
-        select(Message).where(Message.conversation_id == conversation_id).order_by(Message.seq.desc()).limit(1)
-    )
-    base = chat_out(conv, member, user_id, unread=unread, last=last)
-    rows = await session.execute(
-        select(Member, User.username)
-        .outerjoin(User, User.user_id == Member.user_id)
-        .where(Member.conversation_id == conversation_id)
-        .order_by(Member.joined_at, Member.user_id)
-        # Who subscribes to a public channel is for its members to see, not for every passer-by.
-        .limit(max_members if member is not None else 0)
-    )
-    members = [
-        MemberOut(
-            user_id=m.user_id,
-            username=name,
-            role=m.role,
-            last_read_seq=m.last_read_seq,
-            joined_at=m.joined_at,
+    # One statement for the conversation, the caller's membership, their unread count (`unread_counts`'
+    # rule) and the latest message; then one for the members.
+    unread = (
+        select(func.count(Message.id))
+        .where(
+            Message.conversation_id == Conversation.id,
+            Message.seq > Member.last_read_seq,
+            Message.deleted_at.is_(None),
+            Message.sender_id.is_distinct_from(Member.user_id),
         )
-        for m, name in rows
-    ]
+        .correlate(Conversation, Member)
+        .scalar_subquery()
+    )
+    latest = aliased(
+        Message,
+        select(Message)
+        .where(Message.conversation_id == Conversation.id)
+        .order_by(Message.seq.desc())
+        .limit(1)
+        .correlate(Conversation)
+        .lateral("latest"),
+    )
+    row = (
+        await session.execute(
+            with_membership(select(Conversation, Member, latest, unread), user_id)
+            .outerjoin(latest, true())
+            .where(Conversation.id == conversation_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("conversation not found")
+    conv, member = visible(row[0], row[1])
+    base = chat_out(conv, member, user_id, unread=(row[3] or 0) if member else 0, last=row[2])
+    members = []
+    if member is not None:  # who subscribes to a public channel is for its members to see, not for every passer-by
+        rows = await session.execute(
+            select(Member, User.username)
+            .outerjoin(User, User.user_id == Member.user_id)
+            .where(Member.conversation_id == conversation_id)
+            .order_by(Member.joined_at, Member.user_id)
+            .limit(max_members)
+        )
+        members = [
+            MemberOut(
+                user_id=m.user_id,
+                username=name,
+                role=m.role,
+                last_read_seq=m.last_read_seq,
+                joined_at=m.joined_at,
+            )
+            for m, name in rows
+        ]
     return ChatDetail(**base.model_dump(), members=members)
 
 

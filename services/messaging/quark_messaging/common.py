@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_messaging.models import Block, Conversation, Member, Message
@@ -120,13 +120,28 @@ async def load_conversation(
     session: AsyncSession, conversation_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
 ) -> tuple[Conversation, Member | None]:
     """The conversation and the caller's membership; a private one the caller is not in does not exist."""
-    stmt = select(Conversation).where(Conversation.id == conversation_id)
     if lock:
-        stmt = stmt.with_for_update()
-    conv = await session.scalar(stmt)
-    member = None
-    if conv is not None:
-        member = await session.get(Member, (conversation_id, user_id))
+        # The membership is read once the conversation's row lock is held (two statements): a join would
+        # read it from the snapshot taken before waiting for the lock.
+        conv = await session.scalar(select(Conversation).where(Conversation.id == conversation_id).with_for_update())
+        member = await session.get(Member, (conversation_id, user_id)) if conv is not None else None
+    else:
+        row = (
+            await session.execute(
+                with_membership(select(Conversation, Member), user_id).where(Conversation.id == conversation_id)
+            )
+        ).first()
+        conv, member = (row[0], row[1]) if row is not None else (None, None)
+    return visible(conv, member)
+
+
+def with_membership(stmt: Select[Any], user_id: uuid.UUID) -> Select[Any]:
+    """`stmt` (selecting from Conversation) joined with the caller's Member row, if any."""
+    return stmt.outerjoin(Member, and_(Member.conversation_id == Conversation.id, Member.user_id == user_id))
+
+
+def visible(conv: Conversation | None, member: Member | None) -> tuple[Conversation, Member | None]:
+    """A conversation that does not exist, or is private and the caller not in it, is not found."""
     if conv is None or (member is None and conv.kind != "channel"):
         raise NotFound("conversation not found")
     return conv, member

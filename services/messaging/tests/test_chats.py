@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from messaging_testkit import Cluster, assert_problem, direct, group, send
 
 
@@ -81,6 +83,14 @@ async def test_public_channel_only_admins_post(cluster: Cluster) -> None:
     c = inst.client
     listed = (await c.get("/api/v1/chats/channels", params={"q": "announce"}, headers=reader.headers)).json()
     assert [i["id"] for i in listed["items"]] == [chan]
+    # A passer-by sees the channel, not who subscribes to it, and has nothing unread.
+    seen = (await c.get(f"/api/v1/chats/{chan}", headers=reader.headers)).json()
+    assert (seen["role"], seen["unread"], seen["members"], seen["last_message"]["body"]) == (None, 0, [], "welcome")
+    empty = await group(inst, owner, kind="channel", title="Quiet")
+    assert (await c.get(f"/api/v1/chats/{empty}", headers=reader.headers)).json()["last_message"] is None
+    private = await group(inst, owner, title="Private")
+    assert_problem(await c.get(f"/api/v1/chats/{private}", headers=reader.headers), 404)
+    assert_problem(await c.get(f"/api/v1/chats/{uuid.uuid4()}", headers=reader.headers), 404)
     # Anybody may read a public channel, and subscribe; subscribers do not post.
     page = await c.get(f"/api/v1/chats/{chan}/messages", headers=reader.headers)
     assert [m["body"] for m in page.json()["items"]] == ["welcome"]

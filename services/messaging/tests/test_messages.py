@@ -88,6 +88,14 @@ async def test_history_pages_both_ways_and_unread(cluster: Cluster) -> None:
     }
     listing = (await c.get("/api/v1/chats", headers=bob.headers)).json()["items"]
     assert listing[0]["unread"] == 2 and listing[0]["last_message"]["body"] == "m7"
+    # The chat's detail says the same (its own statement: conversation, membership, unread, latest message).
+    one = (await c.get(f"/api/v1/chats/{chat}", headers=bob.headers)).json()
+    assert (one["unread"], one["last_read_seq"], one["role"], one["last_message"]["body"]) == (2, 5, "member", "m7")
+    assert {m["user_id"] for m in one["members"]} == {alice.id, bob.id}
+    assert (await c.get(f"/api/v1/chats/{chat}", headers=alice.headers)).json()["unread"] == 0  # her own messages
+    await c.delete(f"/api/v1/messages/{latest['items'][-1]['id']}", headers=alice.headers)  # m7: deleted, not unread
+    one = (await c.get(f"/api/v1/chats/{chat}", headers=bob.headers)).json()
+    assert one["unread"] == 1 and one["last_message"]["seq"] == 7
     assert (await c.post(f"/api/v1/chats/{chat}/read", json={"seq": 10**9}, headers=bob.headers)).json() == {
         "last_read_seq": 7
     }

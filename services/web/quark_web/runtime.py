@@ -11,7 +11,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import httpx
 import redis.asyncio as aioredis
 from fastapi import Request
 
@@ -62,8 +61,9 @@ async def _shared_secret(ctx: ServiceContext[WebSettings, WebRuntime], settings:
 
 async def build_runtime(ctx: ServiceContext[WebSettings, WebRuntime]) -> WebRuntime:
     settings = ctx.settings
-    client = httpx.AsyncClient(base_url=settings.api_base(), timeout=settings.api_timeout,
-                               headers={"User-Agent": "quark-web/0.1"})
+    # In `quark dev` the gateway is in this process: the SDK gives an in-process client to it (the same
+    # public API, no loopback HTTP); in the fleet, HTTP to QUARK_WEB_API_URL.
+    client = ctx.api_client(settings.api_base(), timeout=settings.api_timeout, headers={"User-Agent": "quark-web/0.1"})
     return WebRuntime(ctx=ctx, api=Api(client), assets=Assets.load(), csrf_secret=await _shared_secret(ctx, settings))
 
 

@@ -122,6 +122,7 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
 
     from quark_sdk.app import FreezeHeapAfterStartup, create_service_app
     from quark_sdk.gateway import EmbeddedGateway, MountedModule
+    from quark_sdk.inprocess import LocalGateway
 
     base = f"http://{args.host}:{args.port}"
     if any(m.name == "hub" for m in modules):
@@ -133,6 +134,13 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
         app = create_service_app(module, settings, migrate_on_start=False, health_url=f"{base}/health/{module.name}")
         mounted.append(MountedModule(module.name, app, tuple(module.manifest().exposes.api)))
     gateway = EmbeddedGateway(mounted, routes=_hub_routes(mounted), local_url=base)
+    config = uvicorn.Config(FreezeHeapAfterStartup(gateway), host=args.host, port=args.port, lifespan="on",
+                            log_level="warning", access_log=False, ws_ping_interval=20, timeout_graceful_shutdown=10)
+    # A module calling the station's public API (the web client) reaches this gateway in-process, with the
+    # proxy-header trust uvicorn gives loopback callers (ServiceContext.api_client; the fleet uses HTTP).
+    local = LocalGateway(base, gateway, config.forwarded_allow_ips if config.proxy_headers else None)
+    for m in mounted:
+        m.ctx.local_gateway = local
     from quark_sdk.lifecycle_cli import write_station
 
     write_station(infra.data_dir, topology="embedded", gateway=base, hub=os.environ.get("QUARK_HUB_URL", base))
@@ -141,8 +149,6 @@ def _run_embedded(args: argparse.Namespace, modules: list[QuarkModule], infra: A
     setup_logging("quark", level="WARNING")
     # Quiet, but not about what a developer needs: the links auth logs in dev (docs/auth.md).
     logging.getLogger("quark.auth.mail").setLevel(logging.INFO)
-    config = uvicorn.Config(FreezeHeapAfterStartup(gateway), host=args.host, port=args.port, lifespan="on",
-                            log_level="warning", access_log=False, ws_ping_interval=20, timeout_graceful_shutdown=10)
     names = [m.name for m in modules]
 
     class Server(uvicorn.Server):

@@ -7,12 +7,15 @@ every latency is measured from the request's *intended* send time, so a slow ser
 run against a bare uvicorn "hello world" in the same run, and the report prints both and their ratio.
 
 The station is started the way users start it — `quark dev` (embedded, one process) and `quark dev --fleet`
-(one process per module; requests are routed by the manifests' prefixes, as Traefik would) — in a temporary
-data directory, seeded through the public API (register, log in, follow, publish).
+(one process per module, real Traefik in front on the station's port; every request goes through it, as in
+production, unless `--fleet-direct` sends each one straight to its module by the manifests' prefixes, to
+see what the gateway costs) — in a temporary data directory, seeded through the public API (register, log
+in, follow, publish).
 
     .venv/bin/python bench/load.py                  # both modes, steps of 6 s
     .venv/bin/python bench/load.py --quick          # embedded only, smaller seed, short steps
     .venv/bin/python bench/load.py --mode fleet
+    .venv/bin/python bench/load.py --mode fleet --fleet-direct   # the fleet without Traefik
     .venv/bin/python bench/load.py --mode embedded --profile 100   # one 20 s step at 100/s under py-spy
 
 `--profile RATE` skips the sweep: after seeding, one step runs at RATE while `py-spy record` samples every
@@ -74,11 +77,14 @@ def free_port() -> int:
 
 
 class Station:
-    def __init__(self, mode: str, root: Path) -> None:
+    def __init__(self, mode: str, root: Path, direct: bool = False) -> None:
         self.mode, self.root = mode, root / mode
+        self.direct = direct  # fleet: straight to each module instead of through Traefik
+        self.label = mode if mode == "embedded" else ("fleet-direct" if direct else "fleet")
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.bases: dict[str, str] = {}
+        self.bases: dict[str, str] = {}  # where requests for each module are sent
+        self.modules: dict[str, str] = {}  # each module's own address (its /metrics, /health)
         self.prefixes: list[tuple[str, str]] = []
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
@@ -102,12 +108,14 @@ class Station:
             time.sleep(0.2)
         manifests = {m.name: m.manifest() for m in installed_modules()}
         if self.mode == "fleet":
-            self.bases = json.loads((self.root / "fleet.json").read_text())["modules"]
+            self.modules = json.loads((self.root / "fleet.json").read_text())["modules"]
         else:
-            self.bases = {n: f"http://127.0.0.1:{self.port}" for n in manifests}
+            self.modules = {n: f"http://127.0.0.1:{self.port}" for n in manifests}
+        gateway = f"http://127.0.0.1:{self.port}"  # the embedded gateway, or Traefik in front of the fleet
+        self.bases = dict(self.modules) if self.direct else {n: gateway for n in self.modules}
         self.prefixes = sorted(((p, n) for n, mf in manifests.items() for p in mf.exposes.api),
                                key=lambda x: -len(x[0]))
-        for base in set(self.bases.values()):
+        for base in set(self.modules.values()):
             while True:
                 try:
                     if httpx.get(base + "/health/ready", timeout=2).status_code == 200:
@@ -180,7 +188,7 @@ async def seed(station: Station, users: int, follows: int, posts: int) -> Seeded
             call("POST", "/api/v1/posts", rng.choice(people)["token"], json={
                 "title": f"Seed post {i}", "body": "Some *seed* text " * 20, "tags": ["load"], "publish": True})
             for i in range(posts)))
-        has_messaging = "messaging" in station.bases
+        has_messaging = "messaging" in station.modules
         if has_messaging:
             async def open_chat(p: dict[str, str]) -> None:
                 other = rng.choice([o for o in people if o is not p])
@@ -207,7 +215,7 @@ async def settle(station: Station, quiet_polls: int = 3) -> None:
         quiet = 0
         for _ in range(600):
             pending = 0.0
-            for base in set(station.bases.values()):
+            for base in set(station.modules.values()):
                 text = (await http.get(base + "/metrics")).text
                 for family in text_string_to_metric_families(text):
                     if family.name in ("quark_outbox_backlog", "quark_consumer_pending_messages"):
@@ -522,6 +530,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=["embedded", "fleet", "both"], default="both")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--fleet-direct", action="store_true",
+                        help="fleet: send each request straight to its module, not through Traefik")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--profile", type=float, metavar="RATE", help="one profiled step at RATE req/s (no sweep)")
@@ -549,7 +559,7 @@ def main() -> int:
             hello.terminate()
             hello.wait()
         for mode in modes:
-            station = Station(mode, root)
+            station = Station(mode, root, direct=args.fleet_direct)
             station.start()
             try:
                 seeded = asyncio.run(seed(station, users, follows, posts))
@@ -559,11 +569,11 @@ def main() -> int:
                 if seeded.has_messaging:
                     urls["message"] = station.url("/api/v1/chats/") + "{chat}/messages"
                 rng = random.Random(11)
-                print(f"{mode}: mix 60% home, 30% user timeline, 10% compose"
+                print(f"{station.label}: mix 60% home, 30% user timeline, 10% compose"
                       f"{', +5% messages' if seeded.has_messaging else ''}", flush=True)
-                rows = sweep(mode, lambda n, s=seeded, u=urls, g=rng: plan(s, u, n, g), rates, seconds,
+                rows = sweep(station.label, lambda n, s=seeded, u=urls, g=rng: plan(s, u, n, g), rates, seconds,
                              args.connections)
-                report(mode, rows, base_rows)
+                report(station.label, rows, base_rows)
             finally:
                 station.stop()
     return 0
@@ -581,14 +591,14 @@ def mix_urls(station: Station, seeded: Seeded) -> dict[str, str]:
 def profile_main(args: argparse.Namespace, modes: list[str], root: Path, users: int, follows: int,
                  posts: int) -> int:
     for mode in modes:
-        station = Station(mode, root)
+        station = Station(mode, root, direct=args.fleet_direct)
         station.start({"QUARK_EMBEDDED_POSTGRES_ARGS": PROFILE_PG_ARGS})
         try:
             seeded = asyncio.run(seed(station, users, follows, posts))
             ops = plan(seeded, mix_urls(station, seeded), int(args.profile * args.profile_seconds), random.Random(11))
             result = profile_step(station, ops, args.profile, args.profile_seconds, args.connections, args.profile_dir)
-            print(f"\n{mode} at {args.profile:.0f}/s: achieved {result['achieved']:.1f}/s p50 {result['p50']:.1f} "
-                  f"p99 {result['p99']:.1f} ms errors {result['errors']}")
+            print(f"\n{station.label} at {args.profile:.0f}/s: achieved {result['achieved']:.1f}/s "
+                  f"p50 {result['p50']:.1f} p99 {result['p99']:.1f} ms errors {result['errors']}")
             for k, v in result["ops"].items():
                 print(f"  {k:<8} n={v['n']} p50={v['p50']:.1f} p95={v['p95']:.1f} p99={v['p99']:.1f} "
                       f"err={v['errors']}")

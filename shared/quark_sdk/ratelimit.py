@@ -33,6 +33,16 @@ redis.call('PEXPIRE', KEYS[1], window * 2)
 return {1, math.floor(previous * (window - elapsed) / window + current)}
 """
 
+# KEYS[1]=the window key a hit counted in; ARGV: cost to give back (never below zero)
+_REFUND = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local back = math.min(current, tonumber(ARGV[1]))
+if back > 0 then
+  redis.call('DECRBY', KEYS[1], back)
+end
+return back
+"""
+
 
 @dataclass(frozen=True)
 class RateLimitResult:
@@ -40,6 +50,9 @@ class RateLimitResult:
     used: int
     limit: int
     retry_after: int
+    # Where an allowed hit counted, and how much: what `RateLimiter.refund` gives back.
+    counted_in: str = ""
+    cost: int = 0
 
 
 class RateLimiter:
@@ -49,6 +62,7 @@ class RateLimiter:
         self.redis = redis
         self.prefix = prefix.rstrip(":")
         self._script = redis.register_script(_SLIDING_WINDOW)
+        self._refund = redis.register_script(_REFUND)
 
     async def hit(self, key: str, *, limit: int, window: float, cost: int = 1,
                   now: float | None = None) -> RateLimitResult:
@@ -62,7 +76,15 @@ class RateLimiter:
         keys = [f"{self.prefix}:rl:{key}:{slot}", f"{self.prefix}:rl:{key}:{slot - 1}"]
         allowed, used = await self._script(keys=keys, args=[limit, window_ms, elapsed, cost])
         retry_after = 0 if allowed else max(1, math.ceil((window_ms - elapsed) / 1000))
-        return RateLimitResult(bool(allowed), int(used), limit, retry_after)
+        if not allowed:
+            return RateLimitResult(False, int(used), limit, retry_after)
+        return RateLimitResult(True, int(used), limit, retry_after, counted_in=keys[0], cost=cost)
+
+    async def refund(self, result: RateLimitResult) -> None:
+        """Give back an allowed hit that turned out not to be new work (an idempotent resend): it then
+        does not count against the limit. A refused hit counted nothing; nothing is given back for it."""
+        if result.allowed and result.counted_in and result.cost > 0:
+            await self._refund(keys=[result.counted_in], args=[result.cost])
 
     async def check(self, key: str, *, limit: int, window: float, cost: int = 1,
                     detail: str | None = None) -> RateLimitResult:

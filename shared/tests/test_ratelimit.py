@@ -51,3 +51,20 @@ async def test_check_raises_rate_limited(limiter: RateLimiter) -> None:
         await limiter.check("c", limit=1, window=60)
     assert info.value.status == 429
     assert int(info.value.headers["Retry-After"]) >= 1
+
+
+async def test_refund_gives_back_an_allowed_hit_only(limiter: RateLimiter) -> None:
+    t = 4_000_000.0
+    first = await limiter.hit("r", limit=2, window=60, now=t)
+    second = await limiter.hit("r", limit=2, window=60, now=t)
+    refused = await limiter.hit("r", limit=2, window=60, now=t)
+    assert (first.allowed, second.allowed, refused.allowed) == (True, True, False)
+    await limiter.refund(refused)  # counted nothing: gives nothing back
+    assert not (await limiter.hit("r", limit=2, window=60, now=t)).allowed
+    await limiter.refund(second)
+    assert (await limiter.hit("r", limit=2, window=60, now=t)).allowed
+    # Refunds never take the count below zero (a refund after the keys were reset).
+    await limiter.reset("r")
+    await limiter.refund(first)
+    await limiter.refund(first)
+    assert [(await limiter.hit("r", limit=2, window=60, now=t)).allowed for _ in range(3)] == [True, True, False]

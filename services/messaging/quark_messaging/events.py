@@ -2,8 +2,9 @@
 
 * ``replica`` — names (quark.auth.user_registered, quark.user.profile_*), blocks
   (quark.user.blocked / unblocked) and account deletion (quark.user.deleted, quark.auth.user_deleted).
-* ``notify`` — other services' events that become notifications: follows, comments (and
-  mentions in them), reactions.
+* ``notify`` — events that become notifications: follows, comments (and mentions in them),
+  reactions, and messaging's own quark.message.sent (members who are offline; see
+  `sending.notify_offline_members`).
 * ``push`` — messaging's own quark.notification.created: pushes the stored notification to the
   user's open WebSockets, after the transaction that created it committed (any instance may
   consume it; the delivery subject reaches the instance holding the connection).
@@ -26,6 +27,7 @@ from quark_messaging.notifications import create_notification, notification_out
 from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
     CommentCreated,
+    MessageSent,
     ModerationDecided,
     NotificationRef,
     PostReacted,
@@ -35,6 +37,7 @@ from quark_messaging.schemas import (
     UserFollowed,
     UserRegistered,
 )
+from quark_messaging.sending import notify_offline_members
 from quark_sdk.events import CloudEvent, Consumer, PermanentEventError
 
 M = TypeVar("M", bound=BaseModel)
@@ -142,6 +145,11 @@ async def on_reacted(rt: MessagingRuntime, session: AsyncSession, event: CloudEv
         {"post_id": p.post_id, "reaction": p.kind, "user_id": str(p.user_id)},
         group_key=f"reaction:{p.post_id}",
     )
+
+
+@notify.on("quark.message.sent")
+async def on_message_sent(rt: MessagingRuntime, session: AsyncSession, event: CloudEvent) -> None:
+    await notify_offline_members(rt, session, parse(event, MessageSent))
 
 
 # --------------------------------------------------------------------------- push

@@ -38,6 +38,7 @@ from quark_sdk.errors import (
     InvalidInput,
     NotFound,
     QuarkError,
+    RateLimited,
     ServiceUnavailable,
 )
 from quark_sdk.outbox import OutboxBatch
@@ -63,17 +64,26 @@ async def send_message(
     client_msg_id: str | None = None,
 ) -> SendResult:
     """Store a message through the runtime's writer and deliver it live. A resend with the same
-    `client_msg_id` returns the first one (and does not count against the rate limit)."""
+    `client_msg_id` returns the first one, is never refused by the rate limit and does not count against it.
+
+    The request does only what the sender waits for: the write (one shared transaction) and the live
+    delivery. Notifications for members who are offline are the `notify` consumer's work, from the
+    quark.message.sent event the write committed (`notify_offline_members`)."""
     attachments = list(dict.fromkeys(attachments or []))
     check_body(rt.settings, body, attachments)
-    if client_msg_id is not None and (known := await _known_send(rt.db(), user_id, client_msg_id, conversation_id)):
-        return known
-    await rt.limiter.check(
-        f"msg:{user_id}",
-        limit=rt.settings.message_rate_limit,
-        window=rt.settings.message_rate_window,
-        detail=f"at most {rt.settings.message_rate_limit} messages per {rt.settings.message_rate_window:g}s",
-    )
+    try:
+        counted = await rt.limiter.check(
+            f"msg:{user_id}",
+            limit=rt.settings.message_rate_limit,
+            window=rt.settings.message_rate_window,
+            detail=f"at most {rt.settings.message_rate_limit} messages per {rt.settings.message_rate_window:g}s",
+        )
+    except RateLimited:
+        # Over the limit, a resend of a stored message still gets its message back (the only read a
+        # new message does not pay: the writer's transaction finds resends itself).
+        if client_msg_id is not None and (known := await _known_send(rt.db(), user_id, client_msg_id, conversation_id)):
+            return known
+        raise
     req = SendRequest(user_id, conversation_id, body, reply_to, attachments, client_msg_id)
     try:
         outcome = await rt.sender.submit(req)
@@ -81,10 +91,11 @@ async def send_message(
         known = await _known_send(rt.db(), user_id, client_msg_id, conversation_id) if client_msg_id else None
         if known is None:
             raise
-        return known
-    if isinstance(outcome, SendResult):
+        outcome = known
+    if isinstance(outcome, SendResult):  # a resend: it does not count
+        await rt.limiter.refund(counted)
         return outcome
-    msg, recipients, kind = outcome
+    msg, recipients, _kind = outcome
     out = message_out(msg)
     await rt.hub.publish(
         recipients,
@@ -92,8 +103,6 @@ async def send_message(
         conversation=str(conversation_id),
         seq=msg.seq,
     )
-    if kind != "channel":
-        await _notify_offline(rt, msg, [r for r in recipients if r != user_id])
     return SendResult(out, False)
 
 
@@ -364,26 +373,42 @@ async def _mentions(
     return sorted(set(rows), key=str)
 
 
-async def _notify_offline(rt: MessagingRuntime, msg: Message, recipients: list[uuid.UUID]) -> None:
-    """One collapsing 'message' notification per conversation for recipients with no open connection."""
-    if not recipients:
+async def notify_offline_members(rt: MessagingRuntime, session: AsyncSession, sent: MessageSent) -> None:
+    """One collapsing 'message' notification per conversation for each member with no open connection
+    who has not read that far yet. Runs in the `notify` consumer, after the message's transaction
+    committed: the sender does not wait for it, and a crash after the commit loses none (the inbox
+    applies each event once). A message deleted meanwhile notifies nobody; channels notify nobody."""
+    if sent.conversation_kind == "channel":
         return
-    online = await rt.hub.online(recipients)
-    offline = [r for r in recipients if r not in online]
-    if not offline:
+    body = await session.scalar(
+        select(Message.body).where(Message.id == sent.message_id, Message.deleted_at.is_(None))
+    )
+    if body is None:
         return
-    async with rt.db().transaction() as session:
-        for uid in offline:
-            await create_notification(
-                session,
-                uid,
-                "message",
-                msg.sender_id,
-                {
-                    "conversation_id": str(msg.conversation_id),
-                    "message_id": msg.id,
-                    "seq": msg.seq,
-                    "excerpt": msg.body[:140],
-                },
-                group_key=f"chat:{msg.conversation_id}",
+    sender = uuid.UUID(sent.sender_id)
+    unread = list(
+        await session.scalars(
+            select(Member.user_id).where(
+                Member.conversation_id == uuid.UUID(sent.conversation_id),
+                Member.user_id != sender,
+                Member.last_read_seq < sent.seq,
             )
+        )
+    )
+    if not unread:
+        return
+    online = await rt.hub.online(unread)
+    for uid in sorted((u for u in unread if u not in online), key=str):
+        await create_notification(
+            session,
+            uid,
+            "message",
+            sender,
+            {
+                "conversation_id": sent.conversation_id,
+                "message_id": sent.message_id,
+                "seq": sent.seq,
+                "excerpt": body[:140],
+            },
+            group_key=f"chat:{sent.conversation_id}",
+        )

@@ -136,6 +136,25 @@ async def test_rate_limit_is_429_problem(cluster: Cluster) -> None:
     await send(inst, bob, chat, "my own budget")
 
 
+async def test_a_resend_neither_counts_against_the_rate_limit_nor_is_refused_by_it(cluster: Cluster) -> None:
+    inst = await cluster.start(message_rate_limit=2)
+    alice, bob = await cluster.people("alice", "bob")
+    chat = await direct(inst, alice, bob)
+    url = f"/api/v1/chats/{chat}/messages"
+    first = await inst.client.post(url, json={"body": "once", "client_msg_id": "r-1"}, headers=alice.headers)
+    assert first.status_code == 201
+    for _ in range(3):  # a client retrying a lost answer
+        again = await inst.client.post(url, json={"body": "once", "client_msg_id": "r-1"}, headers=alice.headers)
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    second = await send(inst, alice, chat, "the second new message")  # the budget of 2 is not spent by resends
+    assert_problem(await inst.client.post(url, json={"body": "third"}, headers=alice.headers), 429)
+    # Over the limit, a resend still gets its stored message back.
+    late = await inst.client.post(url, json={"body": "once", "client_msg_id": "r-1"}, headers=alice.headers)
+    assert late.status_code == 200 and late.json()["id"] == first.json()["id"]
+    page = (await inst.client.get(url, headers=alice.headers)).json()
+    assert [m["id"] for m in page["items"]] == [first.json()["id"], second["id"]]
+
+
 async def test_bad_input_is_4xx_and_changes_nothing(cluster: Cluster) -> None:
     inst = await cluster.start(max_body_chars=50)
     alice, bob = await cluster.people("alice", "bob")

@@ -19,6 +19,14 @@ async def notes(cluster: Cluster, who: Person, **params: Any) -> list[dict[str, 
     return list(resp.json()["items"])
 
 
+async def counted(
+    cluster: Cluster, who: Person, *expected: tuple[str, int], **params: Any
+) -> list[dict[str, Any]] | None:
+    """`who`'s notifications once they are exactly `expected` (kind, count), newest first; else None."""
+    found = await notes(cluster, who, **params)
+    return found if [(n["kind"], n["count"]) for n in found] == list(expected) else None
+
+
 def comment(post_author: Person, author: Person, body: str = "Nice post", **extra: Any) -> dict[str, Any]:
     return {
         "comment_id": str(uuid.uuid4()),
@@ -100,8 +108,8 @@ async def test_mentions_and_messages_while_offline(cluster: Cluster) -> None:
     assert msg["mentions"] == [carol.id]
     await send(inst, alice, team, "second")
     await send(inst, alice, team, "third")
-    bob_notes = await notes(cluster, bob)
-    assert [(n["kind"], n["count"]) for n in bob_notes] == [("message", 3)]
+    # Messages notify offline members from the notify consumer, after the send's commit.
+    bob_notes = await eventually(lambda: counted(cluster, bob, ("message", 3)), what="bob's message notification")
     assert bob_notes[0]["data"]["conversation_id"] == team
     carol_kinds = [n["kind"] for n in await notes(cluster, carol)]
     assert carol_kinds == ["mention"]
@@ -110,7 +118,7 @@ async def test_mentions_and_messages_while_offline(cluster: Cluster) -> None:
     await inst.client.post(f"/api/v1/chats/{team}/read", json={"seq": 3}, headers=bob.headers)
     assert await notes(cluster, bob, unread="true") == []
     await send(inst, alice, team, "fourth")
-    assert [(n["kind"], n["count"]) for n in await notes(cluster, bob, unread="true")] == [("message", 1)]
+    await eventually(lambda: counted(cluster, bob, ("message", 1), unread="true"), what="a new message notification")
     # A user who blocked the actor is not notified by them.
     await cluster.apply(
         "quark.user.blocked", {"blocker_id": carol.id, "blocked_id": alice.id, "at": datetime.now(UTC).isoformat()}
@@ -163,3 +171,32 @@ async def test_account_deletion_removes_only_the_deleted_accounts_side(cluster: 
         return bool(again["member_count"] == 2)
 
     await eventually(still_two)
+
+
+async def test_message_notifications_come_from_the_event_and_skip_read_and_deleted_messages(cluster: Cluster) -> None:
+    inst = await (await cluster.start()).serve()
+    alice, bob = await cluster.people("alice", "bob")
+    dm = await direct(inst, alice, bob)
+    first = await send(inst, alice, dm, "are you there?")
+    await eventually(lambda: counted(cluster, bob, ("message", 1), unread="true"), what="bob's notification")
+    sent = [e for e in await cluster.published("quark.message.sent") if e["message_id"] == first["id"]]
+    assert len(sent) == 1 and "body" not in sent[0]  # the event names the message; the body stays private
+    second = await send(inst, alice, dm, "hello?")
+    await eventually(lambda: counted(cluster, bob, ("message", 2), unread="true"), what="the count bumped")
+    await inst.client.post(f"/api/v1/chats/{dm}/read", json={"seq": 2}, headers=bob.headers)
+    assert await notes(cluster, bob, unread="true") == []
+    # An event that arrives after bob read that far (a slow consumer, a redelivery) notifies nobody.
+    await cluster.apply("quark.message.sent", sent[0], consumer="notify")
+    # Nor does one for a message deleted before it was consumed.
+    assert (await inst.client.delete(f"/api/v1/messages/{second['id']}", headers=alice.headers)).status_code == 204
+    late = {**sent[0], "message_id": second["id"], "seq": 99}
+    await cluster.apply("quark.message.sent", late, consumer="notify")
+    assert await notes(cluster, bob, unread="true") == []
+    # The sender is never notified of their own message; an online member is not either.
+    bob_ws = await inst.connect(bob)
+    await send(inst, alice, dm, "now you are online")
+    third = await send(inst, bob, dm, "yes")
+    await eventually(lambda: counted(cluster, alice, ("message", 1), unread="true"), what="alice's notification")
+    assert await notes(cluster, bob, unread="true") == []
+    await bob_ws.close()
+    assert third["seq"] == 4

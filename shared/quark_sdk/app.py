@@ -241,8 +241,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for a route that only reads (`Database.read()`: no transaction round trips; writes raise)."""
+    async with get_context(request).database().read() as session:
+        yield session
+
+
 Context = Annotated[ServiceContext[Any, Any], Depends(get_context)]
 DbSession = Annotated[AsyncSession, Depends(get_session)]
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 # Typed once in each module: `Runtime = Annotated[BlogRuntime, RuntimeDep]` (and `SettingsDep` alike).
 RuntimeDep: DependsParam = Depends(current_runtime)
 SettingsDep: DependsParam = Depends(current_settings)

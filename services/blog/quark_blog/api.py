@@ -42,7 +42,7 @@ from quark_blog.schemas import (
     SearchPage,
     TagPage,
 )
-from quark_sdk.app import DbSession, RuntimeDep
+from quark_sdk.app import DbSession, ReadSession, RuntimeDep
 from quark_sdk.auth import (
     USER_TOKEN_REQUIRED,
     OptionalUser,
@@ -118,7 +118,7 @@ async def preview(body: PreviewRequest, user: UserPrincipal, rt: Runtime) -> Pre
 
 @posts.get("", response_model=PostPage)
 async def list_posts(
-    session: DbSession,
+    session: ReadSession,
     user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -170,7 +170,7 @@ async def list_tags(
 @posts.get("/tags/{tag}", response_model=PostPage)
 async def posts_by_tag(
     tag: Annotated[str, Path(max_length=60)],
-    session: DbSession,
+    session: ReadSession,
     user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -194,7 +194,7 @@ async def create_category(body: CategoryCreate, user: ModeratorWriter, session: 
 @posts.get("/categories/{slug}", response_model=PostPage)
 async def posts_by_category(
     slug: Annotated[str, Path(max_length=64)],
-    session: DbSession,
+    session: ReadSession,
     user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -455,13 +455,13 @@ async def home(request: Request) -> Response:
 
 
 @feed.get("/public", response_model=PostPage)
-async def public(session: DbSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None) -> PostPage:
+async def public(session: ReadSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None) -> PostPage:
     return PostPage.model_validate(_page(*await feeds.public_timeline(session, _viewer(user), limit, cursor)))
 
 
 @feed.get("/user/{username}", response_model=PostPage)
 async def user_feed(
-    username: Username, session: DbSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None
+    username: Username, session: ReadSession, user: OptionalUser, limit: Limit = 20, cursor: Cursor = None
 ) -> PostPage:
     return PostPage.model_validate(_page(*await feeds.author_timeline(session, _viewer(user), username, limit, cursor)))
 
@@ -469,7 +469,7 @@ async def user_feed(
 @feed.get("/tag/{tag}", response_model=PostPage)
 async def tag_feed(
     tag: Annotated[str, Path(max_length=60)],
-    session: DbSession,
+    session: ReadSession,
     user: OptionalUser,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -482,7 +482,7 @@ async def tag_feed(
 
 @search.get("", response_model=SearchPage)
 async def search_posts(
-    session: DbSession,
+    session: ReadSession,
     user: OptionalUser,
     q: Annotated[str, Query(min_length=1, max_length=200)],
     tag: Annotated[str | None, Query(max_length=60)] = None,

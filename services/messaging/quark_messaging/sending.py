@@ -129,14 +129,20 @@ Stored = tuple[Message, list[uuid.UUID], str]
 
 
 async def _send_in_tx(session: AsyncSession, req: SendRequest, events: OutboxBatch) -> SendResult | Stored:
-    """One send inside an open transaction. Refusals raise before anything is written for it."""
+    """One send inside an open transaction. Refusals raise before anything is written for it.
+
+    A resend of a stored `client_msg_id` is found by the send statement itself (it inserts nothing),
+    so a new message pays no separate look-up."""
+    stored = await _store_message(
+        session, events, req.user_id, req.conversation_id, req.body, req.reply_to, req.attachments, req.client_msg_id
+    )
+    if stored is not None:
+        return stored
     if req.client_msg_id is not None:
         existing = await _by_client_id(session, req.user_id, req.client_msg_id)
         if existing is not None:
             return _duplicate(existing, req.conversation_id)
-    return await _store_message(
-        session, events, req.user_id, req.conversation_id, req.body, req.reply_to, req.attachments, req.client_msg_id
-    )
+    raise await _refusal(session, req.user_id, req.conversation_id)
 
 
 class SendBatcher:
@@ -240,8 +246,9 @@ def _duplicate(existing: Message, conversation_id: uuid.UUID) -> SendResult:
 
 
 # One statement for the hot path: check the sender may post (member; channel admin; no block in a direct
-# chat), take the conversation's row lock and its next seq, insert the message, move the sender's read
-# marker, and return the members to deliver to. When it returns nothing, `_refusal` says why.
+# chat) and that this is not a resend of a stored `client_msg_id`, take the conversation's row lock and its
+# next seq, insert the message, move the sender's read marker, and return the members to deliver to. When
+# it returns nothing, the caller looks for the resent message, else `_refusal` says why.
 _SEND = text(
     """
 WITH allowed AS (
@@ -250,6 +257,9 @@ WITH allowed AS (
     WHERE c.id = CAST(:cid AS uuid)
       AND (c.kind <> 'channel' OR me.role IN ('owner', 'admin'))
       AND (c.kind <> 'direct' OR c.member_count = 2)
+      AND (CAST(:client_msg_id AS varchar) IS NULL OR NOT EXISTS (
+          SELECT 1 FROM messages m WHERE m.sender_id = CAST(:uid AS uuid)
+            AND m.client_msg_id = CAST(:client_msg_id AS varchar)))
       AND NOT (c.kind = 'direct' AND EXISTS (
           SELECT 1 FROM members peer JOIN blocks b
             ON (b.blocker_id = CAST(:uid AS uuid) AND b.blocked_id = peer.user_id)
@@ -297,8 +307,9 @@ async def _store_message(
     reply_to: int | None,
     attachments: list[str],
     client_msg_id: str | None,
-) -> tuple[Message, list[uuid.UUID], str]:
-    """Runs inside the caller's transaction; a few round trips (it is the hot path).
+) -> Stored | None:
+    """Runs inside the caller's transaction; a few round trips (it is the hot path). None: nothing was
+    stored (a resend, or a refusal; the caller tells which).
 
     The conversation's row lock numbers its messages in commit order.
     """
@@ -320,7 +331,7 @@ async def _store_message(
     }
     row = (await session.execute(_SEND, params)).one_or_none()
     if row is None:
-        raise await _refusal(session, user_id, conversation_id)
+        return None
     msg_id, seq, kind, recipients = row
     msg = Message(
         id=msg_id,

@@ -128,7 +128,8 @@ async def test_resume_of_unknown_conversation_starts_at_read_marker(cluster: Clu
     ws = await inst.connect(bob)
     done = await ws.request({"type": "resume"})
     assert done["replayed"] == 2
-    assert [f["message"]["seq"] for f in ws.of("message")] == [2, 3]
+    # Replayed frames only: a live frame of the last send may still reach the new socket (clients de-dup by seq).
+    assert [f["message"]["seq"] for f in ws.of("message") if f.get("replay")] == [2, 3]
 
 
 async def test_resume_truncates_long_gaps(cluster: Cluster) -> None:
@@ -139,7 +140,8 @@ async def test_resume_truncates_long_gaps(cluster: Cluster) -> None:
         await send(inst, alice, dm, f"m{i}")
     ws: Client = await inst.connect(bob)
     await ws.request({"type": "resume", "after": {dm: 0}})
-    assert [f["message"]["seq"] for f in ws.of("message")] == [1, 2, 3]
+    # Replayed frames only: a live frame of the last send may still reach the new socket (clients de-dup by seq).
+    assert [f["message"]["seq"] for f in ws.of("message") if f.get("replay")] == [1, 2, 3]
     truncated = ws.of("resume.truncated")[0]
     assert truncated["after"] == 3 and truncated["last_seq"] == 5
     with contextlib.suppress(Exception):

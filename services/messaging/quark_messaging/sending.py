@@ -391,23 +391,22 @@ async def notify_offline_members(rt: MessagingRuntime, session: AsyncSession, se
     applies each event once). A message deleted meanwhile notifies nobody; channels notify nobody."""
     if sent.conversation_kind == "channel":
         return
-    body = await session.scalar(
-        select(Message.body).where(Message.id == sent.message_id, Message.deleted_at.is_(None))
-    )
-    if body is None:
-        return
     sender = uuid.UUID(sent.sender_id)
-    unread = list(
-        await session.scalars(
-            select(Member.user_id).where(
+    rows = (
+        await session.execute(
+            select(Member.user_id, Message.body)
+            .join(Message, and_(Message.id == sent.message_id, Message.deleted_at.is_(None)))
+            .where(
                 Member.conversation_id == uuid.UUID(sent.conversation_id),
                 Member.user_id != sender,
                 Member.last_read_seq < sent.seq,
             )
         )
-    )
-    if not unread:
+    ).all()
+    if not rows:
         return
+    body = rows[0].body
+    unread = [r.user_id for r in rows]
     online = await rt.hub.online(unread)
     for uid in sorted((u for u in unread if u not in online), key=str):
         await create_notification(

@@ -309,3 +309,30 @@ async def test_oversized_registration_is_refused(quark: QuarkTestEnv, tmp_path: 
     resp = await svc.client.post(REGISTER, json=big)
     assert resp.status_code == 413 and resp.headers["content-type"] == "application/problem+json"
     assert await registry_state(svc.client) == []
+
+
+async def test_snapshots_validate_a_manifest_once_and_see_a_new_version(quark: QuarkTestEnv, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from quark_hub import registry_store
+    from quark_hub.runtime import HubRuntime
+
+    svc = await start_hub(quark, tmp_path)
+    store = svc.ctx.runtime.store
+    assert isinstance(svc.ctx.runtime, HubRuntime)
+    await register(svc, manifest("blog", version="1.0.0"), "http://127.0.0.1:3004")
+    validated: list[str] = []
+    real = registry_store.Manifest.model_validate
+
+    def counting(data: Any, *args: Any, **kwargs: Any) -> Any:
+        validated.append(data["name"])
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(registry_store.Manifest, "model_validate", counting)
+    first = await store.snapshot()
+    second = await store.snapshot()
+    assert [m.manifest.version for m in first.modules] == [m.manifest.version for m in second.modules] == ["1.0.0"]
+    assert validated.count("blog") <= 1  # at most once (none if an earlier read cached it)
+    await register(svc, manifest("blog", version="1.1.0"), "http://127.0.0.1:3005")
+    third = await store.snapshot()
+    assert [m.manifest.version for m in third.modules] == ["1.1.0"]
+    assert validated.count("blog") <= 2

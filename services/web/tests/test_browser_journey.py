@@ -236,8 +236,12 @@ def _socket_open(p: Journey) -> None:
 
 
 def _notes(p: Journey) -> int:
-    badge = p.css("#badge-notes")
-    return 0 if badge.get_attribute("hidden") is not None else int(badge.get_attribute("data-count") or "0")
+    """The notification badge's count, read in one script: the live swap replaces the badge element, and
+    reading it through two WebDriver calls could meet a node that had just left the document."""
+    count = p.d.execute_script(
+        "const b = document.getElementById('badge-notes');"
+        "return b === null || b.hidden ? 0 : Number(b.dataset.count || 0);")
+    return int(count)
 
 
 def _badges_loaded(p: Journey) -> None:

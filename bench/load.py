@@ -17,6 +17,14 @@ in, follow, publish).
     .venv/bin/python bench/load.py --mode fleet
     .venv/bin/python bench/load.py --mode fleet --fleet-direct   # the fleet without Traefik
     .venv/bin/python bench/load.py --mode embedded --profile 100   # one 20 s step at 100/s under py-spy
+    .venv/bin/python bench/load.py --mode embedded --cost          # CPU per operation, each alone
+
+`--cost` skips the sweep too: after seeding, each operation alone is sent `--cost-requests` times at a
+paced 50/s, the station is left to finish what the requests caused (outboxes published, consumers caught
+up), and the CPU that every station process used (the Python process with its consumers, the AI workers,
+PostgreSQL with its backends, Valkey, NATS, Traefik in the fleet; psutil user + system) is printed per
+request. On a shared machine CPU per operation moves far less with the neighbours than latency does, so
+this is the figure to compare code changes with.
 
 `--profile RATE` skips the sweep: after seeding, one step runs at RATE while `py-spy record` samples every
 station process (`pip install py-spy`; written to --profile-dir as collapsed stacks) and PostgreSQL counts
@@ -537,6 +545,8 @@ def main() -> int:
     parser.add_argument("--profile", type=float, metavar="RATE", help="one profiled step at RATE req/s (no sweep)")
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--profile-dir", type=Path, default=Path("bench-profiles"))
+    parser.add_argument("--cost", action="store_true", help="CPU per operation of the station (no sweep)")
+    parser.add_argument("--cost-requests", type=int, default=300)
     args = parser.parse_args()
     modes = ["embedded"] if args.quick and args.mode == "both" else (["embedded", "fleet"] if args.mode == "both"
                                                                       else [args.mode])
@@ -549,6 +559,8 @@ def main() -> int:
         root = Path(tmp)
         if args.profile:
             return profile_main(args, modes, root, users, follows, posts)
+        if args.cost:
+            return cost_main(args, modes, root, users, follows, posts)
         hello, hello_port = start_hello(root)
         try:
             hello_url = f"http://127.0.0.1:{hello_port}/"
@@ -602,6 +614,69 @@ def profile_main(args: argparse.Namespace, modes: list[str], root: Path, users: 
             for k, v in result["ops"].items():
                 print(f"  {k:<8} n={v['n']} p50={v['p50']:.1f} p95={v['p95']:.1f} p99={v['p99']:.1f} "
                       f"err={v['errors']}")
+        finally:
+            station.stop()
+    return 0
+
+
+def station_cpu(station: Station) -> dict[str, float]:
+    """CPU seconds (user + system) of every process of the station, by kind; exited children count
+    through their parent's children_* times."""
+    import psutil
+
+    assert station.proc is not None
+    out: dict[str, float] = {}
+    root = psutil.Process(station.proc.pid)
+    gone = root.cpu_times()
+    out["exited"] = gone.children_user + gone.children_system
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            name, times = proc.name(), proc.cpu_times()
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        kind = ("postgres" if "postgres" in name else "valkey" if "valkey" in name or "redis" in name
+                else "nats" if "nats" in name else "traefik" if "traefik" in name
+                else "ai workers" if "forkserver" in cmd or "cpu_worker" in cmd or "multiprocessing" in cmd
+                else "python")
+        out[kind] = out.get(kind, 0.0) + times.user + times.system
+    return out
+
+
+def cost_main(args: argparse.Namespace, modes: list[str], root: Path, users: int, follows: int, posts: int) -> int:
+    for mode in modes:
+        station = Station(mode, root, direct=args.fleet_direct)
+        station.start()
+        try:
+            seeded = asyncio.run(seed(station, users, follows, posts))
+            urls = mix_urls(station, seeded)
+            rng = random.Random(13)
+            print(f"\n{station.label}: CPU per request, each operation alone ({args.cost_requests} requests at 50/s, "
+                  "then until the station is quiet), ms", flush=True)
+            kinds = ["python", "ai workers", "postgres", "valkey", "nats"] + (["traefik"] if mode == "fleet" else [])
+            print(f"  {'operation':<10}" + "".join(f"{k:>12}" for k in kinds) + f"{'exited':>9}{'total':>9}"
+                  f"{'p50 ms':>9}", flush=True)
+            # What the idle station burns (heartbeats, polls, routing-table refreshes) is taken off each figure.
+            asyncio.run(settle(station))
+            idle_from, t0 = station_cpu(station), time.monotonic()
+            time.sleep(5)
+            idle_to, idle_secs = station_cpu(station), time.monotonic() - t0
+            idle = {k: (idle_to.get(k, 0.0) - idle_from.get(k, 0.0)) / idle_secs for k in idle_to}
+            print("  idle station: " + ", ".join(f"{k} {v * 1000:.0f} ms/s" for k, v in idle.items() if v > 0),
+                  flush=True)
+            for op in ("home", "user", "compose", "message"):
+                if op == "message" and not seeded.has_messaging:
+                    continue
+                ops = [o for o in plan(seeded, urls, args.cost_requests * 40, rng) if o[0] == op][:args.cost_requests]
+                before, t0 = station_cpu(station), time.monotonic()
+                result = run_step(ops, 50.0, 8)
+                asyncio.run(settle(station))
+                after, elapsed = station_cpu(station), time.monotonic() - t0
+                per = {k: (after.get(k, 0.0) - before.get(k, 0.0) - idle.get(k, 0.0) * elapsed) * 1000 / len(ops)
+                       for k in after}
+                print(f"  {op:<10}" + "".join(f"{per.get(k, 0.0):>12.2f}" for k in kinds)
+                      + f"{per.get('exited', 0.0):>9.2f}{sum(per.values()):>9.2f}{result['p50']:>9.1f}"
+                      + (f"  errors {result['errors']}" if result["errors"] else ""), flush=True)
         finally:
             station.stop()
     return 0

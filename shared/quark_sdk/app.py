@@ -241,8 +241,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A database session for a request that only reads (`Database.reads`: no BEGIN / ROLLBACK round trips)."""
+    async with get_context(request).database().reads() as session:
+        yield session
+
+
 Context = Annotated[ServiceContext[Any, Any], Depends(get_context)]
 DbSession = Annotated[AsyncSession, Depends(get_session)]
+# For routes that only read (no writes, no locks, nothing that needs to be atomic): see `Database.reads`.
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 # Typed once in each module: `Runtime = Annotated[BlogRuntime, RuntimeDep]` (and `SettingsDep` alike).
 RuntimeDep: DependsParam = Depends(current_runtime)
 SettingsDep: DependsParam = Depends(current_settings)

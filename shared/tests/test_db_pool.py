@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from quark_sdk.db import Database
 from quark_sdk.testing import QuarkTestEnv
@@ -112,5 +114,35 @@ async def test_cancelled_transactions_and_sessions_return_their_connections(quar
         assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         async with db.transaction() as session:
             assert await session.scalar(text("SELECT 2")) == 2  # and the pool still works
+    finally:
+        await db.dispose()
+
+
+class _Scratch(DeclarativeBase):
+    pass
+
+
+class _Row(_Scratch):
+    __tablename__ = "never_created"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+async def test_read_sessions_run_each_statement_on_its_own_and_refuse_writes(quark: QuarkTestEnv) -> None:
+    settings = await quark.settings(sample_module)
+    assert settings.database_url is not None
+    db = Database(settings.database_url, service="sample", pool_size=1)
+    try:
+        # In a transaction both statements share one transaction id; a read session sends no BEGIN.
+        async with db.session() as session:
+            assert len({await session.scalar(text("SELECT txid_current()")) for _ in range(2)}) == 1
+        async with db.reads() as session:
+            assert len({await session.scalar(text("SELECT txid_current()")) for _ in range(2)}) == 2
+            session.add(_Row(id=1))
+            with pytest.raises(RuntimeError, match="does not write"):
+                await session.flush()
+        # The connection went back to the pool as the other sessions get it: in a transaction again.
+        async with db.session() as session:
+            assert len({await session.scalar(text("SELECT txid_current()")) for _ in range(2)}) == 1
+        assert db.engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
     finally:
         await db.dispose()

@@ -44,7 +44,7 @@ from quark_blog.schemas import (
     SearchPage,
     TagPage,
 )
-from quark_sdk.app import DbSession, RuntimeDep
+from quark_sdk.app import DbSession, ReadSession, RuntimeDep
 from quark_sdk.auth import (
     USER_TOKEN_REQUIRED,
     OptionalUser,
@@ -216,7 +216,7 @@ async def blog_of(
 async def blog_post(
     username: Username,
     slug: Annotated[str, Path(max_length=100)],
-    session: DbSession,
+    session: ReadSession,
     user: OptionalUser,
     comments: Annotated[
         int,
@@ -364,7 +364,7 @@ async def create_comment(
 
 @posts.get("/{post_id}/comments", response_model=CommentPage)
 async def list_comments(
-    post_id: PostId, session: DbSession, user: OptionalUser, limit: Limit = 50, cursor: Cursor = None
+    post_id: PostId, session: ReadSession, user: OptionalUser, limit: Limit = 50, cursor: Cursor = None
 ) -> CommentPage:
     """Comments in thread order (depth-first: each reply follows its parent), with `depth` and `parent_id`."""
     return CommentPage.model_validate(_page(*await comments.list_comments(session, user, post_id, limit, cursor)))

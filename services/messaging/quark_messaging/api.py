@@ -37,7 +37,7 @@ from quark_messaging.schemas import (
     UnreadCount,
     UnreadOut,
 )
-from quark_sdk.app import DbSession, RuntimeDep
+from quark_sdk.app import DbSession, ReadSession, RuntimeDep
 from quark_sdk.auth import UserId, WritingUser
 from quark_sdk.errors import InvalidInput
 from quark_sdk.pagination import MAX_LIMIT, Cursor, Limit
@@ -109,7 +109,7 @@ async def get_chat(
     chat_id: ChatId,
     uid: UserId,
     rt: Runtime,
-    session: DbSession,
+    session: ReadSession,
     messages: Annotated[
         int,
         Query(
@@ -188,7 +188,7 @@ async def history(
     chat_id: ChatId,
     uid: UserId,
     rt: Runtime,
-    session: DbSession,
+    session: ReadSession,
     before: Seq = None,
     after: Seq = None,
     limit: Limit = 50,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from quark_blog import categories, comments, feeds, moderation, reactions, service
+from quark_blog.comments import comments_of
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
     CategoryCreate,
@@ -30,6 +31,7 @@ from quark_blog.schemas import (
     PostOut,
     PostPage,
     PostUpdate,
+    PostWithComments,
     PreviewOut,
     PreviewRequest,
     ReactionRequest,
@@ -54,7 +56,7 @@ from quark_sdk.auth import (
     require_role,
 )
 from quark_sdk.errors import InvalidInput, PermissionDenied
-from quark_sdk.pagination import Cursor, Limit
+from quark_sdk.pagination import MAX_LIMIT, Cursor, Limit
 from quark_sdk.routing import GuardedRoute
 
 log = logging.getLogger("quark.blog")
@@ -210,12 +212,28 @@ async def blog_of(
     return PostPage.model_validate(_page(*await feeds.author_timeline(session, _viewer(user), username, limit, cursor)))
 
 
-@posts.get("/by/{username}/{slug}", response_model=PostOut)
+@posts.get("/by/{username}/{slug}", response_model=PostWithComments)
 async def blog_post(
-    username: Username, slug: Annotated[str, Path(max_length=100)], session: DbSession, user: OptionalUser
-) -> PostOut:
+    username: Username,
+    slug: Annotated[str, Path(max_length=100)],
+    session: ReadSession,
+    user: OptionalUser,
+    comments: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_LIMIT,
+            description=f"also the first page of this many comments (0 to {MAX_LIMIT}; 0: none), as `comments` "
+            "— a post page in one request",
+        ),
+    ] = 0,
+) -> PostWithComments:
+    """A post by its author's username and its slug; with `comments`, also its first page of comments."""
     post = await service.get_post_by_slug(session, user, username, slug)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    out = await service.post_out(session, user, post)
+    if comments:
+        out["comments"] = _page(*await comments_of(session, user, post, comments, None))
+    return PostWithComments.model_validate(out)
 
 
 # --------------------------------------------------------------------------- moderation queue
@@ -346,7 +364,7 @@ async def create_comment(
 
 @posts.get("/{post_id}/comments", response_model=CommentPage)
 async def list_comments(
-    post_id: PostId, session: DbSession, user: OptionalUser, limit: Limit = 50, cursor: Cursor = None
+    post_id: PostId, session: ReadSession, user: OptionalUser, limit: Limit = 50, cursor: Cursor = None
 ) -> CommentPage:
     """Comments in thread order (depth-first: each reply follows its parent), with `depth` and `parent_id`."""
     return CommentPage.model_validate(_page(*await comments.list_comments(session, user, post_id, limit, cursor)))

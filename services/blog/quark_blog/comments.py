@@ -278,6 +278,13 @@ async def list_comments(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Comments of a post in thread order (each reply right after its parent); tombstones keep the tree whole."""
     post: Post = await get_post(session, principal, post_id)
+    return await comments_of(session, principal, post, limit, cursor)
+
+
+async def comments_of(
+    session: AsyncSession, principal: Principal | None, post: Post, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """`list_comments` of a post the caller may read (checked by the caller: `get_post`, `get_post_by_slug`)."""
     q = select(Comment, Author).outerjoin(Author, Author.user_id == Comment.author_id).where(Comment.post_id == post.id)
     if cursor:
         (path,) = decode_cursor(cursor, (str,))

@@ -214,6 +214,15 @@ class CommentPage(BaseModel):
     next_cursor: str | None
 
 
+class PostWithComments(PostOut):
+    comments: CommentPage | None = Field(
+        default=None,
+        description="with `?comments=N`: the first page of N comments, as "
+        "`GET /api/v1/posts/{post_id}/comments?limit=N` answers it (its `next_cursor` pages on there); null "
+        "without it",
+    )
+
+
 class ReactionsOut(BaseModel):
     post_id: uuid.UUID
     counts: dict[str, int]

@@ -111,3 +111,38 @@ async def test_threaded_comments_counts_and_tombstones(blog: Blog) -> None:
     assert_problem(await blog.client.post(url, json={"body": ""}, headers=carol.headers), 422)
     assert (await blog.client.post(f"/api/v1/comments/{c2['id']}/restore", headers=mod.headers)).status_code == 200
     assert (await blog.client.get(f"/api/v1/posts/{post['id']}")).json()["comment_count"] == 3
+
+
+async def test_post_by_slug_with_its_comments_in_one_request(blog: Blog) -> None:
+    alice, bob = blog.person("alice"), blog.person("bob")
+    await blog.register(alice)
+    await blog.register(bob)
+    post = await blog.post(alice, "Talk to me")
+    for n in range(3):
+        made = await blog.client.post(
+            f"/api/v1/posts/{post['id']}/comments", json={"body": f"c{n}"}, headers=bob.headers
+        )
+        assert made.status_code == 201, made.text
+    by_slug = f"/api/v1/posts/by/alice/{post['slug']}"
+    # Without `comments` the post is as before, its comments null.
+    plain = (await blog.client.get(by_slug, headers=bob.headers)).json()
+    assert plain["comments"] is None and plain["id"] == post["id"]
+    # With it: the first page `GET /posts/{id}/comments` answers, with its cursor to page on there.
+    both = await blog.client.get(by_slug, params={"comments": 2}, headers=bob.headers)
+    assert both.status_code == 200, both.text
+    listed = (await blog.client.get(f"/api/v1/posts/{post['id']}/comments", params={"limit": 2}, headers=bob.headers))
+    assert both.json()["comments"] == listed.json()
+    assert [c["body_html"] for c in listed.json()["items"]] == ["<p>c0</p>", "<p>c1</p>"]
+    rest = await blog.client.get(
+        f"/api/v1/posts/{post['id']}/comments", params={"cursor": both.json()["comments"]["next_cursor"]}
+    )
+    assert [c["body_html"] for c in rest.json()["items"]] == ["<p>c2</p>"]
+    assert {**both.json(), "comments": None} == plain
+    anonymous = (await blog.client.get(by_slug, params={"comments": 100})).json()
+    assert len(anonymous["comments"]["items"]) == 3 and anonymous["comments"]["next_cursor"] is None
+    # Validated: 0..100; a hidden post stays hidden with or without its comments.
+    for bad in ({"comments": -1}, {"comments": 101}, {"comments": "all"}):
+        assert_problem(await blog.client.get(by_slug, params=bad, headers=bob.headers), 422)
+    made = await blog.client.post("/api/v1/posts", json={"title": "Secret", "body": "s"}, headers=alice.headers)
+    hidden = f"/api/v1/posts/by/alice/{made.json()['slug']}"
+    assert_problem(await blog.client.get(hidden, params={"comments": 5}, headers=bob.headers), 404)

@@ -37,9 +37,10 @@ from quark_messaging.schemas import (
     UnreadCount,
     UnreadOut,
 )
-from quark_sdk.app import DbSession, RuntimeDep
+from quark_sdk.app import DbSession, ReadSession, RuntimeDep
 from quark_sdk.auth import UserId, WritingUser
-from quark_sdk.pagination import Cursor, Limit
+from quark_sdk.errors import InvalidInput
+from quark_sdk.pagination import MAX_LIMIT, Cursor, Limit
 from quark_sdk.routing import GuardedRoute
 
 # GuardedRoute: request bodies capped (413), NUL in path/query and values PostgreSQL refuses are 422s.
@@ -104,8 +105,30 @@ async def channels(
 
 
 @chats.get("/{chat_id}", response_model=ChatDetail)
-async def get_chat(chat_id: ChatId, uid: UserId, rt: Runtime, session: DbSession) -> ChatDetail:
-    return await chat_rules.get_chat(session, uid, chat_id, max_members=rt.settings.max_group_members)
+async def get_chat(
+    chat_id: ChatId,
+    uid: UserId,
+    rt: Runtime,
+    session: ReadSession,
+    messages: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_LIMIT,
+            description=f"also the history's latest page of this many messages (0 to {MAX_LIMIT}; 0: none), "
+            "as `messages` — the chat and its history in one request",
+        ),
+    ] = 0,
+    before: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="with `messages`: the page older than this seq")
+    ] = None,
+) -> ChatDetail:
+    """The chat, its members and the caller's read state; with `messages`, also a page of its history."""
+    if before is not None and not messages:
+        raise InvalidInput("before pages the history: give messages too", field="before")
+    return await chat_rules.get_chat(
+        session, uid, chat_id, max_members=rt.settings.max_group_members, messages=messages, before=before
+    )
 
 
 @chats.patch("/{chat_id}", response_model=ChatOut)
@@ -165,7 +188,7 @@ async def history(
     chat_id: ChatId,
     uid: UserId,
     rt: Runtime,
-    session: DbSession,
+    session: ReadSession,
     before: Seq = None,
     after: Seq = None,
     limit: Limit = 50,

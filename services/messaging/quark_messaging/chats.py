@@ -25,6 +25,7 @@ from quark_messaging.common import (
     with_membership,
 )
 from quark_messaging.models import Conversation, Member, Message, User
+from quark_messaging.reads import history_page
 from quark_messaging.runtime import MessagingRuntime
 from quark_messaging.schemas import (
     ChatCreated,
@@ -135,10 +136,18 @@ async def create_chat(
 
 
 async def get_chat(
-    session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, *, max_members: int = 1000
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    *,
+    max_members: int = 1000,
+    messages: int = 0,
+    before: int | None = None,
 ) -> ChatDetail:
+    """The conversation as the caller sees it; with `messages` > 0 also its history's latest page of that
+    size (or the page older than `before`), as `GET .../messages` answers it: a chat page in one request."""
     # One statement for the conversation, the caller's membership, their unread count (`unread_counts`'
-    # rule) and the latest message; then one for the members.
+    # rule) and the latest message; then one for the members (and one or two for the history).
     unread = (
         select(func.count(Message.id))
         .where(
@@ -189,7 +198,10 @@ async def get_chat(
             )
             for m, name in rows
         ]
-    return ChatDetail(**base.model_dump(), members=members)
+    history = (
+        await history_page(session, conversation_id, before=before, after=None, limit=messages) if messages else None
+    )
+    return ChatDetail(**base.model_dump(), members=members, messages=history)
 
 
 async def rename(

@@ -147,6 +147,13 @@ async def history(
     if before is not None and after is not None:
         raise InvalidInput("give either before or after, not both", field="before")
     await load_conversation(session, conversation_id, user_id)
+    return await history_page(session, conversation_id, before=before, after=after, limit=limit)
+
+
+async def history_page(
+    session: AsyncSession, conversation_id: uuid.UUID, *, before: int | None, after: int | None, limit: int
+) -> MessagePage:
+    """`history` once the caller may read the conversation (checked by the caller: `load_conversation`)."""
     stmt = select(Message).where(Message.conversation_id == conversation_id)
     if after is not None:
         rows = list(await session.scalars(stmt.where(Message.seq > after).order_by(Message.seq).limit(limit + 1)))

@@ -131,10 +131,6 @@ class ChatOut(BaseModel):
     last_message: MessageOut | None = None
 
 
-class ChatDetail(ChatOut):
-    members: list[MemberOut] = Field(default_factory=list)
-
-
 class ChatPage(Page[ChatOut]):
     """A page of conversations, most recently active first."""
 
@@ -145,6 +141,15 @@ class MessagePage(BaseModel):
     items: list[MessageOut]
     older: int | None
     newer: int | None
+
+
+class ChatDetail(ChatOut):
+    members: list[MemberOut] = Field(default_factory=list)
+    messages: MessagePage | None = Field(
+        default=None,
+        description="with `?messages=N`: the history's latest N messages (or those before `before`), as "
+        "`GET /api/v1/chats/{chat_id}/messages?limit=N&before=...` answers them; null without it",
+    )
 
 
 class UnreadOut(BaseModel):

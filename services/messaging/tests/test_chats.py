@@ -135,3 +135,39 @@ async def test_blocked_users_cannot_message(cluster: Cluster) -> None:
         "quark.user.unblocked", {"blocker_id": alice.id, "blocked_id": bob.id, "at": "2026-01-01T00:00:01Z"}
     )
     await send(inst, bob, dm, "after the block")
+
+
+async def test_chat_with_its_history_in_one_request(cluster: Cluster) -> None:
+    inst = await cluster.start()
+    alice, bob, eve = await cluster.people("alice", "bob", "eve")
+    dm = await direct(inst, alice, bob)
+    for n in range(5):
+        await send(inst, alice if n % 2 else bob, dm, f"m{n}")
+    c = inst.client
+    # Without `messages` the detail is as before: no history.
+    plain = (await c.get(f"/api/v1/chats/{dm}", headers=alice.headers)).json()
+    assert plain["messages"] is None and len(plain["members"]) == 2
+    # With it: the same page `GET .../messages` answers, beside the same detail.
+    both = await c.get(f"/api/v1/chats/{dm}", params={"messages": 3}, headers=alice.headers)
+    assert both.status_code == 200, both.text
+    history = (await c.get(f"/api/v1/chats/{dm}/messages", params={"limit": 3}, headers=alice.headers)).json()
+    assert both.json()["messages"] == history
+    assert [m["body"] for m in history["items"]] == ["m2", "m3", "m4"] and history["older"] == 3
+    assert {**both.json(), "messages": None} == plain
+    # Paged with `before`, as the history is.
+    older = (await c.get(f"/api/v1/chats/{dm}", params={"messages": 3, "before": 3}, headers=alice.headers)).json()
+    assert older["messages"] == (
+        await c.get(f"/api/v1/chats/{dm}/messages", params={"limit": 3, "before": 3}, headers=alice.headers)
+    ).json()
+    assert [m["body"] for m in older["messages"]["items"]] == ["m0", "m1"] and older["messages"]["older"] is None
+    # Validated: a page is 0..100 messages; `before` only pages a history that was asked for.
+    for bad in ({"messages": -1}, {"messages": 101}, {"messages": "x"}, {"before": 3}, {"messages": 3, "before": -1}):
+        assert_problem(await c.get(f"/api/v1/chats/{dm}", params=bad, headers=alice.headers), 422)
+    # The same rules: a stranger still finds nothing, and no token is still 401.
+    assert_problem(await c.get(f"/api/v1/chats/{dm}", params={"messages": 3}, headers=eve.headers), 404)
+    assert_problem(await c.get(f"/api/v1/chats/{dm}", params={"messages": 3}), 401)
+    # A passer-by reads a public channel's history with it, as through `.../messages`.
+    chan = await group(inst, alice, kind="channel", title="News")
+    await send(inst, alice, chan, "hello all")
+    seen = (await c.get(f"/api/v1/chats/{chan}", params={"messages": 10}, headers=eve.headers)).json()
+    assert seen["members"] == [] and [m["body"] for m in seen["messages"]["items"]] == ["hello all"]

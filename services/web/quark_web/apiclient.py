@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from quark_sdk.inprocess import Answer, direct_get
+
 log = logging.getLogger("quark.web.api")
 
 # Which module answers a prefix (DESIGN §3), to name the one that is down.
@@ -71,9 +73,14 @@ class Api:
         module = module_of(path)
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
-            resp = await self.client.request(method, path, json=json, params=clean, headers=hdrs, files=files,
-                                             data=data, **extra)
+            resp: httpx.Response | Answer | None = None
+            if method == "GET" and json is None and files is None and data is None:
+                # In the embedded station: the same request handed to the gateway without httpx's machinery.
+                resp = await direct_get(self.client, path, params=clean, headers=hdrs, timeout=timeout)
+            if resp is None:
+                extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+                resp = await self.client.request(method, path, json=json, params=clean, headers=hdrs, files=files,
+                                                 data=data, **extra)
         except httpx.HTTPError as exc:
             log.warning("%s %s: %s is unreachable: %r", method, path, module, exc)
             raise ModuleDown(503, {"title": "Service unavailable", "detail": str(exc)}, module) from None

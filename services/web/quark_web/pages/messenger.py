@@ -127,9 +127,11 @@ async def new_chat(request: Request, username: Short = "", title: Short = "", me
 async def chat(request: Request, chat_id: uuid.UUID, before: Seq = None) -> Response:
     page = page_of(request)
     sess = page.require_user()
-    detail, history = await asyncio.gather(
-        page.call("GET", f"{CHATS}/{chat_id}"),
-        page.call("GET", f"{CHATS}/{chat_id}/messages", params={"limit": HISTORY, "before": before}))
+    # The chat and its history's page in one request (messaging's `?messages=`).
+    detail = await page.call("GET", f"{CHATS}/{chat_id}", params={"messages": HISTORY, "before": before})
+    history = detail.get("messages")
+    if history is None:  # a messaging from before `?messages=` (a fleet mid-upgrade): the history on its own
+        history = await page.call("GET", f"{CHATS}/{chat_id}/messages", params={"limit": HISTORY, "before": before})
     members = {str(m["user_id"]): m.get("username") or "" for m in detail.get("members", [])}
     items = history.get("items", [])
     if items and before is None and detail.get("role") and items[-1]["seq"] > detail.get("last_read_seq", 0):
@@ -149,9 +151,11 @@ async def older(request: Request, chat_id: uuid.UUID, before: Seq = None) -> Res
     sess = page.require_user()
     if not page.htmx:
         raise Redirect(f"/messages/{chat_id}" + (f"?before={before}" if before is not None else ""))
-    detail, history = await asyncio.gather(
-        page.call("GET", f"{CHATS}/{chat_id}"),
-        page.call("GET", f"{CHATS}/{chat_id}/messages", params={"limit": HISTORY, "before": before}))
+    # The chat and its history's page in one request (messaging's `?messages=`).
+    detail = await page.call("GET", f"{CHATS}/{chat_id}", params={"messages": HISTORY, "before": before})
+    history = detail.get("messages")
+    if history is None:  # a messaging from before `?messages=` (a fleet mid-upgrade): the history on its own
+        history = await page.call("GET", f"{CHATS}/{chat_id}/messages", params={"limit": HISTORY, "before": before})
     members = {str(m["user_id"]): m.get("username") or "" for m in detail.get("members", [])}
     return page.render("messenger/older.html", chat_id=str(chat_id), members=members, me=sess.user_id,
                        messages=history.get("items", []), older=history.get("older"), read_seq=0)

@@ -184,8 +184,9 @@ async def atom(request: Request, username: Username) -> Response:
 
 
 async def _post(page: Page, username: str, slug: str) -> dict[str, Any]:
+    """The post and its first 100 comments, in one request (the blog's `?comments=`)."""
     try:
-        post: dict[str, Any] = await page.call("GET", f"{POSTS}/by/{username}/{slug}")
+        post: dict[str, Any] = await page.call("GET", f"{POSTS}/by/{username}/{slug}", params={"comments": 100})
     except ApiError as exc:
         if exc.status == 404:
             raise PageError(404, errors.NOT_FOUND) from None
@@ -193,11 +194,11 @@ async def _post(page: Page, username: str, slug: str) -> dict[str, Any]:
     return post
 
 
-async def _comments(page: Page, post: dict[str, Any]) -> tuple[Any, bool]:
+async def _comments(page: Page, post: dict[str, Any]) -> Any:
     try:
-        return await page.call("GET", f"{POSTS}/{post['id']}/comments", params={"limit": 100}), False
+        return await page.call("GET", f"{POSTS}/{post['id']}/comments", params={"limit": 100})
     except ModuleDown:
-        return None, True
+        return None
 
 
 @router.get("/@{username}/{slug}")
@@ -205,12 +206,14 @@ async def post_page(request: Request, username: Username, slug: Annotated[str, P
     page = page_of(request)
     post = await _post(page, username, slug)
     degraded: list[str] = []
-    # The comments, the author's profile and the images do not depend on each other: in parallel.
-    (comments, comments_down), media = await asyncio.gather(_comments(page, post),
-                                                             bff.enrich(page.rt, [post], degraded))
+    if "comments" in post:
+        comments = post.pop("comments")
+        media = await bff.enrich(page.rt, [post], degraded)
+    else:  # a blog from before `?comments=` (a fleet mid-upgrade): the comments on their own, in parallel
+        comments, media = await asyncio.gather(_comments(page, post), bff.enrich(page.rt, [post], degraded))
     image = next((m["variants"].get("medium") for m in media[0]["media"] if m.get("variants")), None)
     return page.render("reading/post.html", post=post, author=media[0]["author"], media=media[0]["media"],
-                       comments=comments, comments_down=comments_down, reactions=_reactions(post),
+                       comments=comments, reactions=_reactions(post),
                        canonical=_absolute(page, f"/@{username}/{post['slug']}"),
                        og_image=_absolute(page, image) if image and image.startswith("/") else image)
 

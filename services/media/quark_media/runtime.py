@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -20,6 +21,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from quark_media.imaging import Limits, VariantSpec
 from quark_media.settings import MediaSettings
@@ -151,6 +154,11 @@ class MediaRuntime:
     @property
     def db(self) -> Database:
         return self.ctx.database()
+
+    @functools.cached_property
+    def reader(self) -> AsyncEngine:
+        """The service's engine (same pool) in autocommit mode: single-statement reads without BEGIN/ROLLBACK."""
+        return self.db.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def limits(self) -> Limits:

@@ -121,10 +121,10 @@ async def my_usage(rt: Runtime, session: DbSession, me: UserId) -> UsageOut:
 
 
 @router.get("/{media_id}", response_model=MediaOut)
-async def get_media(rt: Runtime, session: DbSession, media_id: MediaId, principal: OptionalUser) -> MediaOut:
+async def get_media(rt: Runtime, media_id: MediaId, principal: OptionalUser) -> MediaOut:
     """Metadata. Ready media are public; others are visible to their owner and admins only."""
     viewer, admin = viewer_of(principal)
-    return await service.get_media(rt, session, media_id, viewer=viewer, admin=admin)
+    return await service.get_media(rt, media_id, viewer=viewer, admin=admin)
 
 
 @router.get(

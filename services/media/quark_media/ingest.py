@@ -174,7 +174,7 @@ async def upload(
                     f"uploads are limited to {s.max_upload_bytes} bytes", extra={"max_size": s.max_upload_bytes}
                 ) from None
         try:
-            info = await rt.run_blocking(imaging.inspect, tmp_path, rt.limits)
+            info = await rt.run_blocking(imaging.inspect, tmp_path, rt.limits, check=True)
             media = await _record_upload(
                 rt, owner, media_id, key, stored.size, info.mime_type, purpose, clean_filename(body.filename)
             )

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
 import threading
-import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from quark_media.imaging import Limits, VariantSpec
 from quark_media.settings import MediaSettings
+from quark_media.worker import init_worker_process, lower_priority, ready
 from quark_sdk.app import ServiceContext
 from quark_sdk.db import Database
 from quark_sdk.ratelimit import RateLimiter
@@ -31,34 +35,6 @@ from quark_sdk.tasks import cancel_and_wait
 
 log = logging.getLogger("quark.media")
 T = TypeVar("T")
-
-
-WORKER_NICENESS = 2
-"""Slightly below the API, not far below: at nice 10 the workers got ~10% of a core whenever the service, its
-database and the clients were busy, so two workers used a fraction of two cores (bench/media.py, 0.34x Pillow's
-throughput). Responsiveness comes from SCHED_BATCH instead: a batch task never preempts a waking request handler."""
-
-
-def _lower_priority() -> None:
-    """Image work yields to request handling on wake-up but still gets (almost) a full share of the cores."""
-    with contextlib.suppress(OSError, AttributeError):
-        # On Linux a thread id set here lowers only this worker thread (or process).
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-
-
-def _init_worker_process() -> None:
-    """Worker process: low priority, and exit when the service process is gone (even if it was SIGKILLed)."""
-    _lower_priority()
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="quark-media-parent-watch", daemon=True).start()
 
 
 _POOLS: dict[tuple[str, int], Executor] = {}
@@ -77,13 +53,76 @@ def shared_pool(mode: str, workers: int) -> Executor:
         if pool is None:
             if mode == "process":
                 ctx = multiprocessing.get_context("spawn")
-                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker_process)
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker_process)
             else:
                 pool = ThreadPoolExecutor(
-                    max_workers=workers, thread_name_prefix="quark-media-img", initializer=_lower_priority
+                    max_workers=workers, thread_name_prefix="quark-media-img", initializer=lower_priority
                 )
             _POOLS[(mode, workers)] = pool
         return pool
+
+
+async def start_workers(pool: Executor, workers: int) -> None:
+    """Start every worker now, not when jobs first overlap.
+
+    A process pool spawns a worker only when a job arrives and none is idle, so the second worker used to be
+    started (and import its code) at the moment the second concurrent upload came in, competing with the first
+    one's image work. Submitting ``workers`` jobs at once makes the pool spawn them all here, at start-up.
+    """
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(pool, ready) for _ in range(workers)))
+
+
+class DecodeSlots:
+    """At most ``size`` images in the pool at once; a waiting accept-time check is let in before waiting processing.
+
+    Both kinds of job decode an image, so both count against the same bound (memory: up to 4 bytes per pixel up to
+    ``max_pixels`` each). But an upload's check (one decode) answers a client that is waiting for its 201, while
+    processing (a decode and three encodes, several times longer) only fills in variants: with one FIFO queue a new
+    upload's check waited behind every processing job queued before it. Within each kind the order is FIFO.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._checks: deque[asyncio.Future[None]] = deque()
+        self._processing: deque[asyncio.Future[None]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *, check: bool) -> AsyncIterator[None]:
+        await self._acquire(check)
+        try:
+            yield
+        finally:
+            self._release()
+
+    def waiting(self) -> tuple[int, int]:
+        """(checks, processing jobs) waiting for a slot: for tests and diagnostics."""
+        return (
+            sum(not f.done() for f in self._checks),
+            sum(not f.done() for f in self._processing),
+        )
+
+    async def _acquire(self, check: bool) -> None:
+        if self._free > 0 and self.waiting() == (0, 0):
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (self._checks if check else self._processing).append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release()  # the slot was handed over just as the waiter was cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        for queue in (self._checks, self._processing):
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():  # a cancelled waiter stays queued until it reaches the front; skip it
+                    fut.set_result(None)
+                    return
+        self._free += 1
 
 
 def _discard_pool(pool: Executor) -> None:
@@ -100,8 +139,8 @@ class MediaRuntime:
     storage: ObjectStorage
     mode: str
     workers: int
-    # At most this many images are decoded at once: each can hold up to 4 bytes per pixel up to max_pixels.
-    slots: asyncio.Semaphore
+    # At most `workers` images are decoded at once: each can hold up to 4 bytes per pixel up to max_pixels.
+    slots: DecodeSlots
     limiter: RateLimiter
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     wake_recovery: asyncio.Event = field(default_factory=asyncio.Event)
@@ -116,6 +155,11 @@ class MediaRuntime:
     def db(self) -> Database:
         return self.ctx.database()
 
+    @functools.cached_property
+    def reader(self) -> AsyncEngine:
+        """The service's engine (same pool) in autocommit mode: single-statement reads without BEGIN/ROLLBACK."""
+        return self.db.engine.execution_options(isolation_level="AUTOCOMMIT")
+
     @property
     def limits(self) -> Limits:
         s = self.settings
@@ -126,9 +170,12 @@ class MediaRuntime:
         s = self.settings
         return VariantSpec(thumb=s.thumb_size, medium=s.medium_size, quality=s.webp_quality, method=s.webp_method)
 
-    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run CPU-bound image work in the pool, bounded by the decode slots; the event loop stays free."""
-        async with self.slots:
+    async def run_blocking(self, fn: Callable[..., T], *args: Any, check: bool = False) -> T:
+        """Run CPU-bound image work in the pool, bounded by the decode slots; the event loop stays free.
+
+        ``check``: an upload's accept-time check, which a client waits on; it goes before queued processing.
+        """
+        async with self.slots.hold(check=check):
             pool = shared_pool(self.mode, self.workers)
             try:
                 return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
@@ -136,6 +183,19 @@ class MediaRuntime:
                 # A worker died (killed, out of memory): start a fresh pool for the next job, fail this one.
                 _discard_pool(pool)
                 raise
+
+    async def start_workers(self) -> None:
+        """Have the whole pool running before the first upload (see :func:`start_workers`).
+
+        A pool that cannot start is not fatal here: the first job finds it broken, fails (retried by processing)
+        and a fresh pool is made, as for a worker that dies later.
+        """
+        pool = shared_pool(self.mode, self.workers)
+        try:
+            await start_workers(pool, self.workers)
+        except BrokenProcessPool:
+            log.warning("the media processing pool did not start; a new one is made for the next job")
+            _discard_pool(pool)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> None:
         """Keep a strong reference to a fire-and-forget task until it ends (cancelled at shutdown)."""
@@ -176,8 +236,9 @@ async def build_runtime(ctx: ServiceContext[MediaSettings, MediaRuntime]) -> Med
         storage=storage_for(settings),
         mode=settings.processing_mode,
         workers=workers,
-        slots=asyncio.Semaphore(workers),
+        slots=DecodeSlots(workers),
         limiter=RateLimiter(ctx.cache(), prefix=ctx.key()),
     )
+    await rt.start_workers()
     await rt.ensure_storage()
     return rt

@@ -100,9 +100,11 @@ class Database:
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, info={"quark_service": service, "quark_db": self}
         )
-        # Same pool; its connections run statements in autocommit mode while a read session holds them.
+        # Same pool; its connections run statements in autocommit mode while a reader holds them. `read()` for
+        # sessions; `read_engine.connect()` for a hot path's Core statement (no ORM session at all).
+        self.read_engine: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessionmaker = async_sessionmaker(
-            self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+            self.read_engine,
             sync_session_class=ReadOnlySession,
             expire_on_commit=False,
             info={"quark_service": service, "quark_db": self},

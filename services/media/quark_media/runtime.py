@@ -158,7 +158,7 @@ class MediaRuntime:
     @functools.cached_property
     def reader(self) -> AsyncEngine:
         """The service's engine (same pool) in autocommit mode: single-statement reads without BEGIN/ROLLBACK."""
-        return self.db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        return self.db.read_engine
 
     @property
     def limits(self) -> Limits:

@@ -94,9 +94,14 @@ class Pages:
             ec.presence_of_element_located((By.CSS_SELECTOR, css)), message=f"{css} never appeared")
 
     def wait_until(self, probe: Any, what: str, timeout: float = 30) -> Any:
+        """Poll `probe`; one that meets the page mid-navigation (an element gone stale or not there yet)
+        polls again, as after a form submit the old page's elements go stale while the new one loads."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.d, timeout, poll_frequency=0.1).until(lambda d: probe(), message=what)
+        return WebDriverWait(self.d, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+            lambda d: probe(), message=what)
 
     def css(self, selector: str) -> Any:
         from selenium.webdriver.common.by import By

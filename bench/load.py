@@ -18,6 +18,7 @@ in, follow, publish).
     .venv/bin/python bench/load.py --mode fleet --fleet-direct   # the fleet without Traefik
     .venv/bin/python bench/load.py --mode embedded --profile 100   # one 20 s step at 100/s under py-spy
     .venv/bin/python bench/load.py --mode embedded --cost          # CPU per operation, each alone
+    .venv/bin/python bench/load.py --mode embedded --profile 20 --profile-only compose   # one operation profiled
 
 `--cost` skips the sweep too: after seeding, each operation alone is sent `--cost-requests` times at a
 paced 50/s, the station is left to finish what the requests caused (outboxes published, consumers caught
@@ -63,6 +64,9 @@ STATION_ENV = {
     "QUARK_BLOG_WRITE_RATE_LIMIT": "1000000", "QUARK_MESSAGING_MESSAGE_RATE_LIMIT": "1000000",
     # Seeded accounts have no mailbox to verify; the policy check (one claim lookup) still runs on every write.
     "QUARK_REQUIRE_VERIFIED_TO_WRITE": "false",
+    # The fleet's Traefik limits each client address (100/s, burst 200); every request of this generator comes
+    # from 127.0.0.1, as thousands of people's would not. The middleware still runs on every request.
+    "QUARK_HUB_TRAEFIK_RATE_AVERAGE": "1000000", "QUARK_HUB_TRAEFIK_RATE_BURST": "1000000",
 }
 
 
@@ -85,7 +89,8 @@ def free_port() -> int:
 
 
 class Station:
-    def __init__(self, mode: str, root: Path, direct: bool = False) -> None:
+    def __init__(self, mode: str, root: Path, direct: bool = False, only: str | None = None) -> None:
+        self.only = only  # `quark dev --modules`: a subset of the installed modules (None: all)
         self.mode, self.root = mode, root / mode
         self.direct = direct  # fleet: straight to each module instead of through Traefik
         self.label = mode if mode == "embedded" else ("fleet-direct" if direct else "fleet")
@@ -103,6 +108,8 @@ class Station:
         cmd = [str(VENV_BIN / "quark"), "dev", "--port", str(self.port), "--data-dir", str(self.root)]
         if self.mode == "fleet":
             cmd += ["--fleet", "--free-ports"]
+        if self.only is not None:
+            cmd += ["--modules", self.only]
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUARK_")} | STATION_ENV | (extra_env or {})
         log = self.root / "station.log"
         # SIGINT (a clean stop) if this benchmark dies: a killed run must not leave a station behind.
@@ -545,6 +552,9 @@ def main() -> int:
     parser.add_argument("--profile", type=float, metavar="RATE", help="one profiled step at RATE req/s (no sweep)")
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--profile-dir", type=Path, default=Path("bench-profiles"))
+    parser.add_argument("--profile-only", choices=["home", "user", "compose", "message"],
+                        help="profile one operation alone at RATE (what it sets off, consumers included)")
+    parser.add_argument("--modules", help="run only these modules (quark dev --modules), e.g. to see what one costs")
     parser.add_argument("--cost", action="store_true", help="CPU per operation of the station (no sweep)")
     parser.add_argument("--cost-requests", type=int, default=300)
     args = parser.parse_args()
@@ -571,7 +581,7 @@ def main() -> int:
             hello.terminate()
             hello.wait()
         for mode in modes:
-            station = Station(mode, root, direct=args.fleet_direct)
+            station = Station(mode, root, direct=args.fleet_direct, only=args.modules)
             station.start()
             try:
                 seeded = asyncio.run(seed(station, users, follows, posts))
@@ -603,11 +613,14 @@ def mix_urls(station: Station, seeded: Seeded) -> dict[str, str]:
 def profile_main(args: argparse.Namespace, modes: list[str], root: Path, users: int, follows: int,
                  posts: int) -> int:
     for mode in modes:
-        station = Station(mode, root, direct=args.fleet_direct)
+        station = Station(mode, root, direct=args.fleet_direct, only=args.modules)
         station.start({"QUARK_EMBEDDED_POSTGRES_ARGS": PROFILE_PG_ARGS})
         try:
             seeded = asyncio.run(seed(station, users, follows, posts))
-            ops = plan(seeded, mix_urls(station, seeded), int(args.profile * args.profile_seconds), random.Random(11))
+            n = int(args.profile * args.profile_seconds)
+            ops = plan(seeded, mix_urls(station, seeded), n * (40 if args.profile_only else 1), random.Random(11))
+            if args.profile_only:
+                ops = [o for o in ops if o[0] == args.profile_only][:n]
             result = profile_step(station, ops, args.profile, args.profile_seconds, args.connections, args.profile_dir)
             print(f"\n{station.label} at {args.profile:.0f}/s: achieved {result['achieved']:.1f}/s "
                   f"p50 {result['p50']:.1f} p99 {result['p99']:.1f} ms errors {result['errors']}")
@@ -645,7 +658,7 @@ def station_cpu(station: Station) -> dict[str, float]:
 
 def cost_main(args: argparse.Namespace, modes: list[str], root: Path, users: int, follows: int, posts: int) -> int:
     for mode in modes:
-        station = Station(mode, root, direct=args.fleet_direct)
+        station = Station(mode, root, direct=args.fleet_direct, only=args.modules)
         station.start()
         try:
             seeded = asyncio.run(seed(station, users, follows, posts))

@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from functools import cached_property
 from http import HTTPStatus
 from typing import Any
 
@@ -58,41 +59,54 @@ class InProcessTransport(httpx.AsyncBaseTransport):
     def __init__(self, app: ASGIApp, *, trusted_hosts: list[str] | str | None = "127.0.0.1") -> None:
         served: Any = ProxyHeadersMiddleware(app, trusted_hosts=trusted_hosts) if trusted_hosts else app  # type: ignore[arg-type]
         self._served = served
-        self._asgi = httpx.ASGITransport(app=served, raise_app_exceptions=False, client=LOOPBACK_CLIENT)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout: dict[str, Any] = request.extensions.get("timeout") or {}
-        limit = timeout.get("read")
-        task = asyncio.create_task(self._asgi.handle_async_request(request))
+        url = request.url
+        scope: dict[str, Any] = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
+            "headers": [(k.lower(), v) for k, v in request.headers.raw],
+            "scheme": url.scheme, "path": url.path, "raw_path": url.raw_path.split(b"?", 1)[0],
+            "query_string": url.query, "server": (url.host, url.port), "client": LOOPBACK_CLIENT, "root_path": "",
+        }
+        answer = await self.call(scope, await request.aread(), timeout.get("read"), request)
+        return httpx.Response(answer.status_code, headers=answer.raw_headers, stream=httpx.ByteStream(answer.body))
+
+    async def call(self, scope: dict[str, Any], body: bytes, limit: float | None,
+                   request: httpx.Request | None = None) -> Answer:
+        """The one way in: a task of its own, the read timeout, an escaped exception is a 500."""
+        task = asyncio.create_task(_run(self._served, scope, body))
         try:
             async with asyncio.timeout(limit):
                 return await task
         except TimeoutError:
             raise httpx.ReadTimeout(f"no answer within {limit} s (in-process)", request=request) from None
 
-    async def aclose(self) -> None:
-        await self._asgi.aclose()
-
-    async def get(self, scope: dict[str, Any], limit: float | None) -> Answer:
-        """A bodiless request given as its ASGI scope (`direct_get` builds it): the same rules as
-        `handle_async_request` — a task of its own, the read timeout, an escaped exception is a 500."""
-        task = asyncio.create_task(_run(self._served, scope))
-        try:
-            async with asyncio.timeout(limit):
-                return await task
-        except TimeoutError:
-            raise httpx.ReadTimeout(f"no answer within {limit} s (in-process)") from None
-
 
 @dataclass(frozen=True)
 class Answer:
     """An answer read whole, with what a caller reads of an `httpx.Response`: `status_code`, `headers`
-    (lower-case names; a repeated header's values joined by ", ", as httpx's `Headers.get` does), `content`,
-    `json()` and `reason_phrase`."""
+    (lower-case names; a repeated header's values joined by ", ", as httpx's `Headers.get` does), `content`
+    (decoded as httpx decodes it), `json()` and `reason_phrase`; `raw_headers` and `body` as the app sent them."""
 
     status_code: int
-    headers: Mapping[str, str]
-    content: bytes
+    raw_headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    @cached_property
+    def headers(self) -> Mapping[str, str]:
+        names: dict[str, str] = {}
+        for name, value in self.raw_headers:
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            names[key] = f"{names[key]}, {text}" if key in names else text
+        return names
+
+    @cached_property
+    def content(self) -> bytes:
+        if self.headers.get("content-encoding", "identity") == "identity":
+            return self.body
+        # gzip, deflate...: decoded as httpx decodes them
+        return httpx.Response(self.status_code, headers=self.raw_headers, content=self.body).content
 
     def json(self) -> Any:
         return json.loads(self.content)
@@ -105,8 +119,8 @@ class Answer:
             return ""
 
 
-async def _run(app: ASGIApp, scope: dict[str, Any]) -> Answer:
-    """Call `app` as a server would for a request without a body; the answer read whole."""
+async def _run(app: ASGIApp, scope: dict[str, Any], request_body: bytes) -> Answer:
+    """Call `app` as a server would; the answer read whole."""
     status: int | None = None
     headers: list[tuple[bytes, bytes]] = []
     body: list[bytes] = []
@@ -119,7 +133,7 @@ async def _run(app: ASGIApp, scope: dict[str, Any]) -> Answer:
             await done.wait()
             return {"type": "http.disconnect"}
         asked = True
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": request_body, "more_body": False}
 
     async def send(message: MutableMapping[str, Any]) -> None:
         nonlocal status, headers
@@ -137,14 +151,7 @@ async def _run(app: ASGIApp, scope: dict[str, Any]) -> Answer:
         if status is None:
             status, headers = 500, []
     done.set()
-    names: dict[str, str] = {}
-    for name, value in headers:
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        names[key] = f"{names[key]}, {text}" if key in names else text
-    content = b"".join(body)
-    if names.get("content-encoding", "identity") != "identity":  # decoded as httpx does (gzip, deflate...)
-        content = httpx.Response(status or 500, headers=headers, content=content).content
-    return Answer(status or 500, names, content)
+    return Answer(status or 500, headers, b"".join(body))
 
 
 # What `direct_get` sends as it is; a path with anything else (percent signs, spaces, non-ASCII...) goes through
@@ -183,7 +190,7 @@ async def direct_get(client: httpx.AsyncClient, path: str, *, params: Mapping[st
         "server": (base.host, base.port), "client": LOOPBACK_CLIENT, "root_path": "",
     }
     limit = timeout if timeout is not None else client.timeout.read
-    return await transport.get(scope, limit)
+    return await transport.call(scope, b"", limit)
 
 
 def api_client(local: LocalGateway | None, base_url: str, **kwargs: Any) -> httpx.AsyncClient:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from quark_blog import categories, comments, feeds, moderation, reactions, service
+from quark_blog import categories, comments, feeds, moderation, reactions, reading, service
 from quark_blog.comments import comments_of
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
@@ -108,7 +108,7 @@ def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
 @posts.post("", status_code=201, response_model=PostOut)
 async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.create_post(rt, session, user, body)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    return PostOut.model_validate(await reading.post_out(session, user, post))
 
 
 @posts.post("/preview")
@@ -155,7 +155,7 @@ async def my_posts(
 ) -> MyPostPage:
     """The caller's own posts in every state (drafts, scheduled, published, hidden), newest first."""
     rows, nxt = await feeds.my_posts(session, str(uid), status, limit, cursor)
-    return MyPostPage.model_validate(_page([await service.post_out(session, user, p) for p in rows], nxt))
+    return MyPostPage.model_validate(_page([await reading.post_out(session, user, p) for p in rows], nxt))
 
 
 @posts.get("/tags", response_model=TagPage)
@@ -229,8 +229,8 @@ async def blog_post(
     ] = 0,
 ) -> PostWithComments:
     """A post by its author's username and its slug; with `comments`, also its first page of comments."""
-    post = await service.get_post_by_slug(session, user, username, slug)
-    out = await service.post_out(session, user, post)
+    post = await reading.get_post_by_slug(session, user, username, slug)
+    out = await reading.post_out(session, user, post)
     if comments:
         out["comments"] = _page(*await comments_of(session, user, post, comments, None))
     return PostWithComments.model_validate(out)
@@ -264,14 +264,14 @@ async def resolve_report(
 
 @posts.get("/{post_id}", response_model=PostOut)
 async def get_post(post_id: PostId, session: DbSession, user: OptionalUser) -> PostOut:
-    post = await service.get_post(session, user, post_id)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    post = await reading.get_post(session, user, post_id)
+    return PostOut.model_validate(await reading.post_out(session, user, post))
 
 
 @posts.patch("/{post_id}", response_model=PostOut)
 async def update_post(post_id: PostId, body: PostUpdate, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.update_post(rt, session, user, post_id, body)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    return PostOut.model_validate(await reading.post_out(session, user, post))
 
 
 @posts.delete("/{post_id}", status_code=204)
@@ -283,7 +283,7 @@ async def delete_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSes
 @posts.post("/{post_id}/publish", response_model=PostOut)
 async def publish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.publish_post(rt, session, user, post_id)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    return PostOut.model_validate(await reading.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/schedule", response_model=PostOut)
@@ -291,13 +291,13 @@ async def schedule_post(
     post_id: PostId, body: ScheduleRequest, user: Writer, rt: Runtime, session: DbSession
 ) -> PostOut:
     post = await service.schedule_post(rt, session, user, post_id, body.at)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    return PostOut.model_validate(await reading.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/unpublish", response_model=PostOut)
 async def unpublish_post(post_id: PostId, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.unpublish_post(rt, session, user, post_id)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    return PostOut.model_validate(await reading.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/hide", response_model=PostOut)
@@ -305,7 +305,7 @@ async def hide_post(
     post_id: PostId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
 ) -> PostOut:
     post = await service.moderate_post(rt, session, user, post_id, hidden=True, reason=body.reason if body else None)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    return PostOut.model_validate(await reading.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/restore", response_model=PostOut)
@@ -313,7 +313,7 @@ async def restore_post(
     post_id: PostId, user: ModeratorWriter, rt: Runtime, session: DbSession, body: ModerationRequest | None = None
 ) -> PostOut:
     post = await service.moderate_post(rt, session, user, post_id, hidden=False, reason=body.reason if body else None)
-    return PostOut.model_validate(await service.post_out(session, user, post))
+    return PostOut.model_validate(await reading.post_out(session, user, post))
 
 
 @posts.post("/{post_id}/report", status_code=201, response_model=ReportOut)

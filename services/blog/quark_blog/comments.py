@@ -16,6 +16,7 @@ from quark_blog import render
 from quark_blog.common import is_moderator, viewer_id
 from quark_blog.models import Author, Comment, Post
 from quark_blog.reactions import _post_for_interaction
+from quark_blog.reading import get_post, under_moderation
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import (
     CommentCreate,
@@ -26,7 +27,7 @@ from quark_blog.schemas import (
     CommentUpdate,
     CommentUpdated,
 )
-from quark_blog.service import ensure_author, get_post, render_checked, under_moderation
+from quark_blog.service import ensure_author, render_checked
 from quark_blog.timeline import from_score, score_of
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, InvalidInput, NotFound, PermissionDenied

@@ -21,8 +21,8 @@ from quark_blog.common import (
     summary_from_values,
 )
 from quark_blog.models import SEARCH_CONFIG, Category, Post, Tag
+from quark_blog.reading import find_author
 from quark_blog.runtime import BlogRuntime
-from quark_blog.service import find_author
 from quark_blog.timeline import from_score, score_of
 from quark_blog.visibility import (
     can_see_sql,

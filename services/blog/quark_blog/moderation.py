@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from quark_blog import render
 from quark_blog.comments import remove_comment, set_comment_hidden
 from quark_blog.models import Comment, Post, Report
+from quark_blog.reading import can_see, get_post
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import ModerationDecided, ModerationFlagged, PostReported
-from quark_blog.service import _can_see, ensure_author, get_post, remove_post, set_post_hidden
+from quark_blog.service import ensure_author, remove_post, set_post_hidden
 from quark_blog.timeline import from_score, score_of
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, NotFound
@@ -44,7 +45,7 @@ async def report(
                     post is None
                     or post.deleted_at is not None
                     or post.status != "published"
-                    or not await _can_see(session, principal, post, moderating=False)
+                    or not await can_see(session, principal, post, moderating=False)
                 ):
                     raise NotFound("post not found")
                 author_id, excerpt = post.author_id, post.body_text

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog.common import viewer_id
 from quark_blog.models import Post, PostStats, Reaction
+from quark_blog.reading import can_see, get_post
 from quark_blog.runtime import BlogRuntime
 from quark_blog.schemas import REACTION_KINDS, PostReacted
-from quark_blog.service import _can_see, ensure_author, get_post
+from quark_blog.service import ensure_author
 from quark_sdk.auth import Principal
 from quark_sdk.errors import Conflict, InvalidInput, NotFound
 from quark_sdk.outbox import add_event
@@ -27,7 +28,7 @@ async def _post_for_interaction(session: AsyncSession, principal: Principal, pos
         post is None
         or post.deleted_at is not None
         or post.status != "published"
-        or not await _can_see(session, principal, post, moderating=False)
+        or not await can_see(session, principal, post, moderating=False)
     ):
         raise NotFound("post not found")
     if post.hidden:

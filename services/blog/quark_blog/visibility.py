@@ -10,7 +10,7 @@ The rule:
 * *listed*: the post is published, not deleted and not hidden, and its author is neither
   suspended nor deleted. An unlisted post is seen by nobody through a listing (its author still
   opens it by id: ownership, not visibility; moderators see hidden and reported posts in the
-  moderation views: see `service.under_moderation`).
+  moderation views: see `reading.under_moderation`).
 * a listed post is seen by its author; by anyone (even anonymous) when the post is `public` and
   the author's profile is `public`; and by a follower of the author when the post is not
   `private` — never across a block, in either direction.

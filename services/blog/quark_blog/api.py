@@ -108,7 +108,7 @@ def _page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
 @posts.post("", status_code=201, response_model=PostOut)
 async def create_post(body: PostCreate, user: Writer, rt: Runtime, session: DbSession) -> PostOut:
     post = await service.create_post(rt, session, user, body)
-    return PostOut.model_validate(await reading.post_out(session, user, post))
+    return PostOut.model_validate(await reading.post_out(session, user, post, just_created=True))
 
 
 @posts.post("/preview")

@@ -56,7 +56,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
             except EmbeddedError as exc:
                 sock.close()
                 raise CliError(str(exc)) from None
-        sock.close()  # Traefik binds it; the gap is a few seconds of start-up
+        # Held until Traefik starts, bound but not listening (a client is refused, as before): a port released now
+        # could be handed out meanwhile as the ephemeral source port of a module's outgoing connection, and
+        # Traefik's bind would then fail (seen once in tests/fleet/test_manager.py).
+        sock.close()
+        sock = _hold_port(args.host, args.port)
     infra = _start_infra(data_dir, modules)
     args.mail_sink = mail_sink = _start_mail_sink(data_dir, modules)
     from quark_sdk.embedded import InfraWatchdog
@@ -68,7 +72,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             os.environ.update(mail_sink.env())
         _migrate_all(modules, infra.postgres.url)
         if args.fleet:
-            return _run_fleet(args, modules, infra, t0)
+            return _run_fleet(args, modules, infra, t0, sock)
         return _run_embedded(args, modules, infra, t0, sock)
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how `quark dev` is meant to stop
@@ -113,6 +117,17 @@ def _bind_public(host: str, port: int) -> Any:
         raise CliError(f"port {port} on {host} is already in use ({exc.strerror}); stop what listens there "
                        f"or choose another: quark dev --port N (or QUARK_PORT=N)") from None
     sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _hold_port(host: str, port: int) -> Any:
+    """A socket bound to the station's port without listening: the kernel will not hand the port out."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
     sock.set_inheritable(False)
     return sock
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,8 @@ def _fleet_ports(args: argparse.Namespace, modules: list[QuarkModule]) -> dict[s
     return ports
 
 
-def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any, t0: float) -> int:
+def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any, t0: float,
+               sock: socket.socket | None = None) -> int:
     """One supervised process per module, real Traefik in front on the station's port (when the hub runs)."""
     from quark_sdk.embedded import parent_death_signal
     from quark_sdk.frontdoor import Gateway, traefik_binary
@@ -87,6 +89,8 @@ def _run_fleet(args: argparse.Namespace, modules: list[QuarkModule], infra: Any,
         _wait_healthy(urls, {n: sup.children[n].proc for n in urls}, timeout=timeout)  # type: ignore[misc]
         if gateway is not None:
             # Once the hub answers: Traefik's provider backs off while it cannot fetch, delaying the routes.
+            if sock is not None:
+                sock.close()  # the station's port, held until now: Traefik binds it
             sup.start_all(["traefik"])
             _wait_routed(gateway, sup.children["traefik"], modules, timeout=60)
             state["gateway"] = {"url": public, "dashboard": gateway.admin_url + "/dashboard/",

@@ -22,13 +22,14 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fleetkit import REPO, environment
+
+from quark_sdk.testing import wait_until
 
 LOCAL = "127.0.0.1"
 VENV = Path(sys.prefix)
@@ -266,14 +267,20 @@ class LocalService:
     def wait_healthy(self, timeout: float) -> None:
         """Poll the health check as Docker does (no fixed sleeps beyond the polling interval) until it passes."""
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while not self.healthy():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited with status {self.proc.returncode}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: its compose health check {self.health} did not pass within "
-                                     f"{timeout:.0f}s: {self.last_check}\nlog:\n{self.tail()}")
-            time.sleep(0.2)
+        proc = self.proc
+
+        def passed() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with status {proc.returncode}:\n{self.tail()}")
+            return self.healthy()
+
+        try:
+            wait_until(passed, timeout=timeout, interval=0.2, what=f"{self.name}'s compose health check")
+        except AssertionError as exc:
+            if proc.poll() is not None:
+                raise
+            raise AssertionError(f"{self.name}: its compose health check {self.health} did not pass within "
+                                 f"{timeout:.0f}s: {self.last_check}\nlog:\n{self.tail()}") from exc
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -60,6 +60,7 @@ from fleetkit import DEPLOY, REPO, compose_postgres, depends_on, environment, lo
 from vault_double import VaultDouble
 
 from quark_sdk.embedded import free_port, port_open
+from quark_sdk.testing import wait_until
 
 pytestmark = [pytest.mark.fleet]
 
@@ -122,11 +123,11 @@ def http_sink() -> Iterator[int]:
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while not port_open(LOCAL, port):
+    def listening() -> bool:
         assert proc.poll() is None, f"{what} exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}"
-        assert time.monotonic() < deadline, f"{what} did not listen on {port}"
-        time.sleep(0.05)
+        return port_open(LOCAL, port)
+
+    wait_until(listening, timeout=60, what=f"{what} listening on {port}")
 
 
 def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -463,15 +464,14 @@ def test_service_docks_with_the_hub_at_its_compose_instance_url(station: Station
     env = station.running[name].env
     wanted = env[f"QUARK_{module.upper().replace('-', '_')}_INSTANCE_URL"]
     headers = {"Authorization": f"Bearer {hub_token(station)}"}
-    deadline = time.monotonic() + 30
-    while True:  # a module registers right after start-up; the hub probes it before calling it healthy
+    def listed() -> list[dict[str, Any]] | None:  # a module registers at start-up; the hub probes it, then: healthy
         page = httpx.get(f"http://{LOCAL}:{hub.port}/api/v1/hub/services", params={"name": module},
                          headers=headers, timeout=10)
         assert page.status_code == 200, page.text
-        instances = [i for m in page.json()["items"] if m["name"] == module for i in m["instances"]]
-        if any(i["health"] == "healthy" for i in instances) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+        found = [i for m in page.json()["items"] if m["name"] == module for i in m["instances"]]
+        return found if any(i["health"] == "healthy" for i in found) else None
+
+    instances = wait_until(listed, timeout=30, interval=0.2, what=f"{module} healthy at the hub")
     assert [i["instance_url"] for i in instances] == [wanted]
     assert instances[0]["health"] == "healthy", instances
 
@@ -505,10 +505,9 @@ def test_the_gateway_routes_to_the_modules_and_web_reaches_them_through_it(stati
     gateway = f"http://{LOCAL}:{station.running['traefik'].port}"
     for path in ("/api/v1/hub/.well-known/jwks.json", "/api/v1/auth/.well-known/jwks.json", "/",
                  "/api/v1/web/feed?source=public"):
-        deadline = time.monotonic() + 30
-        while (got := httpx.get(gateway + path, timeout=10)).status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)  # Traefik polls the hub's provider every second
-        assert got.status_code == 200, f"{path}: {got.status_code} {got.text[:300]}"
+        # Traefik polls the hub's provider every second.
+        got = wait_until(lambda p=path: (r := httpx.get(gateway + p, timeout=10)).status_code == 200 and r,
+                         timeout=30, interval=0.2, what=f"{path} answering 200 through the gateway")
     # web -> gateway -> blog (and user, media for the authors and pictures): every module answered
     assert got.json()["degraded"] == [], got.json()
 

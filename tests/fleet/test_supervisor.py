@@ -12,7 +12,7 @@ from quark_sdk.supervisor import BACKOFF, FAILED, RUNNING, STOPPED, Child, Polic
 from quark_sdk.testing import wait_until
 
 CRASH = [sys.executable, "-c", "import sys; sys.exit(3)"]
-SERVE = [sys.executable, "-c", "import time; time.sleep(600)"]
+SERVE = [sys.executable, "-c", "import signal; signal.pause()"]  # serves until a signal ends it
 
 
 def test_a_crashing_child_backs_off_doubling_then_is_given_up(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         # could be handed out meanwhile as the ephemeral source port of a module's outgoing connection, and
         # Traefik's bind would then fail (seen once in tests/fleet/test_manager.py).
         sock.close()
-        sock = _hold_port(args.host, args.port)
+        sock = _bind_public(args.host, args.port, listen=False)
     infra = _start_infra(data_dir, modules)
     args.mail_sink = mail_sink = _start_mail_sink(data_dir, modules)
     from quark_sdk.embedded import InfraWatchdog
@@ -103,8 +103,9 @@ def _mail_line(base: str, sink: Any) -> list[str]:
             f"127.0.0.1:{sink.port})"]
 
 
-def _bind_public(host: str, port: int) -> Any:
-    """The listening socket of the station, bound now (uvicorn serves on it), or CliError if it is taken."""
+def _bind_public(host: str, port: int, *, listen: bool = True) -> Any:
+    """The listening socket of the station, bound now (uvicorn serves on it), or CliError if it is taken.
+    `listen=False`: only held, so the kernel does not hand the port out while clients are still refused."""
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -116,18 +117,8 @@ def _bind_public(host: str, port: int) -> Any:
         sock.close()
         raise CliError(f"port {port} on {host} is already in use ({exc.strerror}); stop what listens there "
                        f"or choose another: quark dev --port N (or QUARK_PORT=N)") from None
-    sock.listen(2048)
-    sock.set_inheritable(False)
-    return sock
-
-
-def _hold_port(host: str, port: int) -> Any:
-    """A socket bound to the station's port without listening: the kernel will not hand the port out."""
-    import socket
-
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(False)
     return sock
 

@@ -294,6 +294,7 @@ async def test_ai_drafts_ask_edit_approve_reject(quark: Any, tmp_path: Any) -> N
 async def test_a_module_that_is_down_shows_a_degraded_section(station: Station) -> None:
     b = station.browser()
     await sign_up(station, b, "erin", verify=False)
+    await wait_profile(station, "erin")  # the user module learns of the account from auth's event
     # The blog leaves the gateway (as when its container stops): its paths reach no module.
     station.gateway._routes = [(p, m) for p, m in station.gateway._routes if m.name != "blog"]
     home = await b.get("/")

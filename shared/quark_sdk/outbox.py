@@ -11,6 +11,7 @@ inbox makes even a late duplicate harmless. NATS being down only delays events.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +32,6 @@ from sqlalchemy import (
     func,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -70,15 +70,15 @@ inbox_table = Table(
 )
 
 
-# `= ANY(array)`: one prepared statement whatever the batch's size (IN (...) makes one per size).
-_SEQS = bindparam("seqs", type_=ARRAY(BigInteger))
-_MARK_SENT = (
-    update(outbox_table).where(outbox_table.c.seq == func.any(_SEQS)).values(published_at=bindparam("now"))
-)
-_COUNT_ATTEMPT = (
-    update(outbox_table).where(outbox_table.c.seq == func.any(_SEQS)).values(attempts=outbox_table.c.attempts + 1)
-)
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit = off")
+# The relay's statements, run on the pooled connection's asyncpg driver (`OutboxRelay.publish_pending`): the relay
+# is the SDK's own loop with no ORM objects, and through an `AsyncSession` each round cost ~3x the CPU of the same
+# statements sent by asyncpg (docs/performance.md part 11). `= ANY(array)`: one prepared statement whatever the
+# batch's size.
+_RELAY_NO_FLUSH_WAIT = "SET LOCAL synchronous_commit = off"
+_RELAY_CLAIM = ("SELECT seq, id, type, body, headers::text AS headers FROM quark_outbox WHERE published_at IS NULL "
+                "ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED")
+_RELAY_MARK_SENT = "UPDATE quark_outbox SET published_at = $2 WHERE seq = ANY($1::bigint[])"
+_RELAY_COUNT_ATTEMPT = "UPDATE quark_outbox SET attempts = attempts + 1 WHERE seq = ANY($1::bigint[])"
 # The inbox claim of a consumer's batch: one array parameter, so SQLAlchemy compiles it once and asyncpg
 # prepares it once. A multi-row VALUES has no cache key: it was compiled anew for every batch (13-21 ms for
 # 200 events, the largest share of the consumer's CPU in bench/events.py).
@@ -162,14 +162,6 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
         self._last_round = float("-inf")
-        self._claim = (
-            select(outbox_table.c.seq, outbox_table.c.id, outbox_table.c.type, outbox_table.c.body,
-                   outbox_table.c.headers)
-            .where(outbox_table.c.published_at.is_(None))
-            .order_by(outbox_table.c.seq)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-        )
         db.on_outbox_commit = self.wake
 
     def wake(self) -> None:
@@ -213,29 +205,47 @@ class OutboxRelay:
         """Publish one batch of pending events; returns how many were marked sent."""
         if not self.bus.is_connected:
             raise EventBusUnavailable("NATS not connected")
-        async with self.db.transaction() as session:
-            # Losing this commit in a crash only means publishing again, which Nats-Msg-Id dedupe and the
-            # consumers' inbox absorb; so skip the WAL flush wait that durability would cost here.
-            await session.execute(_NO_FLUSH_WAIT)
-            rows = (await session.execute(self._claim)).all()
-            if not rows:
-                telemetry.OUTBOX_BACKLOG.labels(self.service).set(0)
-                return 0
-            # The headers dict is fresh from the row (publish_many copies it into its own): no copy here.
-            results = await self.bus.publish_many([(r.id, r.type, r.body.encode(), r.headers or {}) for r in rows])
-            sent = [r.seq for r, ok in zip(rows, results, strict=True) if ok]
-            failed = [r.seq for r, ok in zip(rows, results, strict=True) if not ok]
-            now = datetime.now(UTC)
-            if sent:
-                await session.execute(_MARK_SENT, {"seqs": sent, "now": now})
-            if failed:
-                await session.execute(_COUNT_ATTEMPT, {"seqs": failed})
+        async with self.db.engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            try:
+                async with driver.transaction():
+                    rows, results = await self._publish_batch(driver)
+            except BaseException:
+                # SQLAlchemy never saw asyncpg's error: a connection that died, or was left inside a transaction
+                # (cancelled mid-rollback), is dropped here rather than handed to the next request.
+                if driver.is_closed() or driver.is_in_transaction():
+                    await conn.invalidate()
+                raise
+        if not rows:
+            return 0
+        sent = 0
         for r, ok in zip(rows, results, strict=True):
             if ok:
-                telemetry.EVENTS_PUBLISHED.labels(self.service, r.type).inc()
+                sent += 1
+                telemetry.EVENTS_PUBLISHED.labels(self.service, r["type"]).inc()
+        if sent < len(rows):
+            raise EventBusUnavailable(f"{len(rows) - sent} of {len(rows)} events not acknowledged by JetStream")
+        return sent
+
+    async def _publish_batch(self, driver: Any) -> tuple[list[Any], list[bool]]:
+        """Claim a batch (SKIP LOCKED: relays of one service share the work), publish it, mark what JetStream
+        acknowledged; in the caller's transaction."""
+        # Losing this commit in a crash only means publishing again, which Nats-Msg-Id dedupe and the
+        # consumers' inbox absorb; so skip the WAL flush wait that durability would cost here.
+        await driver.execute(_RELAY_NO_FLUSH_WAIT)
+        rows = await driver.fetch(_RELAY_CLAIM, self.batch_size)
+        if not rows:
+            telemetry.OUTBOX_BACKLOG.labels(self.service).set(0)
+            return [], []
+        results = await self.bus.publish_many(
+            [(r["id"], r["type"], r["body"].encode(), json.loads(r["headers"])) for r in rows])
+        sent = [r["seq"] for r, ok in zip(rows, results, strict=True) if ok]
+        failed = [r["seq"] for r, ok in zip(rows, results, strict=True) if not ok]
+        if sent:
+            await driver.execute(_RELAY_MARK_SENT, sent, datetime.now(UTC))
         if failed:
-            raise EventBusUnavailable(f"{len(failed)} of {len(rows)} events not acknowledged by JetStream")
-        return len(sent)
+            await driver.execute(_RELAY_COUNT_ATTEMPT, failed)
+        return list(rows), results
 
     async def backlog(self) -> int:
         async with self.db.session() as session:

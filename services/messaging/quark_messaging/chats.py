@@ -168,40 +168,39 @@ async def get_chat(
         .correlate(Conversation)
         .lateral("latest"),
     )
-    row = (
-        await session.execute(
-            with_membership(select(Conversation, Member, latest, unread), user_id)
-            .outerjoin(latest, true())
-            .where(Conversation.id == conversation_id)
-        )
-    ).first()
+    # With the latest page of history asked for, its newest message is the chat's latest: no lateral join for it.
+    latest_in_history = messages > 0 and before is None
+    columns = (Conversation, Member, unread) if latest_in_history else (Conversation, Member, unread, latest)
+    stmt = with_membership(select(*columns), user_id)
+    if not latest_in_history:
+        stmt = stmt.outerjoin(latest, true())
+    row = (await session.execute(stmt.where(Conversation.id == conversation_id))).first()
     if row is None:
         raise NotFound("conversation not found")
     conv, member = visible(row[0], row[1])
-    base = chat_out(conv, member, user_id, unread=(row[3] or 0) if member else 0, last=row[2])
-    members = []
+    members: list[MemberOut] = []
     if member is not None:  # who subscribes to a public channel is for its members to see, not for every passer-by
+        # Columns, not Member entities: the answer needs no ORM objects (a chat page reads this on every open).
         rows = await session.execute(
-            select(Member, User.username)
+            select(Member.user_id, User.username, Member.role, Member.last_read_seq, Member.joined_at)
             .outerjoin(User, User.user_id == Member.user_id)
             .where(Member.conversation_id == conversation_id)
             .order_by(Member.joined_at, Member.user_id)
             .limit(max_members)
         )
         members = [
-            MemberOut(
-                user_id=m.user_id,
-                username=name,
-                role=m.role,
-                last_read_seq=m.last_read_seq,
-                joined_at=m.joined_at,
-            )
-            for m, name in rows
+            MemberOut(user_id=uid, username=name, role=role, last_read_seq=seq, joined_at=joined)
+            for uid, name, role, seq, joined in rows
         ]
     history = (
         await history_page(session, conversation_id, before=before, after=None, limit=messages) if messages else None
     )
-    return ChatDetail(**base.model_dump(), members=members, messages=history)
+    base = chat_out(conv, member, user_id, unread=(row[2] or 0) if member else 0,
+                    last=None if latest_in_history else row[3])
+    if latest_in_history and history is not None and history.items:
+        base.last_message = history.items[-1]
+    # The fields as they are (a shallow copy): `model_dump()` would turn the last message into a dict to validate again.
+    return ChatDetail(**dict(base), members=members, messages=history)
 
 
 async def rename(

@@ -96,6 +96,13 @@ async def test_history_pages_both_ways_and_unread(cluster: Cluster) -> None:
     await c.delete(f"/api/v1/messages/{latest['items'][-1]['id']}", headers=alice.headers)  # m7: deleted, not unread
     one = (await c.get(f"/api/v1/chats/{chat}", headers=bob.headers)).json()
     assert one["unread"] == 1 and one["last_message"]["seq"] == 7
+    # With its history's latest page the chat's latest message is that page's newest: the same answer beside it.
+    paged = (await c.get(f"/api/v1/chats/{chat}", params={"messages": 3}, headers=bob.headers)).json()
+    history = paged.pop("messages")
+    assert [m["seq"] for m in history["items"]] == [5, 6, 7] and history["items"][-1] == one["last_message"]
+    assert one["messages"] is None and paged == {k: v for k, v in one.items() if k != "messages"}
+    older = (await c.get(f"/api/v1/chats/{chat}", params={"messages": 3, "before": 5}, headers=bob.headers)).json()
+    assert older["last_message"] == one["last_message"] and [m["seq"] for m in older["messages"]["items"]] == [2, 3, 4]
     assert (await c.post(f"/api/v1/chats/{chat}/read", json={"seq": 10**9}, headers=bob.headers)).json() == {
         "last_read_seq": 7
     }

@@ -210,10 +210,16 @@ class OutboxRelay:
             try:
                 async with driver.transaction():
                     rows, results = await self._publish_batch(driver)
-            except BaseException:
-                # SQLAlchemy never saw asyncpg's error: a connection that died, or was left inside a transaction
-                # (cancelled mid-rollback), is dropped here rather than handed to the next request.
-                if driver.is_closed() or driver.is_in_transaction():
+            except BaseException as exc:
+                # SQLAlchemy never saw asyncpg's error, so what it would do is done here. A closed connection
+                # means the server went away (a restart): every pooled connection is as dead, so the pool is
+                # recycled as SQLAlchemy recycles it on a disconnect. A connection cancelled or timed out
+                # mid-statement (BEGIN or ROLLBACK included) or left inside a transaction is dropped rather than
+                # handed to the next request.
+                if driver.is_closed():
+                    await conn.invalidate()
+                    await self.db.engine.dispose()
+                elif isinstance(exc, (asyncio.CancelledError, TimeoutError)) or driver.is_in_transaction():
                     await conn.invalidate()
                 raise
         if not rows:
@@ -238,7 +244,7 @@ class OutboxRelay:
             telemetry.OUTBOX_BACKLOG.labels(self.service).set(0)
             return [], []
         results = await self.bus.publish_many(
-            [(r["id"], r["type"], r["body"].encode(), json.loads(r["headers"])) for r in rows])
+            [(r["id"], r["type"], r["body"].encode(), json.loads(r["headers"]) or {}) for r in rows])
         sent = [r["seq"] for r, ok in zip(rows, results, strict=True) if ok]
         failed = [r["seq"] for r, ok in zip(rows, results, strict=True) if not ok]
         if sent:

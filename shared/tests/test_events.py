@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import nats
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from quark_sdk.embedded import EmbeddedNats
 from quark_sdk.events import CloudEvent, dead_letter_stream, stream_for, subject_for
@@ -268,3 +271,44 @@ async def test_outbox_batch_writes_a_transactions_events_with_one_insert(quark: 
         return got if len(got) == 3 else None
 
     assert await eventually(all_applied, what="batched events consumed") == {i: 1 for i in ids}
+
+
+async def test_relay_cancelled_mid_round_leaves_no_open_transaction(quark: QuarkTestEnv) -> None:
+    """The relay runs on the pool's asyncpg driver: a round cancelled while JetStream has not answered (a
+    shutdown) must not hand its connection, rows still locked, to the next request."""
+    svc = await quark.start(module)
+    relay, bus, db = svc.ctx.relay, svc.ctx.bus, svc.ctx.database()
+    assert relay is not None and bus is not None
+    await relay.stop()  # we play the relay by hand
+    resp = await svc.client.post("/api/v1/sample/notes", params={"text": "stuck"})
+    event_id = resp.json()["event_id"]
+    publishing = asyncio.Event()
+    real_publish = bus.publish_many
+
+    async def never_answers(items: Any) -> list[bool]:
+        publishing.set()
+        await asyncio.Event().wait()
+        return []
+
+    bus.publish_many = never_answers  # type: ignore[method-assign]
+    stuck = asyncio.create_task(relay.publish_pending())
+    await asyncio.wait_for(publishing.wait(), 10)
+    stuck.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stuck
+    bus.publish_many = real_publish  # type: ignore[method-assign]
+    async with db.session() as session:
+        idle_in_tx = await session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"))
+    assert idle_in_tx == 0
+    # The row was not marked sent and is not locked: the next round publishes it, once.
+    assert await relay.publish_pending() == 1
+    assert await eventually(lambda: effects(svc), what="effect applied") == {event_id: 1}
+    # And every pooled connection still commits for real (none runs inside a leftover transaction).
+    for _ in range(db.engine.pool.size() + 1):  # type: ignore[attr-defined]
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(outbox_table)
+                                    .where(outbox_table.c.published_at.is_(None))) == 0

@@ -86,8 +86,14 @@ async def test_public_channel_only_admins_post(cluster: Cluster) -> None:
     # A passer-by sees the channel, not who subscribes to it, and has nothing unread.
     seen = (await c.get(f"/api/v1/chats/{chan}", headers=reader.headers)).json()
     assert (seen["role"], seen["unread"], seen["members"], seen["last_message"]["body"]) == (None, 0, [], "welcome")
+    # The same with the history's latest page (the latest message then comes from that page).
+    paged = (await c.get(f"/api/v1/chats/{chan}", params={"messages": 5}, headers=reader.headers)).json()
+    assert [m["body"] for m in paged.pop("messages")["items"]] == ["welcome"]
+    assert paged == {k: v for k, v in seen.items() if k != "messages"}
     empty = await group(inst, owner, kind="channel", title="Quiet")
     assert (await c.get(f"/api/v1/chats/{empty}", headers=reader.headers)).json()["last_message"] is None
+    quiet = (await c.get(f"/api/v1/chats/{empty}", params={"messages": 5}, headers=reader.headers)).json()
+    assert quiet["last_message"] is None and quiet["messages"] == {"items": [], "older": None, "newer": None}
     private = await group(inst, owner, title="Private")
     assert_problem(await c.get(f"/api/v1/chats/{private}", headers=reader.headers), 404)
     assert_problem(await c.get(f"/api/v1/chats/{uuid.uuid4()}", headers=reader.headers), 404)

@@ -362,6 +362,32 @@ def wait_until(probe: Any, *, timeout: float = 15.0, interval: float = 0.05, wha
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
+class ThreadedServer:
+    """An ASGI test double served by uvicorn on a thread (and event loop) of its own, for doubles that
+    synchronous code or a fixture outside the test's loop calls: an identity provider, an SMS gateway."""
+
+    def __init__(self, app: Any, port: int, *, what: str = "test double") -> None:
+        import threading
+
+        import uvicorn
+
+        self.what = what
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True, name=what)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.thread.start()
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), timeout=timeout, interval=0.02,
+                   what=f"{self.what} serving")
+        if not self.server.started:
+            raise AssertionError(f"{self.what} stopped before serving (port taken?)")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
 async def read_stream(js: Any, stream: str) -> list[Any]:
     """Every message a JetStream stream holds, oldest first; [] while the stream does not exist or
     is empty (a provisioned, empty stream reports first_seq 0, which is no message)."""

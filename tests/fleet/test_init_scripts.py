@@ -10,13 +10,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fleetkit import DEPLOY, environment, load_compose
+
+from quark_sdk.testing import wait_until
 
 pytestmark = [pytest.mark.fleet]
 
@@ -28,14 +29,12 @@ def free_port() -> int:
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         assert proc.poll() is None, f"{what} exited with {proc.returncode}"
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not listen on {port} within {timeout}s")
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, timeout=timeout, interval=0.1, what=f"{what} listening on {port}")
 
 
 def require(*tools: str) -> None:

@@ -12,25 +12,24 @@ approves at once (no consent screen), except with `provider.consent = True`, whe
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import html
 import secrets
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from quark_sdk.testing import ThreadedServer
 
 CLIENT_ID = "quark-test-client"
 CLIENT_SECRET = "s3cret-of-the-test-client"
@@ -182,17 +181,9 @@ class LocalOidcProvider:
         ])
 
     def start(self) -> LocalOidcProvider:
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve()), daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the local OIDC provider did not start")
-            time.sleep(0.02)
+        self._server = ThreadedServer(self.app(), self.port, what="the local OIDC provider")
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._server.stop()

@@ -5,11 +5,8 @@ with back-off, then dead-letter, as for mail; the code is never logged."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from mailer_testkit import dead_letters, publish, start_mailer
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -28,7 +24,7 @@ from starlette.routing import Route
 from quark_mailer.models import SentSms
 from quark_sdk.embedded import free_port
 from quark_sdk.events import CloudEvent
-from quark_sdk.testing import QuarkTestEnv, eventually
+from quark_sdk.testing import QuarkTestEnv, ThreadedServer, eventually
 
 CODE = "493817"
 PHONE = "+447911123456"
@@ -71,19 +67,12 @@ class Gateway:
     def __enter__(self) -> Gateway:
         app = Starlette(routes=[Route(f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json", self.messages,
                                       methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off"))
-        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the gateway double did not start"
-            time.sleep(0.02)
+        self.server = ThreadedServer(app, self.port, what="the SMS gateway double")
+        self.server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.server.stop()
 
 
 def http_driver(gateway: Gateway) -> dict[str, Any]:

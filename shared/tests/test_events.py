@@ -37,6 +37,15 @@ async def dead_letters(svc: RunningModule) -> list[tuple[dict[str, str], bytes]]
     return [(dict(msg.headers or {}), msg.data or b"") for msg in messages]
 
 
+async def note_with_relay_by_hand(quark: QuarkTestEnv, text: str) -> tuple[RunningModule, str]:
+    """The sample module with its relay stopped (the test plays it) and one note's event waiting in the outbox."""
+    svc = await quark.start(module)
+    assert svc.ctx.relay is not None and svc.ctx.bus is not None
+    await svc.ctx.relay.stop()
+    resp = await svc.client.post("/api/v1/sample/notes", params={"text": text})
+    return svc, resp.json()["event_id"]
+
+
 async def test_committed_event_is_consumed_exactly_once(quark: QuarkTestEnv) -> None:
     svc = await quark.start(module)
     resp = await svc.client.post("/api/v1/sample/notes", params={"text": "hello"})
@@ -61,12 +70,9 @@ async def test_rolled_back_event_is_never_published(quark: QuarkTestEnv) -> None
 
 
 async def test_relay_dying_between_publish_and_mark_sent_gives_one_effect(quark: QuarkTestEnv) -> None:
-    svc = await quark.start(module)
+    svc, event_id = await note_with_relay_by_hand(quark, "crash")
     relay, bus, db = svc.ctx.relay, svc.ctx.bus, svc.ctx.database()
     assert relay is not None and bus is not None
-    await relay.stop()  # we play the relay by hand
-    resp = await svc.client.post("/api/v1/sample/notes", params={"text": "crash"})
-    event_id = resp.json()["event_id"]
     async with db.session() as session:
         row = (await session.execute(select(outbox_table).where(outbox_table.c.id == event_id))).one()
     # The "dead" relay published, then died before marking the row sent.
@@ -276,12 +282,9 @@ async def test_outbox_batch_writes_a_transactions_events_with_one_insert(quark: 
 async def test_relay_cancelled_mid_round_leaves_no_open_transaction(quark: QuarkTestEnv) -> None:
     """The relay runs on the pool's asyncpg driver: a round cancelled while JetStream has not answered (a
     shutdown) must not hand its connection, rows still locked, to the next request."""
-    svc = await quark.start(module)
+    svc, event_id = await note_with_relay_by_hand(quark, "stuck")
     relay, bus, db = svc.ctx.relay, svc.ctx.bus, svc.ctx.database()
     assert relay is not None and bus is not None
-    await relay.stop()  # we play the relay by hand
-    resp = await svc.client.post("/api/v1/sample/notes", params={"text": "stuck"})
-    event_id = resp.json()["event_id"]
     publishing = asyncio.Event()
     real_publish = bus.publish_many
 

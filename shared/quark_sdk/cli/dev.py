@@ -44,8 +44,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         raise CliError("no modules installed; run `make install` first")
     data_dir = Path(args.data_dir).resolve()
     t0 = time.monotonic()
-    # The station's port first: a busy one is a one-line error before anything starts or is written.
-    sock = _bind_public(args.host, args.port)
+    # The station's port first: a busy one is a one-line error before anything starts or is written. The fleet
+    # holds it bound but not listening (clients are refused) until Traefik starts: a port released now could be
+    # handed out meanwhile as the ephemeral source port of a module's outgoing connection, and Traefik's bind
+    # would then fail (seen once in tests/fleet/test_manager.py).
+    sock = _bind_public(args.host, args.port, listen=not args.fleet)
     if args.fleet:
         _fleet_ports(args, modules)
         if any(m.name == "hub" for m in modules):  # Traefik and its config must be there before anything starts
@@ -56,11 +59,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
             except EmbeddedError as exc:
                 sock.close()
                 raise CliError(str(exc)) from None
-        # Held until Traefik starts, bound but not listening (a client is refused, as before): a port released now
-        # could be handed out meanwhile as the ephemeral source port of a module's outgoing connection, and
-        # Traefik's bind would then fail (seen once in tests/fleet/test_manager.py).
-        sock.close()
-        sock = _bind_public(args.host, args.port, listen=False)
     infra = _start_infra(data_dir, modules)
     args.mail_sink = mail_sink = _start_mail_sink(data_dir, modules)
     from quark_sdk.embedded import InfraWatchdog

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from quark_sdk.inprocess import InProcessTransport, LocalGateway, api_client, direct_get
+from quark_sdk.inprocess import Answer, InProcessTransport, LocalGateway, api_client, direct_get
 
 LEAK: contextvars.ContextVar[str] = contextvars.ContextVar("leak", default="caller's")
 
@@ -165,3 +166,15 @@ async def test_direct_get_decodes_a_compressed_answer_as_httpx_does() -> None:
         direct = await direct_get(http, "/big")
         assert direct is not None and direct.headers["content-encoding"] == "gzip"
         assert direct.json() == (await http.get("/big")).json() == {"text": "x" * 5000}
+
+
+def test_an_answer_reads_json_as_json_does() -> None:
+    """orjson reads the answer; what it refuses and Python's json writes (NaN, Infinity) still reads."""
+    page = {"items": [{"id": 2**63 - 1, "body": "é \u2028 \"q\"", "at": None, "n": -1.5e-7, "ok": True}], "older": 7}
+    bodies = (json.dumps(page).encode(), json.dumps(page, ensure_ascii=False).encode(),
+              b'{"x": NaN, "y": -Infinity}', b"[]", b" 1 ")
+    for body in bodies:
+        answer = Answer(200, [(b"content-type", b"application/json")], body)
+        assert repr(answer.json()) == repr(json.loads(body))
+    with pytest.raises(ValueError):
+        Answer(200, [], b"{not json").json()

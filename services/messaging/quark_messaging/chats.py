@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func, select, true
+from sqlalchemy import Integer, Select, Uuid, bindparam, case, func, null, select, text, true
+from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -146,8 +149,38 @@ async def get_chat(
 ) -> ChatDetail:
     """The conversation as the caller sees it; with `messages` > 0 also its history's latest page of that
     size (or the page older than `before`), as `GET .../messages` answers it: a chat page in one request."""
-    # One statement for the conversation, the caller's membership, their unread count (`unread_counts`'
-    # rule) and the latest message; then one for the members (and one or two for the history).
+    # With the latest page of history asked for, its newest message is the chat's latest: no lateral join for it.
+    latest_in_history = messages > 0 and before is None
+    params = {"caller": user_id, "conversation_id": conversation_id, "max_members": max_members}
+    row = (await session.execute(chat_statement(with_latest=not latest_in_history), params)).first()
+    if row is None:
+        raise NotFound("conversation not found")
+    conv, member = visible(row[0], row[1])
+    # Who subscribes to a public channel is for its members to see, not for every passer-by (null for them).
+    members = [
+        MemberOut(user_id=uid, username=name, role=role, last_read_seq=seq, joined_at=joined)
+        for uid, name, role, seq, joined in (row[3] or [])
+    ]
+    history = (
+        await history_page(session, conversation_id, before=before, after=None, limit=messages) if messages else None
+    )
+    base = chat_out(conv, member, user_id, unread=(row[2] or 0) if member else 0,
+                    last=None if latest_in_history else row[4])
+    if latest_in_history and history is not None and history.items:
+        base.last_message = history.items[-1]
+    # The fields as they are (a shallow copy): `model_dump()` would turn the last message into a dict to validate again.
+    return ChatDetail(**dict(base), members=members, messages=history)
+
+
+@cache
+def chat_statement(*, with_latest: bool) -> Select[Any]:
+    """The statement behind a chat's detail, built once (bound: `caller`, `conversation_id`, `max_members`):
+    building and hashing a statement this size costs more than running it, on every chat opened.
+
+    One row: the conversation, the caller's membership, their unread count (`unread_counts`' rule), the first
+    `max_members` members (by joining) as one JSON array of [user_id, username, role, last_read_seq, joined_at]
+    for a caller who is a member (else null) and, `with_latest`, the latest message."""
+    caller = bindparam("caller", type_=Uuid)
     unread = (
         select(func.count(Message.id))
         .where(
@@ -159,49 +192,46 @@ async def get_chat(
         .correlate(Conversation, Member)
         .scalar_subquery()
     )
-    latest = aliased(
-        Message,
-        select(Message)
-        .where(Message.conversation_id == Conversation.id)
-        .order_by(Message.seq.desc())
-        .limit(1)
+    listed = aliased(Member, name="listed")
+    first = (
+        select(listed.user_id, User.username, listed.role, listed.last_read_seq, listed.joined_at)
+        .outerjoin(User, User.user_id == listed.user_id)
+        .where(listed.conversation_id == Conversation.id)
+        .order_by(listed.joined_at, listed.user_id)
+        .limit(bindparam("max_members", type_=Integer))
         .correlate(Conversation)
-        .lateral("latest"),
+        .subquery("first_members")
     )
-    # With the latest page of history asked for, its newest message is the chat's latest: no lateral join for it.
-    latest_in_history = messages > 0 and before is None
-    columns = (Conversation, Member, unread) if latest_in_history else (Conversation, Member, unread, latest)
-    stmt = with_membership(select(*columns), user_id)
-    if not latest_in_history:
-        stmt = stmt.outerjoin(latest, true())
-    row = (await session.execute(stmt.where(Conversation.id == conversation_id))).first()
-    if row is None:
-        raise NotFound("conversation not found")
-    conv, member = visible(row[0], row[1])
-    members: list[MemberOut] = []
-    if member is not None:  # who subscribes to a public channel is for its members to see, not for every passer-by
-        # Columns, not Member entities: the answer needs no ORM objects (a chat page reads this on every open).
-        rows = await session.execute(
-            select(Member.user_id, User.username, Member.role, Member.last_read_seq, Member.joined_at)
-            .outerjoin(User, User.user_id == Member.user_id)
-            .where(Member.conversation_id == conversation_id)
-            .order_by(Member.joined_at, Member.user_id)
-            .limit(max_members)
+    # Timestamps as UTC ISO text (asyncpg hands them over in UTC too): the answer does not depend on the
+    # database session's time zone.
+    joined = func.to_char(func.timezone("UTC", first.c.joined_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    array = func.json_agg(
+        aggregate_order_by(
+            func.json_build_array(first.c.user_id, first.c.username, first.c.role, first.c.last_read_seq, joined),
+            first.c.joined_at,
+            first.c.user_id,
         )
-        members = [
-            MemberOut(user_id=uid, username=name, role=role, last_read_seq=seq, joined_at=joined)
-            for uid, name, role, seq, joined in rows
-        ]
-    history = (
-        await history_page(session, conversation_id, before=before, after=None, limit=messages) if messages else None
     )
-    base = chat_out(conv, member, user_id, unread=(row[2] or 0) if member else 0,
-                    last=None if latest_in_history else row[3])
-    if latest_in_history and history is not None and history.items:
-        base.last_message = history.items[-1]
-    # The fields as they are (a shallow copy): `model_dump()` would turn the last message into a dict to validate again.
-    return ChatDetail(**dict(base), members=members, messages=history)
-
+    listing = (
+        select(func.coalesce(array, text("'[]'::json"), type_=JSON))
+        .select_from(first)
+        .correlate(Conversation)
+        .scalar_subquery()
+    )
+    members = case((Member.user_id.is_not(None), listing), else_=null()).label("members")
+    stmt = with_membership(select(Conversation, Member, unread, members), caller)
+    if with_latest:
+        latest = aliased(
+            Message,
+            select(Message)
+            .where(Message.conversation_id == Conversation.id)
+            .order_by(Message.seq.desc())
+            .limit(1)
+            .correlate(Conversation)
+            .lateral("latest"),
+        )
+        stmt = stmt.add_columns(latest).outerjoin(latest, true())
+    return stmt.where(Conversation.id == bindparam("conversation_id", type_=Uuid))
 
 async def rename(
     rt: MessagingRuntime, session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, title: str

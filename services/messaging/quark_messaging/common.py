@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_messaging.models import Block, Conversation, Member, Message
@@ -135,7 +135,7 @@ async def load_conversation(
     return visible(conv, member)
 
 
-def with_membership(stmt: Select[Any], user_id: uuid.UUID) -> Select[Any]:
+def with_membership(stmt: Select[Any], user_id: uuid.UUID | ColumnElement[uuid.UUID]) -> Select[Any]:
     """`stmt` (selecting from Conversation) joined with the caller's Member row, if any."""
     return stmt.outerjoin(Member, and_(Member.conversation_id == Conversation.id, Member.user_id == user_id))
 

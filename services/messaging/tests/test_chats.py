@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from messaging_testkit import Cluster, assert_problem, direct, group, send
+from sqlalchemy import text
 
 
 async def test_direct_chat_is_one_per_pair(cluster: Cluster) -> None:
@@ -177,3 +179,45 @@ async def test_chat_with_its_history_in_one_request(cluster: Cluster) -> None:
     await send(inst, alice, chan, "hello all")
     seen = (await c.get(f"/api/v1/chats/{chan}", params={"messages": 10}, headers=eve.headers)).json()
     assert seen["members"] == [] and [m["body"] for m in seen["messages"]["items"]] == ["hello all"]
+
+
+async def test_chat_members_read_with_the_chat_are_the_member_rows(cluster: Cluster) -> None:
+    """The detail's members come from the chat's own statement (a JSON column): the same rows, order and
+    values as the members table holds them, `joined_at` in UTC to the microsecond, a member messaging has no
+    name for as null, at most `max_group_members`, and none for a passer-by."""
+    inst = await cluster.start(max_group_members=3)
+    alice, bob, carol = await cluster.people("alice", "bob", "carol")
+    chat = await group(inst, alice, bob, carol)
+    stranger = uuid.uuid4()  # a member whose account messaging never heard of (no row in its users replica)
+    async with inst.svc.ctx.database().session() as session, session.begin():
+        await session.execute(
+            text("INSERT INTO members (conversation_id, user_id, role, joined_at) "
+                 "VALUES (:c, :u, 'member', '2000-01-01 00:00:00.000001+00')"),
+            {"c": chat, "u": stranger},
+        )
+    async with inst.svc.ctx.database().session() as session:
+        rows = (await session.execute(
+            text("SELECT m.user_id, u.username, m.role, m.last_read_seq, m.joined_at FROM members m "
+                 "LEFT JOIN users u ON u.user_id = m.user_id WHERE m.conversation_id = :c "
+                 "ORDER BY m.joined_at, m.user_id LIMIT 3"),
+            {"c": chat},
+        )).all()
+    expected = [
+        {"user_id": str(uid), "username": name, "role": role, "last_read_seq": seq,
+         "joined_at": joined.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+        for uid, name, role, seq, joined in rows
+    ]
+    detail = (await inst.client.get(f"/api/v1/chats/{chat}", headers=alice.headers)).json()
+    members = [{**m, "joined_at": normal_time(m["joined_at"])} for m in detail["members"]]
+    assert members == expected and len(members) == 3
+    assert members[0] == {**members[0], "user_id": str(stranger), "username": None,
+                          "joined_at": "2000-01-01T00:00:00.000001Z"}
+    # A passer-by of a public channel sees the channel, not who is in it.
+    chan = await group(inst, alice, kind="channel", title="News")
+    seen = (await inst.client.get(f"/api/v1/chats/{chan}", headers=bob.headers)).json()
+    assert seen["members"] == [] and seen["member_count"] == 1
+
+
+def normal_time(value: str) -> str:
+    """An ISO time as UTC with six digits of microseconds (pydantic drops trailing zeros of a fraction)."""
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

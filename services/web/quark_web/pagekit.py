@@ -21,6 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.nodes import Expr
+from markupsafe import _escape_inner
 
 from quark_web import errors
 from quark_web.apiclient import ApiError, ModuleDown
@@ -57,6 +60,37 @@ class PageEnvironment(Environment):
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
+
+def output_escape(value: Any) -> str:
+    """`{{ value }}` in a page: the text markupsafe's `escape` gives, without building a `Markup` for every
+    value (two Python calls each, ~40% of rendering a chat of 30 messages). What a template writes out is
+    only joined into the page (a macro's or a block's output is made `Markup` as a whole), so a plain str
+    does here; an int needs no escaping at all."""
+    kind = type(value)
+    if kind is str:
+        return _escape_inner(value)
+    if kind is int:
+        return str(value)
+    html = getattr(value, "__html__", None)
+    if html is not None:
+        return str(html())
+    return _escape_inner(str(value))
+
+
+class PageCodeGenerator(CodeGenerator):
+    """Compiles `{{ ... }}` in an autoescaped template to `environment.output_escape(...)`."""
+
+    def _output_child_pre(self, node: Expr, frame: Frame, finalize: Any) -> None:
+        if frame.eval_ctx.autoescape and not frame.eval_ctx.volatile:
+            self.write("environment.output_escape(")
+            if finalize.src is not None:
+                self.write(finalize.src)
+            return
+        super()._output_child_pre(node, frame, finalize)
+
+
+PageEnvironment.code_generator_class = PageCodeGenerator
+PageEnvironment.output_escape = staticmethod(output_escape)  # type: ignore[attr-defined]
 
 # One environment, built once: templates are compiled on first use and cached.
 ENV = PageEnvironment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "xml"]),

@@ -7,9 +7,10 @@ changed in the same transaction as the comment, under the stats row lock.
 from __future__ import annotations
 
 import uuid
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import Integer, Select, String, Uuid, bindparam, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from quark_blog import render
@@ -282,15 +283,28 @@ async def list_comments(
     return await comments_of(session, principal, post, limit, cursor)
 
 
+@cache
+def thread_statement(*, after_cursor: bool) -> Select[Any]:
+    """A post's comments in thread order with their authors, built once (bound: `post_id`, `limit`, and
+    `after`, the cursor's path): a post page reads them on every open, and building the statement costs
+    about what running it does."""
+    q = (
+        select(Comment, Author)
+        .outerjoin(Author, Author.user_id == Comment.author_id)
+        .where(Comment.post_id == bindparam("post_id", type_=Uuid))
+    )
+    if after_cursor:
+        q = q.where(Comment.path > bindparam("after", type_=String))
+    return q.order_by(Comment.path).limit(bindparam("limit", type_=Integer))
+
 async def comments_of(
     session: AsyncSession, principal: Principal | None, post: Post, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """`list_comments` of a post the caller may read (checked by the caller: `get_post`, `get_post_by_slug`)."""
-    q = select(Comment, Author).outerjoin(Author, Author.user_id == Comment.author_id).where(Comment.post_id == post.id)
+    params: dict[str, Any] = {"post_id": post.id, "limit": limit + 1}
     if cursor:
-        (path,) = decode_cursor(cursor, (str,))
-        q = q.where(Comment.path > path)
-    rows = (await session.execute(q.order_by(Comment.path).limit(limit + 1))).all()
+        (params["after"],) = decode_cursor(cursor, (str,))
+    rows = (await session.execute(thread_statement(after_cursor=bool(cursor)), params)).all()
     items = [(c.path, comment_out(c, a, principal)) for c, a in rows]
     page, nxt = page_of(items, limit, lambda it: encode_cursor(it[0]))
     return [it[1] for it in page], nxt

@@ -1,12 +1,14 @@
-"""The pages' Jinja2 environment reads a dict's keys first (the modules' JSON answers), with Jinja's own meaning."""
+"""The pages' Jinja2 environment reads a dict's keys first (the modules' JSON answers), with Jinja's own meaning,
+and writes `{{ ... }}` out through `output_escape`: the same text as markupsafe's escaping."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from jinja2 import Environment
+from markupsafe import Markup, escape
 
-from quark_web.pagekit import ENV, PageEnvironment
+from quark_web.pagekit import ENV, PageEnvironment, output_escape
 
 CASES = [
     ("{{ d.title }}", {"d": {"title": "<b>Hi</b>"}}),  # a key, escaped
@@ -16,6 +18,13 @@ CASES = [
     ("{{ d.get('a') }}|{{ d.get('z', 'none') }}", {"d": {"a": 1}}),
     ("{{ o.name }}|{{ o.nope is defined }}", {"o": SimpleNamespace(name="object")}),  # objects: attributes
     ("{{ d.x.y }}", {"d": {"x": {"y": "nested"}}}),
+    # what is written out: escaped as markupsafe escapes, whatever its type
+    ("{{ a }}|{{ b }}|{{ c }}|{{ n }}|{{ f }}|{{ t }}|{{ z }}|{{ u }}",
+     {"a": "<a href='x'>&\"</a>", "b": Markup("<i>ok</i>"), "c": ["<x>", 1], "n": -42, "f": 1.5, "t": True, "z": None}),
+    ("{% set s %}<b>{{ a }}</b>{% endset %}{{ s }}|{{ s | length }}", {"a": "<&>"}),  # a block's output stays markup
+    ("{% macro m(x) %}<p>{{ x }}</p>{% endmacro %}{{ m(a) }}{{ m(a) | upper }}", {"a": "<q>"}),
+    ("{{ a ~ b }}|{{ a | e }}|{{ a | safe }}|{{ (a ~ '') | length }}", {"a": "<&>", "b": Markup("<br>")}),
+    ("{% autoescape false %}{{ a }}{% endautoescape %}{{ a }}", {"a": "<&>"}),
 ]
 
 
@@ -25,6 +34,19 @@ def test_dict_keys_read_as_jinja_reads_them() -> None:
     for source, context in CASES:
         assert fast.from_string(source).render(context) == plain.from_string(source).render(context), source
     assert isinstance(ENV, PageEnvironment)
+
+
+def test_output_escape_writes_what_escape_writes() -> None:
+    class Html:
+        def __html__(self) -> str:
+            return "<raw>"
+
+    class Weird(int):
+        def __str__(self) -> str:
+            return "<7>"
+
+    for value in ("", "plain", "<&>\"'", Markup("<b>"), Html(), 0, -1, 2**70, True, 1.25, None, Weird(7), ["<"]):
+        assert output_escape(value) == str(escape(value)), value
 
 
 def test_one_message_renders_alone_as_in_the_chat() -> None:

@@ -84,40 +84,40 @@ async def _soft(call: Awaitable[Any], degraded: list[str], *, optional: bool = F
         raise
 
 
-async def _cached(rt: WebRuntime, key: str, fetch: Awaitable[Any]) -> Any:
-    ttl = rt.settings.cache_ttl
-    full = rt.ctx.key("cache", key)
-    if ttl > 0:
-        raw = await rt.redis.get(full)
-        if raw is not None:
-            fetch.close()  # type: ignore[attr-defined]
-            return json.loads(raw)
-    value = await fetch
-    if ttl > 0 and value is not None:
-        await rt.redis.set(full, json.dumps(value), px=int(ttl * 1000))
-    return value
+def _profile_key(rt: WebRuntime, username: str) -> str:
+    return rt.ctx.key("cache", f"profile:{username}")
+
+
+def _media_key(rt: WebRuntime, media_id: str) -> str:
+    return rt.ctx.key("cache", f"media:{media_id}")
+
+
+async def _remember(rt: WebRuntime, key: str, value: Any) -> None:
+    await rt.redis.set(key, json.dumps(value), px=int(rt.settings.cache_ttl * 1000))
+
+
+async def _fetch_profile(rt: WebRuntime, username: str) -> dict[str, Any] | None:
+    try:
+        got: dict[str, Any] = await rt.api.get(f"/api/v1/users/{username}")
+    except ApiError as exc:
+        if isinstance(exc, ModuleDown):
+            raise
+        return None
+    if rt.settings.cache_ttl > 0:
+        await _remember(rt, _profile_key(rt, username), got)
+    return got
 
 
 async def public_profile(rt: WebRuntime, username: str) -> dict[str, Any] | None:
     """A profile as an anonymous visitor sees it (the same for everyone, so cacheable); None if unknown."""
-    async def fetch() -> dict[str, Any] | None:
-        try:
-            got: dict[str, Any] = await rt.api.get(f"/api/v1/users/{username}")
-            return got
-        except ApiError as exc:
-            if isinstance(exc, ModuleDown):
-                raise
-            return None
-    return await _cached(rt, f"profile:{username}", fetch())
-
-
-async def media_ref(rt: WebRuntime, media_id: str) -> dict[str, Any]:
-    """A media item's variants; only ready media is public (and then unchanging, so cacheable)."""
-    key = rt.ctx.key("cache", f"media:{media_id}")
     if rt.settings.cache_ttl > 0:
-        raw = await rt.redis.get(key)
+        raw = await rt.redis.get(_profile_key(rt, username))
         if raw is not None:
             return dict(json.loads(raw))
+    return await _fetch_profile(rt, username)
+
+
+async def _fetch_media(rt: WebRuntime, media_id: str) -> dict[str, Any]:
     try:
         m = await rt.api.get(f"/api/v1/media/{media_id}")
     except ModuleDown:
@@ -127,8 +127,17 @@ async def media_ref(rt: WebRuntime, media_id: str) -> dict[str, Any]:
     ref = {"id": media_id, "status": m.get("status"), "width": m.get("width"), "height": m.get("height"),
            "variants": {n: v["url"] for n, v in (m.get("variants") or {}).items()}}
     if rt.settings.cache_ttl > 0 and ref["status"] == "ready":
-        await rt.redis.set(key, json.dumps(ref), px=int(rt.settings.cache_ttl * 1000))
+        await _remember(rt, _media_key(rt, media_id), ref)
     return ref
+
+
+async def media_ref(rt: WebRuntime, media_id: str) -> dict[str, Any]:
+    """A media item's variants; only ready media is public (and then unchanging, so cacheable)."""
+    if rt.settings.cache_ttl > 0:
+        raw = await rt.redis.get(_media_key(rt, media_id))
+        if raw is not None:
+            return dict(json.loads(raw))
+    return await _fetch_media(rt, media_id)
 
 
 def author_of(post: dict[str, Any], profile: dict[str, Any] | None) -> dict[str, Any]:
@@ -140,13 +149,25 @@ def author_of(post: dict[str, Any], profile: dict[str, Any] | None) -> dict[str,
 
 
 async def enrich(rt: WebRuntime, posts: list[dict[str, Any]], degraded: list[str]) -> list[dict[str, Any]]:
-    """Posts with their authors' profiles and media variants, every lookup in parallel."""
+    """Posts with their authors' profiles and media variants: what the cache holds in one Valkey read (a page
+    of ten posts is one MGET, not one GET per author and image), the rest fetched in parallel."""
     usernames = sorted({p["author"]["username"] for p in posts if p.get("author")})
     media_ids = sorted({m for p in posts for m in p.get("media_ids", [])})
-    results = await asyncio.gather(
-        *(_soft(public_profile(rt, u), degraded) for u in usernames),
-        *(_soft(media_ref(rt, m), degraded) for m in media_ids),
-    )
+    keys = [_profile_key(rt, u) for u in usernames] + [_media_key(rt, m) for m in media_ids]
+    cached: list[Any] = [None] * len(keys)
+    if keys and rt.settings.cache_ttl > 0:
+        cached = [json.loads(raw) if raw is not None else None for raw in await rt.redis.mget(keys)]
+
+    def fetch(i: int) -> Awaitable[Any]:
+        if i < len(usernames):
+            return _fetch_profile(rt, usernames[i])
+        return _fetch_media(rt, media_ids[i - len(usernames)])
+
+    missing = [i for i, value in enumerate(cached) if value is None]
+    fetched = await asyncio.gather(*(_soft(fetch(i), degraded) for i in missing))
+    results = list(cached)
+    for i, value in zip(missing, fetched, strict=True):
+        results[i] = value
     profiles = dict(zip(usernames, results[:len(usernames)], strict=True))
     media = dict(zip(media_ids, results[len(usernames):], strict=True))
     return [{"post": p, "author": author_of(p, profiles.get(p["author"]["username"])),

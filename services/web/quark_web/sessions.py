@@ -118,6 +118,15 @@ class SessionStore:
         if not await redis.set(lock, "1", nx=True, ex=15):
             return await self._wait_for_refresh(sid, sess)
         try:
+            # Read again under the lock: a request that loaded the session before another one refreshed it,
+            # and takes the lock after that one let go, holds a refresh token already spent — presenting it
+            # would make auth see a reuse and revoke the whole family.
+            current = await self.load(sid)
+            if current is None:
+                return None
+            if current.access_token != sess.access_token:
+                return current
+            sess = current
             try:
                 tokens = await self.rt.api.post(f"{AUTH}/refresh", json={"refresh_token": sess.refresh_token})
             except ModuleDown:

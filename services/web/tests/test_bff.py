@@ -3,6 +3,7 @@ short caching of what every viewer sees alike."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,17 @@ async def test_feed_resolves_authors_and_media_and_caches_public_profiles(statio
                                                          "cursor": body["next_cursor"]})).json()
     assert [i["post"]["title"] for i in page2["items"]] == ["Post 0"] and page2["next_cursor"] is None
     # The profile (anonymous view) is cached in Valkey for the next requests.
-    assert await station.web.redis.exists(station.web.ctx.key("cache", "profile:bob"))
+    key = station.web.ctx.key("cache", "profile:bob")
+    assert await station.web.redis.exists(key)
+    # A page's authors and images are read from the cache (one MGET): what it holds is what the feed shows,
+    # and a miss is fetched again (and cached again).
+    await station.web.redis.set(key, json.dumps({"display_name": "Cached Bob"}), px=60_000)
+    cached = (await api.get("/api/v1/web/feed", params={"source": "public", "limit": 2})).json()
+    assert [i["author"]["display_name"] for i in cached["items"]] == ["Cached Bob", "Cached Bob"]
+    await station.web.redis.delete(key)
+    fetched = (await api.get("/api/v1/web/feed", params={"source": "public", "limit": 2})).json()
+    assert [i["author"]["display_name"] for i in fetched["items"]] == ["Bob", "Bob"]
+    assert await station.web.redis.exists(key)
     tag = (await api.get("/api/v1/web/feed", params={"source": "tag", "tag": "quark"})).json()
     assert len(tag["items"]) == 3
     by_user = (await api.get("/api/v1/web/feed", params={"source": "user", "username": "bob"})).json()

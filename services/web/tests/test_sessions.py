@@ -52,6 +52,28 @@ async def test_parallel_requests_refresh_once_and_never_trip_reuse_detection(sta
     assert again.status_code == 200 and "@bob" in again.text
 
 
+async def test_a_refresh_that_lost_the_race_uses_the_winners_tokens(station: Station) -> None:
+    """A request that loaded the session before another refreshed it, and asks for the lock after the
+    other let go of it, must not present the spent refresh token (auth would revoke the family)."""
+    b = station.browser()
+    await sign_up(station, b, "dave", verify=False)
+    sid = session_id(b)
+    await expire_access_token(station, sid)
+    store = station.web.sessions
+    stale = await store.load(sid)  # loaded before the other request's refresh ...
+    assert stale is not None
+    winner = await store.refresh(sid, await store.load(sid))  # type: ignore[arg-type]
+    assert winner is not None and winner.access_token != stale.access_token
+    late = await store.refresh(sid, stale)  # ... refreshing after it: takes the winner's tokens
+    assert late is not None and late.access_token == winner.access_token
+    assert late.refresh_token == winner.refresh_token
+    # The family was not revoked: the browser stays signed in, and refreshes again later.
+    page = await b.get("/drafts")
+    assert page.status_code == 200 and "@dave" in page.text
+    await expire_access_token(station, sid)
+    assert (await b.get("/settings/sessions")).status_code == 200
+
+
 async def test_a_revoked_session_signs_the_browser_out(station: Station) -> None:
     phone, laptop = station.browser(), station.browser()
     await sign_up(station, phone, "carol", verify=False)

@@ -92,9 +92,11 @@ class PageCodeGenerator(CodeGenerator):
 PageEnvironment.code_generator_class = PageCodeGenerator
 PageEnvironment.output_escape = staticmethod(output_escape)  # type: ignore[attr-defined]
 
-# One environment, built once: templates are compiled on first use and cached.
+# One environment, built once: templates are compiled on first use and cached. They ship with the package
+# and change with it, so they are not stat()ed for changes on every render (`auto_reload`): a template edited
+# in place is read when the process restarts, as a Python file is.
 ENV = PageEnvironment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "xml"]),
-                      trim_blocks=True, lstrip_blocks=True, enable_async=False)
+                      trim_blocks=True, lstrip_blocks=True, enable_async=False, auto_reload=False)
 
 
 def csp(rt: WebRuntime) -> str:

@@ -21,8 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from jinja2.compiler import CodeGenerator, Frame
-from jinja2.nodes import Expr
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.nodes import Call, Expr, FromImport, Macro, Name, Template
 from markupsafe import _escape_inner
 
 from quark_web import errors
@@ -78,7 +78,39 @@ def output_escape(value: Any) -> str:
 
 
 class PageCodeGenerator(CodeGenerator):
-    """Compiles `{{ ... }}` in an autoescaped template to `environment.output_escape(...)`."""
+    """Compiles `{{ ... }}` in an autoescaped template to `environment.output_escape(...)`, and calls of the
+    page's translator `_` and of the template's own macros to plain calls: Jinja makes every call through
+    `Context.call`, which looks for `pass_context` and the like each time — more than the translation itself
+    for the ~80 labels of a chat page, and a sixth of rendering its 30 messages (one macro call each). `_` is
+    always the page's translator, a plain function of one string (`i18n.translator`); a macro defined or
+    imported in the template is a `Macro`, unless the template also assigns its name (then it is left alone)."""
+
+    _plain_callees: frozenset[str] = frozenset()
+
+    def visit_Template(self, node: Template, frame: Frame | None = None) -> None:
+        macros = {m.name for m in node.find_all(Macro)}
+        for imported in node.find_all(FromImport):
+            macros.update(name if isinstance(name, str) else name[1] for name in imported.names)
+        assigned = {n.name for n in node.find_all(Name) if n.ctx in ("store", "param")}
+        self._plain_callees = frozenset({"_"} | macros) - assigned
+        super().visit_Template(node, frame)
+
+    @optimizeconst
+    def visit_Call(self, node: Call, frame: Frame, forward_caller: bool = False) -> None:
+        # Positional arguments only (keywords and star arguments go Jinja's own way).
+        if (isinstance(node.node, Name) and node.node.name in self._plain_callees and not node.kwargs
+                and node.dyn_args is None and node.dyn_kwargs is None and not forward_caller
+                and not self.environment.is_async and not self.environment.sandboxed):
+            self.write("(")
+            self.visit(node.node, frame)
+            self.write(")(")
+            for i, arg in enumerate(node.args):
+                if i:
+                    self.write(", ")
+                self.visit(arg, frame)
+            self.write(")")
+            return
+        super().visit_Call(node, frame, forward_caller=forward_caller)
 
     def _output_child_pre(self, node: Expr, frame: Frame, finalize: Any) -> None:
         if frame.eval_ctx.autoescape and not frame.eval_ctx.volatile:

@@ -25,6 +25,15 @@ CASES = [
     ("{% macro m(x) %}<p>{{ x }}</p>{% endmacro %}{{ m(a) }}{{ m(a) | upper }}", {"a": "<q>"}),
     ("{{ a ~ b }}|{{ a | e }}|{{ a | safe }}|{{ (a ~ '') | length }}", {"a": "<&>", "b": Markup("<br>")}),
     ("{% autoescape false %}{{ a }}{% endautoescape %}{{ a }}", {"a": "<&>"}),
+    # calls of `_` and of the template's macros are plain calls: the same output as through Context.call
+    ("{{ _('Hello <you>') }}|{% for x in [1, 2] %}{{ _('n') }}{{ x }}{% endfor %}", {"_": lambda s: s.upper()}),
+    ("{% macro m(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}{{ m(1) }}{{ m('<', 2) }}{{ m(1, b=3) }}{{ m(*[4]) }}"
+     "{% for x in 'xy' %}{{ m(loop.index, x) }}{% endfor %}{{ m(**{'a': 5}) }}", {}),
+    ("{% macro m() %}<{{ caller() }}>{% endmacro %}{% call m() %}in{% endcall %}{{ m(caller=_) }}",
+     {"_": lambda: "x"}),
+    ("{% macro m(x) %}{{ x }}{% endmacro %}{% set m = d.get %}{{ m('a') }}", {"d": {"a": "A"}}),  # reassigned
+    ("{% macro outer(_) %}{{ _('a') }}{% endmacro %}{{ outer(f) }}", {"f": lambda s: s * 2}),  # `_` as a param
+    ("{% set _ = f %}{{ _('b') }}", {"f": lambda s: s * 3}),
 ]
 
 

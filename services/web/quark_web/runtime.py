@@ -9,7 +9,8 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Annotated, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated
 
 import redis.asyncio as aioredis
 from fastapi import Request
@@ -18,6 +19,9 @@ from quark_sdk.app import RuntimeDep, ServiceContext
 from quark_web.apiclient import Api
 from quark_web.assets import Assets
 from quark_web.settings import WebSettings
+
+if TYPE_CHECKING:
+    from quark_web.sessions import SessionStore
 
 
 @dataclass
@@ -35,8 +39,9 @@ class WebRuntime:
     def redis(self) -> aioredis.Redis:
         return self.ctx.cache()
 
-    @property
-    def sessions(self) -> Any:
+    @cached_property
+    def sessions(self) -> SessionStore:
+        """One store per instance: it holds the sessions read in the last second (`session_cache_seconds`)."""
         from quark_web.sessions import SessionStore
 
         return SessionStore(self)

@@ -14,7 +14,7 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from quark_web.apiclient import ApiError, ModuleDown
@@ -73,9 +73,28 @@ class WebSession:
         return "moderator" in self.roles or self.is_admin
 
 
+RECENT_MAX = 10_000
+
+
 class SessionStore:
+    """Sessions in Valkey, and the ones this instance read in the last `session_cache_seconds` (one Valkey
+    round trip fewer for each page of a person clicking through; a page is about a dozen of those a second
+    at most). Whatever this instance writes or deletes is written through at once; a refresh and the wait
+    for another request's refresh always read Valkey itself."""
+
     def __init__(self, rt: WebRuntime) -> None:
         self.rt = rt
+        self._recent: dict[str, tuple[float, WebSession]] = {}
+
+    def _remember(self, key: str, sess: WebSession) -> None:
+        seconds = self.rt.settings.session_cache_seconds
+        if seconds <= 0:
+            return
+        self._recent.pop(key, None)
+        if len(self._recent) >= RECENT_MAX:  # the oldest first (insertion order)
+            for old in list(self._recent)[: RECENT_MAX // 10]:
+                del self._recent[old]
+        self._recent[key] = (time.monotonic() + seconds, replace(sess))
 
     def _key(self, sid_hash: str, kind: str = "session") -> str:
         return self.rt.ctx.key(kind, sid_hash)
@@ -91,19 +110,33 @@ class SessionStore:
         return sid, sess
 
     async def save(self, sid: str, sess: WebSession) -> None:
-        await self.rt.redis.set(self._key(digest(sid)), json.dumps(asdict(sess)), ex=self._ttl(sess))
+        key = self._key(digest(sid))
+        self._recent.pop(key, None)
+        await self.rt.redis.set(key, json.dumps(asdict(sess)), ex=self._ttl(sess))
+        self._remember(key, sess)
 
-    async def load(self, sid: str) -> WebSession | None:
-        raw = await self.rt.redis.get(self._key(digest(sid)))
+    async def load(self, sid: str, *, recent: bool = True) -> WebSession | None:
+        """The session (a copy of its own for the caller); `recent=False` reads Valkey whatever was cached."""
+        key = self._key(digest(sid))
+        if recent and (hit := self._recent.get(key)) is not None:
+            if hit[0] > time.monotonic():
+                return replace(hit[1])
+            del self._recent[key]
+        raw = await self.rt.redis.get(key)
         if raw is None:
+            self._recent.pop(key, None)
             return None
         try:
-            return WebSession(**json.loads(raw))
+            sess = WebSession(**json.loads(raw))
         except (TypeError, ValueError):
             return None
+        self._remember(key, sess)
+        return sess
 
     async def delete(self, sid: str) -> None:
-        await self.rt.redis.delete(self._key(digest(sid)))
+        key = self._key(digest(sid))
+        self._recent.pop(key, None)
+        await self.rt.redis.delete(key)
 
     async def fresh(self, sid: str, sess: WebSession) -> WebSession | None:
         """The session with an access token that is good for at least `refresh_margin` seconds; None when it
@@ -121,7 +154,7 @@ class SessionStore:
             # Read again under the lock: a request that loaded the session before another one refreshed it,
             # and takes the lock after that one let go, holds a refresh token already spent — presenting it
             # would make auth see a reuse and revoke the whole family.
-            current = await self.load(sid)
+            current = await self.load(sid, recent=False)
             if current is None:
                 return None
             if current.access_token != sess.access_token:
@@ -147,7 +180,7 @@ class SessionStore:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            current = await self.load(sid)
+            current = await self.load(sid, recent=False)
             if current is None:
                 return None
             if current.access_token != sess.access_token:

@@ -24,6 +24,9 @@ class WebSettings(ServiceSettings):
     session_ttl: int = Field(default=7 * 86400, ge=60, le=90 * 86400)
     # Refresh the access token when it has fewer seconds left than this.
     refresh_margin: int = Field(default=30, ge=0, le=600)
+    # An instance keeps a session it read from Valkey this many seconds (0: always reads Valkey). Its own
+    # changes (sign-out, refresh) take effect at once; another instance's sign-out within this delay.
+    session_cache_seconds: float = Field(default=1.0, ge=0, le=10)
 
     # Secret for the CSRF tokens (HMAC). Unset: one random secret shared by every instance through Valkey.
     csrf_secret: SecretStr | None = None

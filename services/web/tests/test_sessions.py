@@ -74,6 +74,38 @@ async def test_a_refresh_that_lost_the_race_uses_the_winners_tokens(station: Sta
     assert (await b.get("/settings/sessions")).status_code == 200
 
 
+async def test_an_instance_keeps_a_session_it_read_for_a_second_and_its_own_changes_at_once(station: Station) -> None:
+    """`session_cache_seconds`: a page of a session read in the last second costs no Valkey read; a sign-out
+    here takes effect at once, one on another instance (the key gone from Valkey) once the second is over."""
+    b = station.browser()
+    await sign_up(station, b, "erin", verify=False)
+    sid = session_id(b)
+    store = station.web.sessions
+    assert station.web.settings.session_cache_seconds == 1.0
+    first = await store.load(sid)
+    assert first is not None
+    first.username = "changed by the caller"  # each caller gets its own copy
+    again = await store.load(sid)
+    assert again is not None and again.username == "erin"
+    # Another instance signs the browser out: Valkey no longer has the session ...
+    from quark_web.sessions import digest
+
+    key = station.web.ctx.key("session", digest(sid))
+    await station.web.redis.delete(key)
+    assert (await b.get("/drafts")).status_code == 200  # ... this instance still knows it, within its second
+    store._recent[key] = (0.0, store._recent[key][1])  # the second is over
+    page = await b.get("/drafts")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    assert key not in store._recent and await store.load(sid) is None
+    # This instance's own sign-out takes effect at once.
+    c = station.browser()
+    await sign_up(station, c, "finn", verify=False)
+    assert (await c.get("/drafts")).status_code == 200
+    await c.post("/logout")
+    page = await c.get("/drafts")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+
+
 async def test_a_revoked_session_signs_the_browser_out(station: Station) -> None:
     phone, laptop = station.browser(), station.browser()
     await sign_up(station, phone, "carol", verify=False)

@@ -91,13 +91,13 @@ async def test_cancelled_transactions_and_sessions_return_their_connections(quar
             async with db.transaction() as session:
                 await session.execute(text("SELECT 1"))
                 started.set()
-                await asyncio.sleep(3600)
+                await asyncio.Event().wait()  # parked until cancelled
 
         async def stuck_in_session() -> None:
             async with db.session() as session:
                 await session.execute(text("SELECT 1"))  # autobegun: closing must roll back
                 started.set()
-                await asyncio.sleep(3600)
+                await asyncio.Event().wait()  # parked until cancelled
 
         for body in (stuck_in_transaction, stuck_in_session):
             started.clear()

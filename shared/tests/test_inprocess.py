@@ -32,7 +32,7 @@ def app() -> FastAPI:
 
     @api.get("/slow")
     async def slow() -> dict[str, Any]:
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # never answers: what is tested is the caller's timeout cancelling it
         return {}
 
     @api.get("/boom")

@@ -297,6 +297,7 @@ def thread_statement(*, after_cursor: bool) -> Select[Any]:
         q = q.where(Comment.path > bindparam("after", type_=String))
     return q.order_by(Comment.path).limit(bindparam("limit", type_=Integer))
 
+
 async def comments_of(
     session: AsyncSession, principal: Principal | None, post: Post, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:

@@ -233,6 +233,7 @@ def chat_statement(*, with_latest: bool) -> Select[Any]:
         stmt = stmt.add_columns(latest).outerjoin(latest, true())
     return stmt.where(Conversation.id == bindparam("conversation_id", type_=Uuid))
 
+
 async def rename(
     rt: MessagingRuntime, session: AsyncSession, user_id: uuid.UUID, conversation_id: uuid.UUID, title: str
 ) -> ChatOut:

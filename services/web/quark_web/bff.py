@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -108,13 +109,17 @@ async def _fetch_profile(rt: WebRuntime, username: str) -> dict[str, Any] | None
     return got
 
 
+async def _from_cache(rt: WebRuntime, keys: list[str]) -> list[Any]:
+    """The cached values of `keys` in one Valkey read (None for a miss, or all None with the cache off)."""
+    if not keys or rt.settings.cache_ttl <= 0:
+        return [None] * len(keys)
+    return [json.loads(raw) if raw is not None else None for raw in await rt.redis.mget(keys)]
+
+
 async def public_profile(rt: WebRuntime, username: str) -> dict[str, Any] | None:
     """A profile as an anonymous visitor sees it (the same for everyone, so cacheable); None if unknown."""
-    if rt.settings.cache_ttl > 0:
-        raw = await rt.redis.get(_profile_key(rt, username))
-        if raw is not None:
-            return dict(json.loads(raw))
-    return await _fetch_profile(rt, username)
+    (cached,) = await _from_cache(rt, [_profile_key(rt, username)])
+    return dict(cached) if cached is not None else await _fetch_profile(rt, username)
 
 
 async def _fetch_media(rt: WebRuntime, media_id: str) -> dict[str, Any]:
@@ -131,15 +136,6 @@ async def _fetch_media(rt: WebRuntime, media_id: str) -> dict[str, Any]:
     return ref
 
 
-async def media_ref(rt: WebRuntime, media_id: str) -> dict[str, Any]:
-    """A media item's variants; only ready media is public (and then unchanging, so cacheable)."""
-    if rt.settings.cache_ttl > 0:
-        raw = await rt.redis.get(_media_key(rt, media_id))
-        if raw is not None:
-            return dict(json.loads(raw))
-    return await _fetch_media(rt, media_id)
-
-
 def author_of(post: dict[str, Any], profile: dict[str, Any] | None) -> dict[str, Any]:
     author = post.get("author") or {}
     avatar = (profile or {}).get("avatar") or None
@@ -154,18 +150,10 @@ async def enrich(rt: WebRuntime, posts: list[dict[str, Any]], degraded: list[str
     usernames = sorted({p["author"]["username"] for p in posts if p.get("author")})
     media_ids = sorted({m for p in posts for m in p.get("media_ids", [])})
     keys = [_profile_key(rt, u) for u in usernames] + [_media_key(rt, m) for m in media_ids]
-    cached: list[Any] = [None] * len(keys)
-    if keys and rt.settings.cache_ttl > 0:
-        cached = [json.loads(raw) if raw is not None else None for raw in await rt.redis.mget(keys)]
-
-    def fetch(i: int) -> Awaitable[Any]:
-        if i < len(usernames):
-            return _fetch_profile(rt, usernames[i])
-        return _fetch_media(rt, media_ids[i - len(usernames)])
-
-    missing = [i for i, value in enumerate(cached) if value is None]
-    fetched = await asyncio.gather(*(_soft(fetch(i), degraded) for i in missing))
-    results = list(cached)
+    fetchers = [partial(_fetch_profile, rt, u) for u in usernames] + [partial(_fetch_media, rt, m) for m in media_ids]
+    results = await _from_cache(rt, keys)
+    missing = [i for i, value in enumerate(results) if value is None]
+    fetched = await asyncio.gather(*(_soft(fetchers[i](), degraded) for i in missing))
     for i, value in zip(missing, fetched, strict=True):
         results[i] = value
     profiles = dict(zip(usernames, results[:len(usernames)], strict=True))

@@ -46,21 +46,6 @@ THEMES = ("light", "dark")
 DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
-class PageEnvironment(Environment):
-    """Jinja2 for the pages. What they show are the modules' JSON answers (dicts), and Jinja looks `post.title`
-    up as an attribute first: for a dict that raises and catches an AttributeError on every key read (~40% of
-    rendering a chat of 30 messages). Here a dict's key is read first, unless the name is one of dict's own
-    (`.items()`, `.get()` stay methods, as before); a missing key is undefined, as before."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                return self.undefined(obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
-
-
 def output_escape(value: Any) -> str:
     """`{{ value }}` in a page: the text markupsafe's `escape` gives, without building a `Markup` for every
     value (two Python calls each, ~40% of rendering a chat of 30 messages). What a template writes out is
@@ -121,8 +106,24 @@ class PageCodeGenerator(CodeGenerator):
         super()._output_child_pre(node, frame, finalize)
 
 
-PageEnvironment.code_generator_class = PageCodeGenerator
-PageEnvironment.output_escape = staticmethod(output_escape)  # type: ignore[attr-defined]
+class PageEnvironment(Environment):
+    """Jinja2 for the pages. What they show are the modules' JSON answers (dicts), and Jinja looks `post.title`
+    up as an attribute first: for a dict that raises and catches an AttributeError on every key read (~40% of
+    rendering a chat of 30 messages). Here a dict's key is read first, unless the name is one of dict's own
+    (`.items()`, `.get()` stay methods, as before); a missing key is undefined, as before. Its templates compile
+    with `PageCodeGenerator`."""
+
+    code_generator_class = PageCodeGenerator
+    output_escape = staticmethod(output_escape)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
 
 # One environment, built once: templates are compiled on first use and cached. They ship with the package
 # and change with it, so they are not stat()ed for changes on every render (`auto_reload`): a template edited
